@@ -1,0 +1,62 @@
+/**
+ * Every bound in the core, in one place. Each says what it costs; the relations between them are asserted at
+ * load, so a bad edit fails the first import instead of corrupting a shard.
+ */
+import { assert } from "./assert.ts";
+
+/** Longest identifier (command id, partner id, account id, hold id), in ASCII bytes. Costs 64 B per key. */
+export const KEY_BYTES_MAX = 64;
+
+/** Longest currency code, in ASCII bytes ([A-Z0-9]{3,12}). */
+export const CURRENCY_BYTES_MAX = 12;
+/** Shortest currency code. */
+export const CURRENCY_BYTES_MIN = 3;
+
+/** Largest amount and balance: 2^53-1 minor units, the largest integer a float64 holds exactly. */
+export const AMOUNT_MAX = Number.MAX_SAFE_INTEGER;
+
+/** Most commands in one atomic group (and one HTTP request). The undo log is sized from it: ~64 KiB. */
+export const GROUP_COMMANDS_MAX = 1000;
+
+/** Most slots a ring may have. Each slot costs SLOT_BYTES (~330 B): 2^16 slots = ~21 MiB. */
+export const RING_SLOTS_MAX = 1 << 16;
+/** Default ring size: 2^13 slots = ~2.7 MiB per shard. */
+export const RING_SLOTS_DEFAULT = 1 << 13;
+
+/** Default most accounts per shard. Preallocated: ~110 B each, so 2^20 accounts = ~115 MiB (touched lazily). */
+export const ACCOUNTS_DEFAULT = 1 << 20;
+/** Hard ceiling on accounts per shard (Int32 indices, hash index at load <= 0.5). */
+export const ACCOUNTS_MAX = 1 << 26;
+
+/** Default most partners per shard. Costs ~80 B each. */
+export const PARTNERS_DEFAULT = 1 << 14;
+
+/** Most distinct currencies per shard (stored as Uint16 per account). */
+export const CURRENCIES_MAX = 1 << 10;
+
+/** Default hold slots per shard (open holds plus recently closed ones). ~130 B each: 2^18 = ~33 MiB. */
+export const HOLDS_DEFAULT = 1 << 18;
+
+/**
+ * Default idempotency window, in commands per shard. ~140 B per entry: 2^20 = ~145 MiB, preallocated.
+ * A shard answers retries for the newest IDEMPOTENCY_COMMANDS_DEFAULT commands or IDEMPOTENCY_RETENTION_MS_DEFAULT,
+ * whichever is shorter.
+ */
+export const IDEMPOTENCY_COMMANDS_DEFAULT = 1 << 20;
+/** Default idempotency retention: 24 hours of stamped time. */
+export const IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1000;
+
+/** Longest hold expiry a client may ask for: 366 days. Keeps `time + expiresInMs` far inside the safe range. */
+export const HOLD_EXPIRY_MS_MAX = 366 * 24 * 60 * 60 * 1000;
+
+/** Undo log entries: a group command touches at most 2 accounts, 1 hold, 1 partner -> 4 per command. */
+export const UNDO_ENTRIES_MAX = GROUP_COMMANDS_MAX * 4;
+
+assert(Number.isSafeInteger(AMOUNT_MAX), "AMOUNT_MAX must be a safe integer");
+assert((RING_SLOTS_MAX & (RING_SLOTS_MAX - 1)) === 0, "RING_SLOTS_MAX must be a power of two");
+assert((RING_SLOTS_DEFAULT & (RING_SLOTS_DEFAULT - 1)) === 0, "RING_SLOTS_DEFAULT must be a power of two");
+assert(RING_SLOTS_DEFAULT <= RING_SLOTS_MAX, "RING_SLOTS_DEFAULT <= RING_SLOTS_MAX");
+assert(GROUP_COMMANDS_MAX <= RING_SLOTS_DEFAULT, "a group must fit in the default ring");
+assert(KEY_BYTES_MAX % 4 === 0, "keys are compared a 32-bit word at a time");
+assert(KEY_BYTES_MAX <= 255, "key lengths are stored in a byte");
+assert(ACCOUNTS_DEFAULT <= ACCOUNTS_MAX, "ACCOUNTS_DEFAULT <= ACCOUNTS_MAX");
