@@ -1,0 +1,32 @@
+/**
+ * The BatchEventProcessor: drains everything the sequencer has published in one batch and hands each slot to its
+ * EventHandler with `endOfBatch` on the last one, so handlers can flush I/O once per batch.
+ */
+import type { RingBuffer, Sequence, Sequencer } from "./ring-buffer.ts";
+
+/** Receives each published slot in sequence order. */
+export interface EventHandler {
+  onEvent(ring: RingBuffer, sequence: number, endOfBatch: boolean): void;
+}
+
+/** Runs an EventHandler over a ring. Its `sequence` gates the producer (it may not lap this consumer). */
+export class BatchEventProcessor {
+  constructor(
+    readonly ring: RingBuffer,
+    readonly sequencer: Sequencer,
+    readonly handler: EventHandler,
+    /** The last sequence this processor has finished with. */
+    readonly sequence: Sequence,
+  ) {}
+
+  /** Process every published slot; returns how many. Bounded by the ring size. */
+  processAvailable(): number {
+    const available = this.sequencer.cursor.value;
+    const first = this.sequence.value + 1;
+    for (let sequence = first; sequence <= available; sequence++) {
+      this.handler.onEvent(this.ring, sequence, sequence === available);
+    }
+    this.sequence.value = available;
+    return available - first + 1;
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * hotledger core: the deterministic, single-threaded balance engine. No I/O, no runtime globals; ECMAScript and
+ * Web-standard APIs only, plus @bufbuild/protobuf for the contract.
+ */
+export { AssertionError, assert } from "./assert.ts";
+export { ACCOUNT_STATUSES, COMMAND_TYPES, Code, RESULT_CODES, Status, Type } from "./codes.ts";
+export type { AccountStatus, CommandType, ResultCode } from "./codes.ts";
+export { BatchEventProcessor, type EventHandler } from "./batch-event-processor.ts";
+export { crc32c } from "./crc32c.ts";
+export { Engine, type EngineOptions, type ExecuteOptions } from "./engine.ts";
+export { InvalidCommandError, SnapshotError } from "./errors.ts";
+export { translateCommand } from "./event-translator.ts";
+export { Ledger, ledgerSizes, type LedgerSizes } from "./ledger.ts";
+export * as limits from "./limits.ts";
+export { RingBuffer, Sequence, Sequencer, SLOT_BYTES } from "./ring-buffer.ts";
+export { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION, stateHash } from "./snapshot.ts";
+export type * from "./types.ts";

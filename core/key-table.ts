@@ -1,0 +1,159 @@
+/**
+ * An open-addressing hash index from (owner, ASCII key) to an entry number, over preallocated typed arrays.
+ * The LMAX lesson: a purpose-built collection instead of Map<string>. Keys live as zero-padded 32-bit words at
+ * `entry * KEY_WORDS`, so lookups hash and compare words straight out of ring slots. Linear probing at load <= 0.5,
+ * backward-shift deletion (no tombstones), every loop bounded by the index size.
+ */
+import { assert } from "./assert.ts";
+import { hashWords } from "./hash.ts";
+import { KEY_BYTES_MAX } from "./limits.ts";
+
+/** Words per stored key. */
+export const KEY_WORDS = KEY_BYTES_MAX / 4;
+
+const EMPTY = -1;
+
+/** A fixed-capacity key index. Entry numbers are chosen by the caller (row of the table the keys belong to). */
+export class KeyTable {
+  /** Most entries. */
+  readonly capacity: number;
+  /** Stored keys, KEY_WORDS per entry, zero-padded. */
+  readonly keyWords: Uint32Array;
+  /** The same keys as bytes (for copying in and out; lookups use the words). */
+  readonly keyBytes: Uint8Array;
+  /** Stored key lengths in bytes; 0 = entry not in the index. */
+  readonly keyLength: Uint8Array;
+  /** Owner of each entry (a partner index; 0 where keys have no owner). Part of the key. */
+  readonly owner: Uint32Array;
+  /** Hash of each stored entry, kept for probing, deletion and re-insertion. */
+  readonly keyHash: Uint32Array;
+  private readonly index: Int32Array;
+  private readonly indexMask: number;
+  /** Entries in the index. */
+  count = 0;
+
+  constructor(capacity: number) {
+    assert(Number.isInteger(capacity) && capacity >= 1, "key table capacity must be a positive integer");
+    this.capacity = capacity;
+    this.keyWords = new Uint32Array(capacity * KEY_WORDS);
+    this.keyBytes = new Uint8Array(this.keyWords.buffer);
+    this.keyLength = new Uint8Array(capacity);
+    this.owner = new Uint32Array(capacity);
+    this.keyHash = new Uint32Array(capacity);
+    let size = 2;
+    while (size < capacity * 2) size *= 2;
+    this.index = new Int32Array(size).fill(EMPTY);
+    this.indexMask = size - 1;
+  }
+
+  /** The hash `find` and `insert` expect for a key of `byteLength` bytes at `words[wordStart]`. */
+  static hash(owner: number, words: Uint32Array, wordStart: number, byteLength: number): number {
+    return hashWords(words, wordStart, (byteLength + 3) >>> 2, owner + 0x9747b28c);
+  }
+
+  /** The entry holding this key, or -1. */
+  find(owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
+    const index = this.index;
+    const mask = this.indexMask;
+    let position = hash & mask;
+    for (let probes = 0; probes <= mask; probes++) {
+      const entry = index[position];
+      if (entry === EMPTY) return EMPTY;
+      if (
+        this.keyHash[entry] === hash &&
+        this.owner[entry] === owner &&
+        this.keyLength[entry] === byteLength &&
+        this.keyEquals(entry, words, wordStart, byteLength)
+      ) {
+        return entry;
+      }
+      position = (position + 1) & mask;
+    }
+    return EMPTY;
+  }
+
+  private keyEquals(entry: number, words: Uint32Array, wordStart: number, byteLength: number): boolean {
+    const stored = this.keyWords;
+    const base = entry * KEY_WORDS;
+    const wordCount = (byteLength + 3) >>> 2;
+    for (let i = 0; i < wordCount; i++) {
+      if (stored[base + i] !== words[wordStart + i]) return false;
+    }
+    return true;
+  }
+
+  /** Store the key at `entry` and index it. The key must not be present and the entry must be free. */
+  insert(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): void {
+    assert(entry >= 0 && entry < this.capacity, "key table entry out of range");
+    assert(this.keyLength[entry] === 0, "key table entry already in use");
+    assert(byteLength >= 1 && byteLength <= KEY_BYTES_MAX, "key length out of range");
+    assert(this.count < this.capacity, "key table full");
+    const base = entry * KEY_WORDS;
+    const wordCount = (byteLength + 3) >>> 2;
+    const stored = this.keyWords;
+    for (let i = 0; i < wordCount; i++) stored[base + i] = words[wordStart + i];
+    for (let i = wordCount; i < KEY_WORDS; i++) stored[base + i] = 0;
+    this.keyLength[entry] = byteLength;
+    this.owner[entry] = owner;
+    this.keyHash[entry] = hash;
+    this.place(entry);
+    this.count++;
+  }
+
+  private place(entry: number): void {
+    const index = this.index;
+    const mask = this.indexMask;
+    let position = this.keyHash[entry] & mask;
+    for (let probes = 0; probes <= mask; probes++) {
+      if (index[position] === EMPTY) {
+        index[position] = entry;
+        return;
+      }
+      position = (position + 1) & mask;
+    }
+    assert(false, "key table index has no empty position");
+  }
+
+  /** Remove `entry` from the index (backward-shift deletion keeps every probe chain unbroken). */
+  remove(entry: number): void {
+    assert(this.keyLength[entry] !== 0, "key table entry not in use");
+    const index = this.index;
+    const mask = this.indexMask;
+    let hole = this.keyHash[entry] & mask;
+    let probes = 0;
+    while (index[hole] !== entry) {
+      assert(index[hole] !== EMPTY && probes++ <= mask, "key table entry missing from its probe chain");
+      hole = (hole + 1) & mask;
+    }
+    index[hole] = EMPTY;
+    let position = hole;
+    for (probes = 0; probes <= mask; probes++) {
+      position = (position + 1) & mask;
+      const moved = index[position];
+      if (moved === EMPTY) break;
+      const home = this.keyHash[moved] & mask;
+      // `moved` may fill the hole only when its home is not cyclically inside (hole, position].
+      const homeInside = hole <= position ? home > hole && home <= position : home > hole || home <= position;
+      if (!homeInside) {
+        index[hole] = moved;
+        index[position] = EMPTY;
+        hole = position;
+      }
+    }
+    this.keyLength[entry] = 0;
+    this.count--;
+  }
+
+  /** The stored key of `entry` as a string (for snapshots, reads and outputs; not for the hot path). */
+  keyString(entry: number): string {
+    const base = entry * KEY_BYTES_MAX;
+    return asciiString(this.keyBytes, base, base + this.keyLength[entry]);
+  }
+}
+
+/** Decode ASCII bytes `[start, end)` to a string. Identifiers are ASCII by construction (the translator checks). */
+export function asciiString(bytes: Uint8Array, start: number, end: number): string {
+  let text = "";
+  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]);
+  return text;
+}

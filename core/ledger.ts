@@ -1,0 +1,864 @@
+/**
+ * The ledger: one shard's accounts, holds and idempotency window in preallocated typed arrays, and the
+ * EventHandler that applies ring slots to them. Single-threaded and deterministic: the only time it sees is the
+ * stamped time in the slot; it never reads a clock or a random source, never allocates per command, and never
+ * throws for a business outcome (those are result codes).
+ */
+import { assert } from "./assert.ts";
+import { Code, Status, Type } from "./codes.ts";
+import { finalize, mixWord } from "./hash.ts";
+import { KEY_WORDS, KeyTable } from "./key-table.ts";
+import {
+  ACCOUNTS_DEFAULT,
+  ACCOUNTS_MAX,
+  AMOUNT_MAX,
+  CURRENCIES_MAX,
+  GROUP_COMMANDS_MAX,
+  HOLD_EXPIRY_MS_MAX,
+  HOLDS_DEFAULT,
+  IDEMPOTENCY_COMMANDS_DEFAULT,
+  IDEMPOTENCY_RETENTION_MS_DEFAULT,
+  KEY_BYTES_MAX,
+  PARTNERS_DEFAULT,
+  UNDO_ENTRIES_MAX,
+} from "./limits.ts";
+import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
+import type { LedgerOptions } from "./types.ts";
+
+/** Hold states as stored. */
+export const HoldState = { open: 0, captured: 1, released: 2, expired: 3, free: 4 } as const;
+
+const Undo = { accountState: 1, accountOpened: 2, holdPlaced: 3, holdClosed: 4, currencyAdded: 5 } as const;
+const UNDO_COLUMNS = 7;
+const NO_ACCOUNT = -1;
+
+/** Table sizes with defaults applied and checked. */
+export interface LedgerSizes {
+  accountsMax: number;
+  partnersMax: number;
+  holdsMax: number;
+  idempotencyCommandsMax: number;
+  idempotencyRetentionMs: number;
+}
+
+/** Apply defaults and check every size; throws RangeError for a size out of range (a configuration error). */
+export function ledgerSizes(options: LedgerOptions = {}): LedgerSizes {
+  const sizes = {
+    accountsMax: options.accountsMax ?? ACCOUNTS_DEFAULT,
+    partnersMax: options.partnersMax ?? PARTNERS_DEFAULT,
+    holdsMax: options.holdsMax ?? HOLDS_DEFAULT,
+    idempotencyCommandsMax: options.idempotencyCommandsMax ?? IDEMPOTENCY_COMMANDS_DEFAULT,
+    idempotencyRetentionMs: options.idempotencyRetentionMs ?? IDEMPOTENCY_RETENTION_MS_DEFAULT,
+  };
+  for (const [name, value] of Object.entries(sizes)) {
+    const max = name === "idempotencyRetentionMs" ? AMOUNT_MAX : ACCOUNTS_MAX;
+    if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+      throw new RangeError(`${name} must be an integer in 1..${max}, got ${value}`);
+    }
+  }
+  if (sizes.idempotencyCommandsMax < GROUP_COMMANDS_MAX) {
+    throw new RangeError(`idempotencyCommandsMax must be >= ${GROUP_COMMANDS_MAX} (one atomic group)`);
+  }
+  return sizes;
+}
+
+/** One shard's state and the handler that changes it. */
+export class Ledger {
+  readonly sizes: LedgerSizes;
+  /** Stamped time of the batch being (or last) processed. */
+  timeMs = 0;
+  /** Sequence of the last command processed. */
+  lastSequence = 0;
+
+  readonly partners: KeyTable;
+  readonly currencies: KeyTable;
+  currencyCount = 0;
+
+  readonly accounts: KeyTable;
+  accountCount = 0;
+  readonly balance: Float64Array;
+  readonly held: Float64Array;
+  readonly overdraftLimit: Float64Array;
+  readonly accountSeq: Float64Array;
+  readonly status: Uint8Array;
+  readonly currency: Uint16Array;
+
+  readonly holds: KeyTable;
+  readonly holdAccount: Int32Array;
+  readonly holdAmount: Float64Array;
+  readonly holdExpiresAt: Float64Array;
+  readonly holdSeq: Float64Array;
+  readonly holdState: Uint8Array;
+  /** Free hold slots, a stack. */
+  readonly holdFree: Int32Array;
+  holdFreeCount: number;
+  /** Closed holds, oldest first: a FIFO ring of hold slots. */
+  readonly holdClosed: Int32Array;
+  holdClosedHead = 0;
+  holdClosedCount = 0;
+  /** Open holds with an expiry, a binary min-heap on (expiresAt, seq); heapPosition[hold] = its place or -1. */
+  readonly heap: Int32Array;
+  readonly heapPosition: Int32Array;
+  heapSize = 0;
+
+  /** The idempotency window: a FIFO ring of entries, oldest at `windowHead`, indexed by (partner, id). */
+  readonly window: KeyTable;
+  windowHead = 0;
+  windowCount = 0;
+  readonly windowFingerprint: Uint32Array;
+  readonly windowTime: Float64Array;
+  readonly windowCode: Uint8Array;
+  readonly windowSeq: Float64Array;
+  readonly windowBalance: Float64Array;
+  readonly windowHeld: Float64Array;
+  readonly windowAvailable: Float64Array;
+
+  private readonly undo: Float64Array;
+  private undoCount = 0;
+  /** Per command of the unit being applied: its fingerprint (2 words), id hash, and result account. */
+  private readonly unitFingerprint = new Uint32Array(GROUP_COMMANDS_MAX * 2);
+  private readonly unitIdHash = new Uint32Array(GROUP_COMMANDS_MAX);
+  private readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
+  private readonly scratchNumber = new Float64Array(1);
+  private readonly scratchWords = new Uint32Array(this.scratchNumber.buffer);
+
+  constructor(options: LedgerOptions = {}) {
+    const sizes = ledgerSizes(options);
+    this.sizes = sizes;
+    this.partners = new KeyTable(sizes.partnersMax);
+    this.currencies = new KeyTable(CURRENCIES_MAX);
+    this.accounts = new KeyTable(sizes.accountsMax);
+    this.balance = new Float64Array(sizes.accountsMax);
+    this.held = new Float64Array(sizes.accountsMax);
+    this.overdraftLimit = new Float64Array(sizes.accountsMax);
+    this.accountSeq = new Float64Array(sizes.accountsMax);
+    this.status = new Uint8Array(sizes.accountsMax);
+    this.currency = new Uint16Array(sizes.accountsMax);
+    const holds = sizes.holdsMax;
+    this.holds = new KeyTable(holds);
+    this.holdAccount = new Int32Array(holds);
+    this.holdAmount = new Float64Array(holds);
+    this.holdExpiresAt = new Float64Array(holds);
+    this.holdSeq = new Float64Array(holds);
+    this.holdState = new Uint8Array(holds).fill(HoldState.free);
+    this.holdFree = new Int32Array(holds);
+    for (let i = 0; i < holds; i++) this.holdFree[i] = holds - 1 - i;
+    this.holdFreeCount = holds;
+    this.holdClosed = new Int32Array(holds);
+    this.heap = new Int32Array(holds);
+    this.heapPosition = new Int32Array(holds).fill(-1);
+    const window = sizes.idempotencyCommandsMax;
+    this.window = new KeyTable(window);
+    this.windowFingerprint = new Uint32Array(window * 2);
+    this.windowTime = new Float64Array(window);
+    this.windowCode = new Uint8Array(window);
+    this.windowSeq = new Float64Array(window);
+    this.windowBalance = new Float64Array(window);
+    this.windowHeld = new Float64Array(window);
+    this.windowAvailable = new Float64Array(window);
+    this.undo = new Float64Array(UNDO_ENTRIES_MAX * UNDO_COLUMNS);
+  }
+
+  /**
+   * EventHandler: apply the slot at `sequence`. A group is applied when its first slot arrives (the producer
+   * publishes a group in one claim, so all its slots are available); the group's other slots are skipped.
+   */
+  onEvent(ring: RingBuffer, sequence: number, _endOfBatch: boolean): void {
+    const index = sequence & ring.mask;
+    const count = ring.groupSize[index];
+    if (count !== 0) {
+      const time = ring.timeMs[index];
+      if (time > this.timeMs) this.timeMs = time;
+      this.applyUnit(ring, sequence, count);
+    }
+    this.lastSequence = sequence;
+  }
+
+  /** Apply `count` commands starting at `first` as one unit: a single command, or an atomic group. */
+  private applyUnit(ring: RingBuffer, first: number, count: number): void {
+    const firstIndex = first & ring.mask;
+    if (count === 1 && ring.type[firstIndex] === Type.check) {
+      this.housekeep(0);
+      this.applyCheck(ring, firstIndex, first);
+      return;
+    }
+    this.housekeep(count);
+    const partner = this.partnerFor(ring, firstIndex, true);
+    if (partner < 0) {
+      for (let k = 0; k < count; k++) this.reject(ring, (first + k) & ring.mask, first + k, Code.capacity_exceeded, NO_ACCOUNT);
+      return;
+    }
+    if (this.answerFromWindow(ring, first, count, partner)) return;
+    this.undoCount = 0;
+    let failed = -1;
+    for (let k = 0; k < count && failed < 0; k++) {
+      const index = (first + k) & ring.mask;
+      const code = this.applyCommand(ring, index, first + k, partner, k);
+      ring.code[index] = code;
+      if (code !== Code.ok) failed = k;
+    }
+    if (failed >= 0 && count > 1) this.failGroup(ring, first, count, failed);
+    for (let k = 0; k < count; k++) this.remember(ring, (first + k) & ring.mask, partner, k);
+  }
+
+  /** Keep room for a unit of `count` commands: expire holds, age out and make room in the window and hold table. */
+  private housekeep(count: number): void {
+    const now = this.timeMs;
+    while (this.heapSize > 0 && this.holdExpiresAt[this.heap[0]] <= now) this.expireHold(this.heap[0]);
+    const window = this.sizes.idempotencyCommandsMax;
+    const retention = this.sizes.idempotencyRetentionMs;
+    while (
+      this.windowCount > 0 &&
+      (this.windowCount + count > window || now - this.windowTime[this.windowHead] >= retention)
+    ) {
+      this.forgetOldestWindowEntry();
+    }
+    while (this.holdFreeCount < count && this.holdClosedCount > 0) this.forgetOldestClosedHold();
+  }
+
+  private forgetOldestWindowEntry(): void {
+    this.window.remove(this.windowHead);
+    this.windowHead = this.windowHead + 1 === this.sizes.idempotencyCommandsMax ? 0 : this.windowHead + 1;
+    this.windowCount--;
+  }
+
+  private forgetOldestClosedHold(): void {
+    const hold = this.holdClosed[this.holdClosedHead];
+    this.holdClosedHead = this.holdClosedHead + 1 === this.sizes.holdsMax ? 0 : this.holdClosedHead + 1;
+    this.holdClosedCount--;
+    this.holds.remove(hold);
+    this.holdState[hold] = HoldState.free;
+    this.holdFree[this.holdFreeCount++] = hold;
+  }
+
+  /**
+   * Look the unit's ids up in the window. Returns true when the unit is answered from it: every id present with the
+   * same command (the stored results, duplicate), or some id present with another command or in another group
+   * (`id_reused` on the first such command, `linked_failed` on the others; nothing is stored).
+   */
+  private answerFromWindow(ring: RingBuffer, first: number, count: number, partner: number): boolean {
+    let found = 0;
+    let reused = -1;
+    for (let k = 0; k < count; k++) {
+      const index = (first + k) & ring.mask;
+      this.fingerprint(ring, index, k);
+      const hash = this.fieldHash(ring, index, Field.id, partner);
+      this.unitIdHash[k] = hash;
+      const entry = this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), hash);
+      ring.resultSeq[index] = first + k;
+      if (entry < 0) continue;
+      found++;
+      const same =
+        this.windowFingerprint[entry * 2] === this.unitFingerprint[k * 2] &&
+        this.windowFingerprint[entry * 2 + 1] === this.unitFingerprint[k * 2 + 1];
+      if (same) this.copyStoredResult(ring, index, entry);
+      else if (reused < 0) reused = k;
+    }
+    if (found === 0) return false;
+    if (found === count && reused < 0) return true;
+    if (reused < 0) {
+      for (let k = 0; k < count && reused < 0; k++) if (ring.duplicate[(first + k) & ring.mask] === 1) reused = k;
+    }
+    for (let k = 0; k < count; k++) {
+      const index = (first + k) & ring.mask;
+      this.reject(ring, index, first + k, k === reused ? Code.id_reused : Code.linked_failed, NO_ACCOUNT);
+    }
+    return true;
+  }
+
+  private copyStoredResult(ring: RingBuffer, index: number, entry: number): void {
+    ring.code[index] = this.windowCode[entry];
+    ring.duplicate[index] = 1;
+    ring.resultSeq[index] = this.windowSeq[entry];
+    ring.balance[index] = this.windowBalance[entry];
+    ring.held[index] = this.windowHeld[entry];
+    ring.available[index] = this.windowAvailable[entry];
+  }
+
+  /** Store the result of unit command `k` in the window (space was made by housekeep). */
+  private remember(ring: RingBuffer, index: number, partner: number, k: number): void {
+    const window = this.sizes.idempotencyCommandsMax;
+    let entry = this.windowHead + this.windowCount;
+    if (entry >= window) entry -= window;
+    this.window.insert(entry, partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), this.unitIdHash[k]);
+    this.windowCount++;
+    this.windowFingerprint[entry * 2] = this.unitFingerprint[k * 2];
+    this.windowFingerprint[entry * 2 + 1] = this.unitFingerprint[k * 2 + 1];
+    this.windowTime[entry] = this.timeMs;
+    this.windowCode[entry] = ring.code[index];
+    this.windowSeq[entry] = ring.resultSeq[index];
+    this.windowBalance[entry] = ring.balance[index];
+    this.windowHeld[entry] = ring.held[index];
+    this.windowAvailable[entry] = ring.available[index];
+  }
+
+  /** Undo a failed group and rewrite its results: the failing command keeps its code, the others linked_failed. */
+  private failGroup(ring: RingBuffer, first: number, count: number, failed: number): void {
+    this.rollback();
+    for (let k = 0; k < count; k++) {
+      const index = (first + k) & ring.mask;
+      if (k !== failed) {
+        this.reject(ring, index, first + k, Code.linked_failed, NO_ACCOUNT);
+        continue;
+      }
+      const account = this.unitAccount[k];
+      this.reject(ring, index, first + k, ring.code[index], account < this.accountCount ? account : NO_ACCOUNT);
+    }
+  }
+
+  /** Apply one command; returns its code and writes its balances. Records undo entries for groups. */
+  private applyCommand(ring: RingBuffer, index: number, sequence: number, partner: number, k: number): number {
+    ring.duplicate[index] = 0;
+    ring.resultSeq[index] = sequence;
+    this.unitAccount[k] = NO_ACCOUNT;
+    let account = NO_ACCOUNT;
+    let code: number;
+    switch (ring.type[index]) {
+      case Type.openAccount:
+        code = this.openAccount(ring, index, partner, sequence);
+        account = this.found;
+        break;
+      case Type.credit:
+      case Type.debit:
+        code = this.creditOrDebit(ring, index, partner, sequence);
+        account = this.found;
+        break;
+      case Type.transfer:
+        code = this.transfer(ring, index, partner, sequence);
+        account = this.found;
+        break;
+      case Type.hold:
+        code = this.hold(ring, index, partner, sequence);
+        account = this.found;
+        break;
+      case Type.capture:
+      case Type.release:
+        code = this.captureOrRelease(ring, index, partner, sequence);
+        account = this.found;
+        break;
+      case Type.check:
+        code = this.check(ring, index, partner);
+        account = this.found;
+        break;
+      case Type.setOverdraftLimit:
+        code = this.setLimit(ring, index, partner, sequence);
+        account = this.found;
+        break;
+      default:
+        code = this.admin(ring, index, partner, sequence);
+        account = this.found;
+    }
+    this.unitAccount[k] = account;
+    this.writeBalances(ring, index, account);
+    return code;
+  }
+
+  /** The account (or -1) the last command resolved; set by every leaf before it returns. */
+  private found = NO_ACCOUNT;
+
+  private applyCheck(ring: RingBuffer, index: number, sequence: number): void {
+    ring.duplicate[index] = 0;
+    ring.resultSeq[index] = sequence;
+    const partner = this.partnerFor(ring, index, false);
+    const code = partner < 0 ? this.checkUnknown(ring, index) : this.check(ring, index, partner);
+    ring.code[index] = code;
+    this.writeBalances(ring, index, partner < 0 ? NO_ACCOUNT : this.found);
+  }
+
+  private checkUnknown(ring: RingBuffer, index: number): number {
+    this.found = NO_ACCOUNT;
+    return validAmount(ring.amount[index]) ? Code.account_not_found : Code.amount_invalid;
+  }
+
+  private check(ring: RingBuffer, index: number, partner: number): number {
+    const amount = ring.amount[index];
+    this.found = NO_ACCOUNT;
+    if (!validAmount(amount)) return Code.amount_invalid;
+    const account = this.findAccount(ring, index, Field.account, partner);
+    this.found = account;
+    if (account < 0) return Code.account_not_found;
+    const blocked = this.blocked(account);
+    if (blocked !== Code.ok) return blocked;
+    return amount > this.availableOf(account) ? Code.insufficient_funds : Code.ok;
+  }
+
+  private openAccount(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const limit = ring.amount[index];
+    this.found = NO_ACCOUNT;
+    if (!validLimit(limit)) return Code.amount_invalid;
+    const hash = this.fieldHash(ring, index, Field.account, partner);
+    const length = this.fieldLength(ring, index, Field.account);
+    const existing = this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), length, hash);
+    if (existing >= 0) {
+      this.found = existing;
+      return Code.account_exists;
+    }
+    if (this.accountCount === this.sizes.accountsMax) return Code.capacity_exceeded;
+    const currency = this.currencyFor(ring, index, true);
+    if (currency < 0) return Code.capacity_exceeded;
+    const account = this.accountCount++;
+    this.accounts.insert(account, partner, ring.textWords, this.fieldWord(index, Field.account), length, hash);
+    this.pushUndo(Undo.accountOpened, account, 0, 0, 0, 0, 0);
+    this.balance[account] = 0;
+    this.held[account] = 0;
+    this.overdraftLimit[account] = limit;
+    this.status[account] = Status.active;
+    this.currency[account] = currency;
+    this.accountSeq[account] = sequence;
+    this.found = account;
+    return Code.ok;
+  }
+
+  private creditOrDebit(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const amount = ring.amount[index];
+    this.found = NO_ACCOUNT;
+    if (!validAmount(amount)) return Code.amount_invalid;
+    const account = this.findAccount(ring, index, Field.account, partner);
+    this.found = account;
+    if (account < 0) return Code.account_not_found;
+    const blocked = this.blocked(account);
+    if (blocked !== Code.ok) return blocked;
+    if ((ring.flags[index] & Flag.currency) !== 0 && this.currencyFor(ring, index, false) !== this.currency[account]) {
+      return Code.currency_mismatch;
+    }
+    this.saveAccount(account);
+    if (ring.type[index] === Type.credit) {
+      if (amount > AMOUNT_MAX - (this.balance[account] + this.overdraftLimit[account])) return Code.amount_overflow;
+      this.balance[account] += amount;
+    } else {
+      if (amount > this.availableOf(account)) return Code.insufficient_funds;
+      this.balance[account] -= amount;
+    }
+    this.accountSeq[account] = sequence;
+    return Code.ok;
+  }
+
+  private transfer(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const amount = ring.amount[index];
+    this.found = NO_ACCOUNT;
+    if (!validAmount(amount)) return Code.amount_invalid;
+    const source = this.findAccount(ring, index, Field.account, partner);
+    this.found = source;
+    if (this.sameText(ring, index, Field.account, Field.target)) return Code.same_account;
+    const target = this.findAccount(ring, index, Field.target, partner);
+    if (source < 0 || target < 0) return Code.account_not_found;
+    let blocked = this.blocked(source);
+    if (blocked === Code.ok) blocked = this.blocked(target);
+    if (blocked !== Code.ok) return blocked;
+    if (this.currency[source] !== this.currency[target]) return Code.currency_mismatch;
+    if (amount > this.availableOf(source)) return Code.insufficient_funds;
+    if (amount > AMOUNT_MAX - (this.balance[target] + this.overdraftLimit[target])) return Code.amount_overflow;
+    this.saveAccount(source);
+    this.saveAccount(target);
+    this.balance[source] -= amount;
+    this.balance[target] += amount;
+    this.accountSeq[source] = sequence;
+    this.accountSeq[target] = sequence;
+    return Code.ok;
+  }
+
+  private hold(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const amount = ring.amount[index];
+    const hasExpiry = (ring.flags[index] & Flag.expiry) !== 0;
+    const expiresInMs = ring.expiresInMs[index];
+    this.found = NO_ACCOUNT;
+    if (!validAmount(amount) || (hasExpiry && !validExpiry(expiresInMs))) return Code.amount_invalid;
+    const account = this.findAccount(ring, index, Field.account, partner);
+    this.found = account;
+    if (account < 0) return Code.account_not_found;
+    const blocked = this.blocked(account);
+    if (blocked !== Code.ok) return blocked;
+    if (amount > this.availableOf(account)) return Code.insufficient_funds;
+    const length = this.fieldLength(ring, index, Field.id);
+    const hash = this.fieldHash(ring, index, Field.id, partner);
+    if (this.holds.find(partner, ring.textWords, this.fieldWord(index, Field.id), length, hash) >= 0) return Code.id_reused;
+    if (this.holdFreeCount === 0) return Code.capacity_exceeded;
+    const hold = this.holdFree[--this.holdFreeCount];
+    this.holds.insert(hold, partner, ring.textWords, this.fieldWord(index, Field.id), length, hash);
+    this.holdAccount[hold] = account;
+    this.holdAmount[hold] = amount;
+    this.holdSeq[hold] = sequence;
+    this.holdState[hold] = HoldState.open;
+    this.holdExpiresAt[hold] = hasExpiry ? this.timeMs + expiresInMs : 0;
+    if (hasExpiry) this.heapPush(hold);
+    this.pushUndo(Undo.holdPlaced, hold, 0, 0, 0, 0, 0);
+    this.saveAccount(account);
+    this.held[account] += amount;
+    this.accountSeq[account] = sequence;
+    return Code.ok;
+  }
+
+  private captureOrRelease(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const capture = ring.type[index] === Type.capture;
+    const hasAmount = (ring.flags[index] & Flag.amount) !== 0;
+    const amount = ring.amount[index];
+    this.found = NO_ACCOUNT;
+    if (capture && hasAmount && !validAmount(amount)) return Code.amount_invalid;
+    const hold = this.holds.find(
+      partner,
+      ring.textWords,
+      this.fieldWord(index, Field.target),
+      this.fieldLength(ring, index, Field.target),
+      this.fieldHash(ring, index, Field.target, partner),
+    );
+    if (hold < 0) return Code.hold_not_found;
+    const account = this.holdAccount[hold];
+    this.found = account;
+    const state = this.holdState[hold];
+    if (state === HoldState.expired) return Code.hold_expired;
+    if (state !== HoldState.open) return Code.hold_closed;
+    const holdAmount = this.holdAmount[hold];
+    if (capture) {
+      if (this.status[account] === Status.frozen) return Code.account_frozen;
+      if (hasAmount && amount > holdAmount) return Code.capture_exceeds_hold;
+    }
+    this.saveAccount(account);
+    this.closeHold(hold, capture ? HoldState.captured : HoldState.released);
+    this.held[account] -= holdAmount;
+    if (capture) this.balance[account] -= hasAmount ? amount : holdAmount;
+    this.accountSeq[account] = sequence;
+    return Code.ok;
+  }
+
+  private setLimit(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const limit = ring.amount[index];
+    this.found = NO_ACCOUNT;
+    if (!validLimit(limit)) return Code.amount_invalid;
+    const account = this.findAccount(ring, index, Field.account, partner);
+    this.found = account;
+    if (account < 0) return Code.account_not_found;
+    if (this.status[account] === Status.closed) return Code.account_closed;
+    if (limit > AMOUNT_MAX - Math.max(this.balance[account], 0)) return Code.amount_overflow;
+    this.saveAccount(account);
+    this.overdraftLimit[account] = limit;
+    this.accountSeq[account] = sequence;
+    return Code.ok;
+  }
+
+  private admin(ring: RingBuffer, index: number, partner: number, sequence: number): number {
+    const account = this.findAccount(ring, index, Field.account, partner);
+    this.found = account;
+    if (account < 0) return Code.account_not_found;
+    if (this.status[account] === Status.closed) return Code.account_closed;
+    const type = ring.type[index];
+    if (type === Type.close && (this.balance[account] !== 0 || this.held[account] !== 0)) return Code.close_nonzero;
+    this.saveAccount(account);
+    this.status[account] = type === Type.freeze ? Status.frozen : type === Type.unfreeze ? Status.active : Status.closed;
+    this.accountSeq[account] = sequence;
+    return Code.ok;
+  }
+
+  /** account_closed or account_frozen when no money may move, else ok. */
+  private blocked(account: number): number {
+    const status = this.status[account];
+    if (status === Status.closed) return Code.account_closed;
+    if (status === Status.frozen) return Code.account_frozen;
+    return Code.ok;
+  }
+
+  /** available = balance - held + overdraftLimit. */
+  availableOf(account: number): number {
+    return this.balance[account] - this.held[account] + this.overdraftLimit[account];
+  }
+
+  private writeBalances(ring: RingBuffer, index: number, account: number): void {
+    if (account < 0) {
+      ring.balance[index] = Number.NaN;
+      ring.held[index] = Number.NaN;
+      ring.available[index] = Number.NaN;
+      return;
+    }
+    ring.balance[index] = this.balance[account];
+    ring.held[index] = this.held[account];
+    ring.available[index] = this.availableOf(account);
+  }
+
+  private reject(ring: RingBuffer, index: number, sequence: number, code: number, account: number): void {
+    ring.code[index] = code;
+    ring.duplicate[index] = 0;
+    ring.resultSeq[index] = sequence;
+    this.writeBalances(ring, index, account);
+  }
+
+  // Hold lifecycle.
+
+  private closeHold(hold: number, state: number): void {
+    this.pushUndo(Undo.holdClosed, hold, this.holdState[hold], 0, 0, 0, 0);
+    this.holdState[hold] = state;
+    if (this.heapPosition[hold] >= 0) this.heapRemove(hold);
+    let tail = this.holdClosedHead + this.holdClosedCount;
+    if (tail >= this.sizes.holdsMax) tail -= this.sizes.holdsMax;
+    this.holdClosed[tail] = hold;
+    this.holdClosedCount++;
+  }
+
+  private expireHold(hold: number): void {
+    const account = this.holdAccount[hold];
+    this.held[account] -= this.holdAmount[hold];
+    this.closeHold(hold, HoldState.expired);
+  }
+
+  // Lookups by string: reads from outside (account views, stored results, snapshots), off the hot path.
+
+  private readonly lookupWords = new Uint32Array(KEY_WORDS);
+  private readonly lookupBytes = new Uint8Array(this.lookupWords.buffer);
+
+  /** The entry of `text` under `owner` in `table`, or -1 (also for text that can never be a key). */
+  findText(table: KeyTable, owner: number, text: string): number {
+    const length = text.length;
+    if (length < 1 || length > KEY_BYTES_MAX) return -1;
+    this.lookupWords.fill(0);
+    for (let i = 0; i < length; i++) {
+      const char = text.charCodeAt(i);
+      if (char >= 128) return -1;
+      this.lookupBytes[i] = char;
+    }
+    return table.find(owner, this.lookupWords, 0, length, KeyTable.hash(owner, this.lookupWords, 0, length));
+  }
+
+  /** The account index of (partnerId, accountId), or -1. */
+  accountIndex(partnerId: string, accountId: string): number {
+    const partner = this.findText(this.partners, 0, partnerId);
+    return partner < 0 ? -1 : this.findText(this.accounts, partner, accountId);
+  }
+
+  /** The window entry of (partnerId, id), or -1. */
+  windowEntry(partnerId: string, id: string): number {
+    const partner = this.findText(this.partners, 0, partnerId);
+    return partner < 0 ? -1 : this.findText(this.window, partner, id);
+  }
+
+  // Lookups in the hot path.
+
+  /** The partner of the slot (created when `create` and there is room), or -1. */
+  private partnerFor(ring: RingBuffer, index: number, create: boolean): number {
+    const length = this.fieldLength(ring, index, Field.partner);
+    const word = this.fieldWord(index, Field.partner);
+    const hash = KeyTable.hash(0, ring.textWords, word, length);
+    const partner = this.partners.find(0, ring.textWords, word, length, hash);
+    if (partner >= 0 || !create) return partner;
+    if (this.partners.count === this.sizes.partnersMax) return -1;
+    const created = this.partners.count;
+    this.partners.insert(created, 0, ring.textWords, word, length, hash);
+    return created;
+  }
+
+  /** The currency of the slot (added when `create`, recorded for undo), or -1. */
+  private currencyFor(ring: RingBuffer, index: number, create: boolean): number {
+    const length = this.fieldLength(ring, index, Field.currency);
+    const word = this.fieldWord(index, Field.currency);
+    const hash = KeyTable.hash(0, ring.textWords, word, length);
+    const currency = this.currencies.find(0, ring.textWords, word, length, hash);
+    if (currency >= 0 || !create) return currency;
+    if (this.currencyCount === CURRENCIES_MAX) return -1;
+    const added = this.currencyCount++;
+    this.currencies.insert(added, 0, ring.textWords, word, length, hash);
+    this.pushUndo(Undo.currencyAdded, added, 0, 0, 0, 0, 0);
+    return added;
+  }
+
+  private findAccount(ring: RingBuffer, index: number, field: number, partner: number): number {
+    const length = this.fieldLength(ring, index, field);
+    const word = this.fieldWord(index, field);
+    return this.accounts.find(partner, ring.textWords, word, length, KeyTable.hash(partner, ring.textWords, word, length));
+  }
+
+  private sameText(ring: RingBuffer, index: number, left: number, right: number): boolean {
+    const length = this.fieldLength(ring, index, left);
+    if (length !== this.fieldLength(ring, index, right)) return false;
+    const text = ring.textWords;
+    const a = this.fieldWord(index, left);
+    const b = this.fieldWord(index, right);
+    for (let w = 0; w < (length + 3) >>> 2; w++) if (text[a + w] !== text[b + w]) return false;
+    return true;
+  }
+
+  private fieldHash(ring: RingBuffer, index: number, field: number, partner: number): number {
+    return KeyTable.hash(partner, ring.textWords, this.fieldWord(index, field), this.fieldLength(ring, index, field));
+  }
+
+  private fieldWord(index: number, field: number): number {
+    return index * SLOT_TEXT_WORDS + (FIELD_OFFSET[field] >>> 2);
+  }
+
+  private fieldLength(ring: RingBuffer, index: number, field: number): number {
+    return ring.fieldLength[index * FIELD_COUNT + field];
+  }
+
+  /**
+   * A 64-bit fingerprint of everything the command says (type, flags, numbers, every text field), in two
+   * independently seeded 32-bit lanes. Two different commands with the same id collide with probability ~2^-64.
+   */
+  private fingerprint(ring: RingBuffer, index: number, k: number): void {
+    let a = 0x3c6ef372 ^ ring.type[index];
+    let b = 0xa54ff53a ^ ring.type[index];
+    const flags = ring.flags[index];
+    a = mixWord(a, flags);
+    b = mixWord(b, flags);
+    const words = this.scratchWords;
+    this.scratchNumber[0] = ring.amount[index];
+    a = mixWord(mixWord(a, words[0]), words[1]);
+    b = mixWord(mixWord(b, words[1]), words[0]);
+    this.scratchNumber[0] = ring.expiresInMs[index];
+    a = mixWord(mixWord(a, words[0]), words[1]);
+    b = mixWord(mixWord(b, words[1]), words[0]);
+    const text = ring.textWords;
+    for (let field = 0; field < FIELD_COUNT; field++) {
+      const length = this.fieldLength(ring, index, field);
+      a = mixWord(a, length);
+      b = mixWord(b, length ^ 0x5bd1e995);
+      const start = this.fieldWord(index, field);
+      const end = start + ((length + 3) >>> 2);
+      for (let w = start; w < end; w++) {
+        a = mixWord(a, text[w]);
+        b = mixWord(b, Math.imul(text[w], 0x27d4eb2f) ^ (w - start));
+      }
+    }
+    this.unitFingerprint[k * 2] = finalize(a);
+    this.unitFingerprint[k * 2 + 1] = finalize(b);
+  }
+
+  // Undo log: only atomic groups need it, but every command writes it (cheap, branch-free), and it is reset per unit.
+
+  private saveAccount(account: number): void {
+    this.pushUndo(
+      Undo.accountState,
+      account,
+      this.balance[account],
+      this.held[account],
+      this.overdraftLimit[account],
+      this.status[account],
+      this.accountSeq[account],
+    );
+  }
+
+  private pushUndo(kind: number, target: number, a: number, b: number, c: number, d: number, e: number): void {
+    assert(this.undoCount < UNDO_ENTRIES_MAX, "undo log full: a group command wrote more entries than budgeted");
+    const row = this.undoCount++ * UNDO_COLUMNS;
+    const undo = this.undo;
+    undo[row] = kind;
+    undo[row + 1] = target;
+    undo[row + 2] = a;
+    undo[row + 3] = b;
+    undo[row + 4] = c;
+    undo[row + 5] = d;
+    undo[row + 6] = e;
+  }
+
+  private rollback(): void {
+    const undo = this.undo;
+    for (let entry = this.undoCount - 1; entry >= 0; entry--) {
+      const row = entry * UNDO_COLUMNS;
+      const target = undo[row + 1];
+      switch (undo[row]) {
+        case Undo.accountState:
+          this.balance[target] = undo[row + 2];
+          this.held[target] = undo[row + 3];
+          this.overdraftLimit[target] = undo[row + 4];
+          this.status[target] = undo[row + 5];
+          this.accountSeq[target] = undo[row + 6];
+          break;
+        case Undo.accountOpened:
+          assert(target === this.accountCount - 1, "undo must remove the newest account");
+          this.accounts.remove(target);
+          this.accountCount--;
+          break;
+        case Undo.currencyAdded:
+          assert(target === this.currencyCount - 1, "undo must remove the newest currency");
+          this.currencies.remove(target);
+          this.currencyCount--;
+          break;
+        case Undo.holdPlaced:
+          if (this.heapPosition[target] >= 0) this.heapRemove(target);
+          this.holds.remove(target);
+          this.holdState[target] = HoldState.free;
+          this.holdFree[this.holdFreeCount++] = target;
+          break;
+        default:
+          this.reopenHold(target, undo[row + 2]);
+      }
+    }
+    this.undoCount = 0;
+  }
+
+  private reopenHold(hold: number, state: number): void {
+    this.holdClosedCount--;
+    let tail = this.holdClosedHead + this.holdClosedCount;
+    if (tail >= this.sizes.holdsMax) tail -= this.sizes.holdsMax;
+    assert(this.holdClosed[tail] === hold, "undo must reopen the newest closed hold");
+    this.holdState[hold] = state;
+    if (this.holdExpiresAt[hold] > 0) this.heapPush(hold);
+  }
+
+  // The expiry heap, ordered by (expiresAt, seq): a total order, so expiry order never depends on heap layout.
+
+  private heapLess(left: number, right: number): boolean {
+    const a = this.holdExpiresAt[left];
+    const b = this.holdExpiresAt[right];
+    return a < b || (a === b && this.holdSeq[left] < this.holdSeq[right]);
+  }
+
+  heapPush(hold: number): void {
+    assert(this.heapSize < this.sizes.holdsMax, "expiry heap full");
+    this.heap[this.heapSize] = hold;
+    this.heapPosition[hold] = this.heapSize;
+    this.heapSize++;
+    this.siftUp(this.heapSize - 1);
+  }
+
+  private heapRemove(hold: number): void {
+    const position = this.heapPosition[hold];
+    const last = this.heap[--this.heapSize];
+    this.heapPosition[hold] = -1;
+    if (last === hold) return;
+    this.heap[position] = last;
+    this.heapPosition[last] = position;
+    this.siftUp(position);
+    this.siftDown(this.heapPosition[last]);
+  }
+
+  private siftUp(position: number): void {
+    const heap = this.heap;
+    for (let depth = 0; position > 0 && depth < 32; depth++) {
+      const parent = (position - 1) >>> 1;
+      if (!this.heapLess(heap[position], heap[parent])) return;
+      this.heapSwap(position, parent);
+      position = parent;
+    }
+  }
+
+  private siftDown(position: number): void {
+    const heap = this.heap;
+    for (let depth = 0; depth < 32; depth++) {
+      const left = position * 2 + 1;
+      if (left >= this.heapSize) return;
+      const right = left + 1;
+      const child = right < this.heapSize && this.heapLess(heap[right], heap[left]) ? right : left;
+      if (!this.heapLess(heap[child], heap[position])) return;
+      this.heapSwap(position, child);
+      position = child;
+    }
+  }
+
+  private heapSwap(i: number, j: number): void {
+    const heap = this.heap;
+    const a = heap[i];
+    const b = heap[j];
+    heap[i] = b;
+    heap[j] = a;
+    this.heapPosition[b] = i;
+    this.heapPosition[a] = j;
+  }
+}
+
+function validAmount(amount: number): boolean {
+  return Number.isInteger(amount) && amount >= 1 && amount <= AMOUNT_MAX;
+}
+
+function validLimit(limit: number): boolean {
+  return Number.isInteger(limit) && limit >= 0 && limit <= AMOUNT_MAX;
+}
+
+function validExpiry(expiresInMs: number): boolean {
+  return Number.isInteger(expiresInMs) && expiresInMs >= 1 && expiresInMs <= HOLD_EXPIRY_MS_MAX;
+}

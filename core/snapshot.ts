@@ -1,0 +1,382 @@
+/**
+ * Snapshots: the full ledger state as bytes and back. The body is the `Snapshot` message of the .proto contract,
+ * with columns as packed little-endian typed-array bytes (a few memory copies for 1M accounts instead of 1M
+ * messages). The frame around it:
+ *
+ *   offset 0  4 bytes  magic "HLSN"
+ *   offset 4  u32 LE   format version (SNAPSHOT_VERSION)
+ *   offset 8  u32 LE   body length in bytes
+ *   offset 12 u32 LE   CRC32C of the body
+ *   offset 16 body     protobuf `hotledger.v1.Snapshot`
+ *
+ * Rows are canonical (accounts in creation order; open holds by placing sequence, then closed holds oldest closed
+ * first; window oldest first; partners and currencies in first-seen order), so the same state always gives the same
+ * bytes and restore rebuilds the hash indexes from scratch.
+ */
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { assert } from "./assert.ts";
+import { crc32c } from "./crc32c.ts";
+import { SnapshotError } from "./errors.ts";
+import { finalize, hashWords } from "./hash.ts";
+import { KeyTable } from "./key-table.ts";
+import { HoldState, Ledger } from "./ledger.ts";
+import { KEY_BYTES_MAX } from "./limits.ts";
+import {
+  type AccountColumnsSchema,
+  type HoldColumnsSchema,
+  type Snapshot,
+  SnapshotSchema,
+  type WindowColumnsSchema,
+} from "./gen/hotledger/v1/ledger_pb.ts";
+import type { LedgerOptions } from "./types.ts";
+
+/** Version of the snapshot frame and column layout. Bump on any change; readers refuse what they don't know. */
+export const SNAPSHOT_VERSION = 1;
+const MAGIC = 0x4e534c48; // "HLSN" read as little-endian u32
+const HEADER_BYTES = 16;
+
+assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "snapshot columns assume a little-endian platform");
+
+/** Encode the ledger's full state. Deterministic: the same state gives the same bytes. */
+export function encodeSnapshot(ledger: Ledger): Uint8Array {
+  const body = toBinary(SnapshotSchema, snapshotMessage(ledger));
+  const bytes = new Uint8Array(HEADER_BYTES + body.length);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, MAGIC, true);
+  view.setUint32(4, SNAPSHOT_VERSION, true);
+  view.setUint32(8, body.length, true);
+  view.setUint32(12, crc32c(body), true);
+  bytes.set(body, HEADER_BYTES);
+  return bytes;
+}
+
+/** Rebuild a ledger from snapshot bytes. `options` may only enlarge the recorded table sizes. */
+export function decodeSnapshot(bytes: Uint8Array, options: LedgerOptions = {}): Ledger {
+  const message = parseFrame(bytes);
+  const ledger = new Ledger({
+    accountsMax: options.accountsMax ?? message.accountsMax,
+    partnersMax: options.partnersMax ?? message.partnersMax,
+    holdsMax: options.holdsMax ?? message.holdsMax,
+    idempotencyCommandsMax: options.idempotencyCommandsMax ?? message.idempotencyCommandsMax,
+    idempotencyRetentionMs: options.idempotencyRetentionMs ?? safeNumber(message.idempotencyRetentionMs, "idempotency_retention_ms"),
+  });
+  restore(ledger, message);
+  return ledger;
+}
+
+/** A hex 64-bit hash of the canonical state: two independent 32-bit hashes of the snapshot body. */
+export function stateHash(ledger: Ledger): string {
+  const body = toBinary(SnapshotSchema, snapshotMessage(ledger));
+  const words = new Uint32Array((body.length + 3) >>> 2);
+  new Uint8Array(words.buffer).set(body);
+  const a = crc32c(body);
+  const b = finalize(hashWords(words, 0, words.length, body.length));
+  return a.toString(16).padStart(8, "0") + b.toString(16).padStart(8, "0");
+}
+
+function parseFrame(bytes: Uint8Array): Snapshot {
+  if (!(bytes instanceof Uint8Array) || bytes.length < HEADER_BYTES) {
+    throw new SnapshotError(`snapshot too short: ${bytes?.length ?? 0} bytes`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== MAGIC) throw new SnapshotError("not a hotledger snapshot (bad magic)");
+  const version = view.getUint32(4, true);
+  if (version !== SNAPSHOT_VERSION) throw new SnapshotError(`snapshot version ${version} is not supported (want ${SNAPSHOT_VERSION})`);
+  const length = view.getUint32(8, true);
+  if (length !== bytes.length - HEADER_BYTES) {
+    throw new SnapshotError(`snapshot body is ${bytes.length - HEADER_BYTES} bytes, header says ${length}`);
+  }
+  const body = bytes.subarray(HEADER_BYTES);
+  const expected = view.getUint32(12, true);
+  const actual = crc32c(body);
+  if (actual !== expected) throw new SnapshotError(`snapshot checksum mismatch: CRC32C ${actual} != ${expected}`);
+  try {
+    return fromBinary(SnapshotSchema, body);
+  } catch (cause) {
+    throw new SnapshotError("snapshot body is not a valid Snapshot message", { cause });
+  }
+}
+
+function snapshotMessage(ledger: Ledger): Snapshot {
+  return create(SnapshotSchema, {
+    version: SNAPSHOT_VERSION,
+    lastSequence: BigInt(ledger.lastSequence),
+    timeMs: BigInt(ledger.timeMs),
+    partners: tableStrings(ledger.partners, ledger.partners.count),
+    currencies: tableStrings(ledger.currencies, ledger.currencyCount),
+    accounts: accountColumns(ledger),
+    holds: holdColumns(ledger),
+    window: windowColumns(ledger),
+    accountsMax: ledger.sizes.accountsMax,
+    holdsMax: ledger.sizes.holdsMax,
+    idempotencyCommandsMax: ledger.sizes.idempotencyCommandsMax,
+    idempotencyRetentionMs: BigInt(ledger.sizes.idempotencyRetentionMs),
+    partnersMax: ledger.sizes.partnersMax,
+  });
+}
+
+function tableStrings(table: KeyTable, count: number): string[] {
+  const strings = new Array<string>(count);
+  for (let i = 0; i < count; i++) strings[i] = table.keyString(i);
+  return strings;
+}
+
+/** Bytes of typed array rows picked by `rows` (or the first `count` rows when `rows` is undefined). */
+function column<T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>(
+  source: T,
+  count: number,
+  rows?: Int32Array,
+): Uint8Array {
+  const Type = source.constructor as new (length: number) => T;
+  const out = new Type(count);
+  if (rows === undefined) out.set(source.subarray(0, count));
+  else for (let i = 0; i < count; i++) out[i] = source[rows[i]];
+  return new Uint8Array(out.buffer, 0, out.byteLength);
+}
+
+/** Concatenated key bytes of `rows` (or the first `count` entries). */
+function keyBytes(table: KeyTable, count: number, rows?: Int32Array): Uint8Array {
+  let total = 0;
+  for (let i = 0; i < count; i++) total += table.keyLength[rows === undefined ? i : rows[i]];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const entry = rows === undefined ? i : rows[i];
+    const length = table.keyLength[entry];
+    out.set(table.keyBytes.subarray(entry * KEY_BYTES_MAX, entry * KEY_BYTES_MAX + length), offset);
+    offset += length;
+  }
+  return out;
+}
+
+function accountColumns(ledger: Ledger): MessageInitShape<typeof AccountColumnsSchema> {
+  const count = ledger.accountCount;
+  return {
+    count,
+    partnerIndex: column(ledger.accounts.owner, count),
+    keyLength: column(ledger.accounts.keyLength, count),
+    keyBytes: keyBytes(ledger.accounts, count),
+    currencyIndex: column(ledger.currency, count),
+    status: column(ledger.status, count),
+    balance: column(ledger.balance, count),
+    held: column(ledger.held, count),
+    overdraftLimit: column(ledger.overdraftLimit, count),
+    seq: column(ledger.accountSeq, count),
+  };
+}
+
+/** Hold rows: open holds by placing sequence, then closed holds oldest closed first. */
+function holdRows(ledger: Ledger): { rows: Int32Array; closedCount: number } {
+  const open: number[] = [];
+  for (let hold = 0; hold < ledger.sizes.holdsMax; hold++) {
+    if (ledger.holdState[hold] === HoldState.open) open.push(hold);
+  }
+  open.sort((a, b) => ledger.holdSeq[a] - ledger.holdSeq[b]);
+  const rows = new Int32Array(open.length + ledger.holdClosedCount);
+  rows.set(open);
+  for (let i = 0; i < ledger.holdClosedCount; i++) {
+    rows[open.length + i] = ledger.holdClosed[(ledger.holdClosedHead + i) % ledger.sizes.holdsMax];
+  }
+  return { rows, closedCount: ledger.holdClosedCount };
+}
+
+function holdColumns(ledger: Ledger): MessageInitShape<typeof HoldColumnsSchema> {
+  const { rows, closedCount } = holdRows(ledger);
+  const count = rows.length;
+  return {
+    count,
+    closedCount,
+    partnerIndex: column(ledger.holds.owner, count, rows),
+    keyLength: column(ledger.holds.keyLength, count, rows),
+    keyBytes: keyBytes(ledger.holds, count, rows),
+    accountIndex: column(new Uint32Array(ledger.holdAccount.buffer), count, rows),
+    amount: column(ledger.holdAmount, count, rows),
+    expiresAtMs: column(ledger.holdExpiresAt, count, rows),
+    seq: column(ledger.holdSeq, count, rows),
+    state: column(ledger.holdState, count, rows),
+  };
+}
+
+function windowColumns(ledger: Ledger): MessageInitShape<typeof WindowColumnsSchema> {
+  const count = ledger.windowCount;
+  const rows = new Int32Array(count);
+  for (let i = 0; i < count; i++) rows[i] = (ledger.windowHead + i) % ledger.sizes.idempotencyCommandsMax;
+  const fingerprint = new Uint32Array(count * 2);
+  for (let i = 0; i < count; i++) {
+    fingerprint[i * 2] = ledger.windowFingerprint[rows[i] * 2];
+    fingerprint[i * 2 + 1] = ledger.windowFingerprint[rows[i] * 2 + 1];
+  }
+  return {
+    count,
+    partnerIndex: column(ledger.window.owner, count, rows),
+    keyLength: column(ledger.window.keyLength, count, rows),
+    keyBytes: keyBytes(ledger.window, count, rows),
+    fingerprint: new Uint8Array(fingerprint.buffer),
+    timeMs: column(ledger.windowTime, count, rows),
+    code: column(ledger.windowCode, count, rows),
+    seq: column(ledger.windowSeq, count, rows),
+    balance: column(ledger.windowBalance, count, rows),
+    held: column(ledger.windowHeld, count, rows),
+    available: column(ledger.windowAvailable, count, rows),
+  };
+}
+
+// Restore.
+
+/** A typed view of a column, checked for length. Copies so the view is aligned. */
+function read<T>(bytes: Uint8Array, count: number, Type: { new (b: ArrayBuffer): T; BYTES_PER_ELEMENT: number }, name: string): T {
+  if (bytes.length !== count * Type.BYTES_PER_ELEMENT) {
+    throw new SnapshotError(`snapshot column ${name} has ${bytes.length} bytes, want ${count * Type.BYTES_PER_ELEMENT}`);
+  }
+  return new Type(bytes.slice().buffer);
+}
+
+/** Inserts keys from a concatenated key column, returning a function that yields the next key into the table. */
+class KeyReader {
+  private offset = 0;
+  private readonly words = new Uint32Array(KEY_BYTES_MAX / 4);
+  private readonly bytes = new Uint8Array(this.words.buffer);
+
+  constructor(
+    private readonly keys: Uint8Array,
+    private readonly lengths: Uint8Array,
+    private readonly name: string,
+  ) {}
+
+  insertInto(table: KeyTable, row: number, entry: number, owner: number): void {
+    const length = this.lengths[row];
+    if (length < 1 || length > KEY_BYTES_MAX || this.offset + length > this.keys.length) {
+      throw new SnapshotError(`snapshot ${this.name} key ${row} has a bad length`);
+    }
+    this.words.fill(0);
+    this.bytes.set(this.keys.subarray(this.offset, this.offset + length));
+    this.offset += length;
+    const hash = KeyTable.hash(owner, this.words, 0, length);
+    if (table.find(owner, this.words, 0, length, hash) >= 0) throw new SnapshotError(`snapshot ${this.name} key ${row} is repeated`);
+    table.insert(entry, owner, this.words, 0, length, hash);
+  }
+
+  finish(): void {
+    if (this.offset !== this.keys.length) throw new SnapshotError(`snapshot ${this.name} keys have trailing bytes`);
+  }
+}
+
+function restore(ledger: Ledger, message: Snapshot): void {
+  if (message.version !== SNAPSHOT_VERSION) throw new SnapshotError(`snapshot message version ${message.version} unknown`);
+  ledger.lastSequence = safeNumber(message.lastSequence, "last_sequence");
+  ledger.timeMs = safeNumber(message.timeMs, "time_ms");
+  restoreStrings(ledger.partners, message.partners, ledger.sizes.partnersMax, "partners");
+  restoreStrings(ledger.currencies, message.currencies, ledger.currencies.capacity, "currencies");
+  ledger.currencyCount = message.currencies.length;
+  restoreAccounts(ledger, message);
+  restoreHolds(ledger, message);
+  restoreWindow(ledger, message);
+}
+
+/** An int64 field as a number, refused when outside the safe range. */
+function safeNumber(value: bigint, name: string): number {
+  if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) throw new SnapshotError(`snapshot ${name} out of range: ${value}`);
+  return Number(value);
+}
+
+function restoreStrings(table: KeyTable, strings: string[], capacity: number, name: string): void {
+  if (strings.length > capacity) throw new SnapshotError(`snapshot has ${strings.length} ${name}, room for ${capacity}`);
+  const encoder = new TextEncoder();
+  const keys = strings.map((text) => encoder.encode(text));
+  const joined = new Uint8Array(keys.reduce((sum, key) => sum + key.length, 0));
+  const lengths = new Uint8Array(keys.length);
+  let offset = 0;
+  keys.forEach((key, i) => {
+    joined.set(key, offset);
+    offset += key.length;
+    lengths[i] = key.length;
+  });
+  const reader = new KeyReader(joined, lengths, name);
+  for (let i = 0; i < keys.length; i++) reader.insertInto(table, i, i, 0);
+}
+
+function restoreAccounts(ledger: Ledger, message: Snapshot): void {
+  const c = message.accounts;
+  const count = c?.count ?? 0;
+  if (c === undefined || count > ledger.sizes.accountsMax) throw new SnapshotError(`snapshot has ${count} accounts, room for ${ledger.sizes.accountsMax}`);
+  const partner = read(c.partnerIndex, count, Uint32Array, "accounts.partner_index");
+  const currency = read(c.currencyIndex, count, Uint16Array, "accounts.currency_index");
+  const reader = new KeyReader(c.keyBytes, read(c.keyLength, count, Uint8Array, "accounts.key_length"), "account");
+  for (let i = 0; i < count; i++) {
+    if (partner[i] >= ledger.partners.count) throw new SnapshotError(`snapshot account ${i} names an unknown partner`);
+    if (currency[i] >= ledger.currencyCount) throw new SnapshotError(`snapshot account ${i} names an unknown currency`);
+    reader.insertInto(ledger.accounts, i, i, partner[i]);
+  }
+  reader.finish();
+  ledger.accountCount = count;
+  ledger.currency.set(currency);
+  ledger.status.set(read(c.status, count, Uint8Array, "accounts.status"));
+  ledger.balance.set(read(c.balance, count, Float64Array, "accounts.balance"));
+  ledger.held.set(read(c.held, count, Float64Array, "accounts.held"));
+  ledger.overdraftLimit.set(read(c.overdraftLimit, count, Float64Array, "accounts.overdraft_limit"));
+  ledger.accountSeq.set(read(c.seq, count, Float64Array, "accounts.seq"));
+}
+
+function restoreHolds(ledger: Ledger, message: Snapshot): void {
+  const c = message.holds;
+  const count = c?.count ?? 0;
+  if (c === undefined || count > ledger.sizes.holdsMax || c.closedCount > count) {
+    throw new SnapshotError(`snapshot has ${count} holds, room for ${ledger.sizes.holdsMax}`);
+  }
+  const partner = read(c.partnerIndex, count, Uint32Array, "holds.partner_index");
+  const account = read(c.accountIndex, count, Uint32Array, "holds.account_index");
+  const amount = read(c.amount, count, Float64Array, "holds.amount");
+  const expiresAt = read(c.expiresAtMs, count, Float64Array, "holds.expires_at_ms");
+  const seq = read(c.seq, count, Float64Array, "holds.seq");
+  const state = read(c.state, count, Uint8Array, "holds.state");
+  const reader = new KeyReader(c.keyBytes, read(c.keyLength, count, Uint8Array, "holds.key_length"), "hold");
+  const openCount = count - c.closedCount;
+  for (let row = 0; row < count; row++) {
+    const hold = row;
+    if (partner[row] >= ledger.partners.count || account[row] >= ledger.accountCount) {
+      throw new SnapshotError(`snapshot hold ${row} names an unknown partner or account`);
+    }
+    if ((row < openCount) !== (state[row] === HoldState.open) || state[row] > HoldState.expired) {
+      throw new SnapshotError(`snapshot hold ${row} has state ${state[row]} in the wrong section`);
+    }
+    reader.insertInto(ledger.holds, row, hold, partner[row]);
+    ledger.holdAccount[hold] = account[row];
+    ledger.holdAmount[hold] = amount[row];
+    ledger.holdExpiresAt[hold] = expiresAt[row];
+    ledger.holdSeq[hold] = seq[row];
+    ledger.holdState[hold] = state[row];
+    if (row < openCount && expiresAt[row] > 0) ledger.heapPush(hold);
+    if (row >= openCount) ledger.holdClosed[row - openCount] = hold;
+  }
+  reader.finish();
+  ledger.holdClosedHead = 0;
+  ledger.holdClosedCount = c.closedCount;
+  // Free slots: the rest, handed out lowest first as in a fresh ledger.
+  ledger.holdFreeCount = 0;
+  for (let hold = ledger.sizes.holdsMax - 1; hold >= count; hold--) ledger.holdFree[ledger.holdFreeCount++] = hold;
+}
+
+function restoreWindow(ledger: Ledger, message: Snapshot): void {
+  const c = message.window;
+  const count = c?.count ?? 0;
+  if (c === undefined || count > ledger.sizes.idempotencyCommandsMax) {
+    throw new SnapshotError(`snapshot has ${count} window entries, room for ${ledger.sizes.idempotencyCommandsMax}`);
+  }
+  const partner = read(c.partnerIndex, count, Uint32Array, "window.partner_index");
+  const fingerprint = read(c.fingerprint, count * 2, Uint32Array, "window.fingerprint");
+  const reader = new KeyReader(c.keyBytes, read(c.keyLength, count, Uint8Array, "window.key_length"), "window");
+  for (let row = 0; row < count; row++) {
+    if (partner[row] >= ledger.partners.count) throw new SnapshotError(`snapshot window entry ${row} names an unknown partner`);
+    reader.insertInto(ledger.window, row, row, partner[row]);
+  }
+  reader.finish();
+  ledger.windowHead = 0;
+  ledger.windowCount = count;
+  ledger.windowFingerprint.set(fingerprint);
+  ledger.windowTime.set(read(c.timeMs, count, Float64Array, "window.time_ms"));
+  ledger.windowCode.set(read(c.code, count, Uint8Array, "window.code"));
+  ledger.windowSeq.set(read(c.seq, count, Float64Array, "window.seq"));
+  ledger.windowBalance.set(read(c.balance, count, Float64Array, "window.balance"));
+  ledger.windowHeld.set(read(c.held, count, Float64Array, "window.held"));
+  ledger.windowAvailable.set(read(c.available, count, Float64Array, "window.available"));
+}
