@@ -6,6 +6,8 @@ import type { RingBuffer, Sequence, Sequencer } from "./ring-buffer.ts";
 
 /** Receives each published slot in sequence order. */
 export interface EventHandler {
+  /** Called once per batch before its first event (the Disruptor's BatchStartAware), e.g. to prefetch. */
+  onBatchStart?(ring: RingBuffer, first: number, last: number): void;
   onEvent(ring: RingBuffer, sequence: number, endOfBatch: boolean): void;
 }
 
@@ -23,6 +25,7 @@ export class BatchEventProcessor {
   processAvailable(): number {
     const available = this.sequencer.cursor.value;
     const first = this.sequence.value + 1;
+    if (first <= available) this.handler.onBatchStart?.(this.ring, first, available);
     for (let sequence = first; sequence <= available; sequence++) {
       this.handler.onEvent(this.ring, sequence, sequence === available);
     }

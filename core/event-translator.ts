@@ -7,16 +7,49 @@
 import { Type } from "./codes.ts";
 import { InvalidCommandError } from "./errors.ts";
 import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, KEY_BYTES_MAX } from "./limits.ts";
-import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_BYTES } from "./ring-buffer.ts";
+import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
 import type { Command } from "./types.ts";
 
+/** 1 for each UTF-16 code unit allowed in an identifier; 64 KiB so any charCodeAt indexes it without a branch. */
 const IDENTIFIER = charTable("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
 const CURRENCY = charTable("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
 
 function charTable(allowed: string): Uint8Array {
-  const table = new Uint8Array(128);
+  const table = new Uint8Array(65536);
   for (let i = 0; i < allowed.length; i++) table[allowed.charCodeAt(i)] = 1;
   return table;
+}
+
+/** The numeric command type of a type name, or 0. A switch: no dynamic property lookup per command. */
+function typeOf(name: unknown): number {
+  switch (name) {
+    case "credit":
+      return Type.credit;
+    case "debit":
+      return Type.debit;
+    case "transfer":
+      return Type.transfer;
+    case "hold":
+      return Type.hold;
+    case "capture":
+      return Type.capture;
+    case "release":
+      return Type.release;
+    case "check":
+      return Type.check;
+    case "openAccount":
+      return Type.openAccount;
+    case "setOverdraftLimit":
+      return Type.setOverdraftLimit;
+    case "freeze":
+      return Type.freeze;
+    case "unfreeze":
+      return Type.unfreeze;
+    case "close":
+      return Type.close;
+    default:
+      return 0;
+  }
 }
 
 type Row = Record<string, unknown>;
@@ -28,7 +61,7 @@ type Row = Record<string, unknown>;
 export function translateCommand(ring: RingBuffer, index: number, command: Command, position: number): void {
   if (typeof command !== "object" || command === null) throw new InvalidCommandError(pathOf(position), "must be an object");
   const row = command as unknown as Row;
-  const type = typeof row.type === "string" && Object.hasOwn(Type, row.type) ? Type[row.type as keyof typeof Type] : 0;
+  const type = typeOf(row.type);
   if (type === 0) throw new InvalidCommandError(`${pathOf(position)}.type`, `unknown command type ${JSON.stringify(row.type)}`);
   ring.type[index] = type;
   ring.flags[index] = 0;
@@ -90,17 +123,9 @@ function writeIdentifier(ring: RingBuffer, index: number, field: number, value: 
   if (length < 1 || length > KEY_BYTES_MAX) {
     throw new InvalidCommandError(`${pathOf(position)}.${name}`, `must be 1-${KEY_BYTES_MAX} characters, got ${length}`);
   }
-  const text = ring.text;
-  const start = index * SLOT_TEXT_BYTES + FIELD_OFFSET[field];
-  for (let i = 0; i < length; i++) {
-    const char = value.charCodeAt(i);
-    if (char >= 128 || IDENTIFIER[char] === 0) {
-      throw new InvalidCommandError(`${pathOf(position)}.${name}`, `character ${i} is not one of [A-Za-z0-9._:-]`);
-    }
-    text[start + i] = char;
+  if (!writeText(ring, index, field, value, IDENTIFIER)) {
+    throw new InvalidCommandError(`${pathOf(position)}.${name}`, `character ${firstBad(value, IDENTIFIER)} is not one of [A-Za-z0-9._:-]`);
   }
-  padToWord(text, start + length);
-  ring.fieldLength[index * FIELD_COUNT + field] = length;
   if (field === Field.id) ring.flags[index] |= Flag.id;
 }
 
@@ -110,23 +135,47 @@ function writeCurrency(ring: RingBuffer, index: number, value: unknown, position
   if (length < CURRENCY_BYTES_MIN || length > CURRENCY_BYTES_MAX) {
     throw new InvalidCommandError(`${pathOf(position)}.currency`, `must be ${CURRENCY_BYTES_MIN}-${CURRENCY_BYTES_MAX} characters`);
   }
-  const text = ring.text;
-  const start = index * SLOT_TEXT_BYTES + FIELD_OFFSET[Field.currency];
-  for (let i = 0; i < length; i++) {
-    const char = value.charCodeAt(i);
-    if (char >= 128 || CURRENCY[char] === 0) {
-      throw new InvalidCommandError(`${pathOf(position)}.currency`, `character ${i} is not one of [A-Z0-9]`);
-    }
-    text[start + i] = char;
+  if (!writeText(ring, index, Field.currency, value, CURRENCY)) {
+    throw new InvalidCommandError(`${pathOf(position)}.currency`, `character ${firstBad(value, CURRENCY)} is not one of [A-Z0-9]`);
   }
-  padToWord(text, start + length);
-  ring.fieldLength[index * FIELD_COUNT + Field.currency] = length;
   ring.flags[index] |= Flag.currency;
 }
 
-/** Zero the rest of the last word, so keys hash and compare a whole word at a time. */
-function padToWord(text: Uint8Array, end: number): void {
-  for (let i = end; (i & 3) !== 0; i++) text[i] = 0;
+/**
+ * Write `value` as ASCII into a slot's text field, four characters per 32-bit word (little-endian, asserted at
+ * load), the last word zero-padded. Returns false when a character is not in `allowed`; validity is accumulated
+ * without branching and checked once.
+ */
+function writeText(ring: RingBuffer, index: number, field: number, value: string, allowed: Uint8Array): boolean {
+  const length = value.length;
+  const words = ring.textWords;
+  let word = index * SLOT_TEXT_WORDS + (FIELD_OFFSET[field] >>> 2);
+  let valid = 1;
+  let i = 0;
+  for (; i + 4 <= length; i += 4) {
+    const c0 = value.charCodeAt(i);
+    const c1 = value.charCodeAt(i + 1);
+    const c2 = value.charCodeAt(i + 2);
+    const c3 = value.charCodeAt(i + 3);
+    valid &= allowed[c0] & allowed[c1] & allowed[c2] & allowed[c3];
+    words[word++] = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
+  }
+  if (i < length) {
+    let last = 0;
+    for (let shift = 0; i < length; i++, shift += 8) {
+      const c = value.charCodeAt(i);
+      valid &= allowed[c];
+      last |= (c & 0xff) << shift;
+    }
+    words[word] = last;
+  }
+  ring.fieldLength[index * FIELD_COUNT + field] = length;
+  return valid === 1;
+}
+
+function firstBad(value: string, allowed: Uint8Array): number {
+  for (let i = 0; i < value.length; i++) if (allowed[value.charCodeAt(i)] === 0) return i;
+  return -1;
 }
 
 function writeNumber(ring: RingBuffer, index: number, value: unknown, position: number, name: string): void {

@@ -26,14 +26,17 @@ export function mixWord(h: number, word: number): number {
   return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
 
-/** MurmurHash3's fmix32: every input bit affects every output bit. Returns an unsigned 32-bit value. */
+/**
+ * MurmurHash3's fmix32: every input bit affects every output bit. Returns a signed 32-bit value: JavaScriptCore
+ * and V8 keep int32 in registers, while an unsigned value above 2^31 would become a double.
+ */
 export function finalize(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h | 0;
 }
 
 /** Words needed to hold `byteLength` bytes. */

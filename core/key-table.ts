@@ -2,7 +2,8 @@
  * An open-addressing hash index from (owner, ASCII key) to an entry number, over preallocated typed arrays.
  * The LMAX lesson: a purpose-built collection instead of Map<string>. Keys live as zero-padded 32-bit words at
  * `entry * KEY_WORDS`, so lookups hash and compare words straight out of ring slots. Linear probing at load <= 0.5,
- * backward-shift deletion (no tombstones), every loop bounded by the index size.
+ * backward-shift deletion (no tombstones), every loop bounded by the index size. An index slot is 16 bytes,
+ * [entry, hash, owner, length], so a probe sequence reads consecutive memory and only a hit touches the key.
  */
 import { assert } from "./assert.ts";
 import { hashWords } from "./hash.ts";
@@ -12,6 +13,8 @@ import { KEY_BYTES_MAX } from "./limits.ts";
 export const KEY_WORDS = KEY_BYTES_MAX / 4;
 
 const EMPTY = -1;
+/** Int32s per index slot: entry, hash, owner, key length. */
+const SLOT_INTS = 4;
 
 /** A fixed-capacity key index. Entry numbers are chosen by the caller (row of the table the keys belong to). */
 export class KeyTable {
@@ -25,9 +28,11 @@ export class KeyTable {
   readonly keyLength: Uint8Array;
   /** Owner of each entry (a partner index; 0 where keys have no owner). Part of the key. */
   readonly owner: Uint32Array;
-  /** Hash of each stored entry, kept for probing, deletion and re-insertion. */
-  readonly keyHash: Uint32Array;
+  /** The hash each entry was inserted with (eviction finds its slot without rehashing the key). */
+  readonly entryHash: Int32Array;
+  /** Index slots: SLOT_INTS int32 each ([entry, hash, owner, length]); entry EMPTY = free. */
   private readonly index: Int32Array;
+  /** Index slots - 1 (slot count is a power of two). */
   private readonly indexMask: number;
   /** Entries in the index. */
   count = 0;
@@ -39,10 +44,10 @@ export class KeyTable {
     this.keyBytes = new Uint8Array(this.keyWords.buffer);
     this.keyLength = new Uint8Array(capacity);
     this.owner = new Uint32Array(capacity);
-    this.keyHash = new Uint32Array(capacity);
+    this.entryHash = new Int32Array(capacity);
     let size = 2;
     while (size < capacity * 2) size *= 2;
-    this.index = new Int32Array(size).fill(EMPTY);
+    this.index = new Int32Array(size * SLOT_INTS).fill(EMPTY);
     this.indexMask = size - 1;
   }
 
@@ -57,12 +62,13 @@ export class KeyTable {
     const mask = this.indexMask;
     let position = hash & mask;
     for (let probes = 0; probes <= mask; probes++) {
-      const entry = index[position];
+      const slot = position * SLOT_INTS;
+      const entry = index[slot];
       if (entry === EMPTY) return EMPTY;
       if (
-        this.keyHash[entry] === hash &&
-        this.owner[entry] === owner &&
-        this.keyLength[entry] === byteLength &&
+        index[slot + 1] === hash &&
+        index[slot + 2] === owner &&
+        index[slot + 3] === byteLength &&
         this.keyEquals(entry, words, wordStart, byteLength)
       ) {
         return entry;
@@ -95,23 +101,18 @@ export class KeyTable {
     for (let i = wordCount; i < KEY_WORDS; i++) stored[base + i] = 0;
     this.keyLength[entry] = byteLength;
     this.owner[entry] = owner;
-    this.keyHash[entry] = hash;
-    this.place(entry);
-    this.count++;
-  }
-
-  private place(entry: number): void {
+    this.entryHash[entry] = hash;
     const index = this.index;
     const mask = this.indexMask;
-    let position = this.keyHash[entry] & mask;
-    for (let probes = 0; probes <= mask; probes++) {
-      if (index[position] === EMPTY) {
-        index[position] = entry;
-        return;
-      }
-      position = (position + 1) & mask;
-    }
-    assert(false, "key table index has no empty position");
+    let position = hash & mask;
+    for (let probes = 0; probes <= mask && index[position * SLOT_INTS] !== EMPTY; probes++) position = (position + 1) & mask;
+    const slot = position * SLOT_INTS;
+    assert(index[slot] === EMPTY, "key table index has no empty position");
+    index[slot] = entry;
+    index[slot + 1] = hash;
+    index[slot + 2] = owner;
+    index[slot + 3] = byteLength;
+    this.count++;
   }
 
   /** Remove `entry` from the index (backward-shift deletion keeps every probe chain unbroken). */
@@ -119,24 +120,28 @@ export class KeyTable {
     assert(this.keyLength[entry] !== 0, "key table entry not in use");
     const index = this.index;
     const mask = this.indexMask;
-    let hole = this.keyHash[entry] & mask;
+    let hole = this.entryHash[entry] & mask;
     let probes = 0;
-    while (index[hole] !== entry) {
-      assert(index[hole] !== EMPTY && probes++ <= mask, "key table entry missing from its probe chain");
+    while (index[hole * SLOT_INTS] !== entry) {
+      assert(index[hole * SLOT_INTS] !== EMPTY && probes++ <= mask, "key table entry missing from its probe chain");
       hole = (hole + 1) & mask;
     }
-    index[hole] = EMPTY;
+    index[hole * SLOT_INTS] = EMPTY;
     let position = hole;
     for (probes = 0; probes <= mask; probes++) {
       position = (position + 1) & mask;
-      const moved = index[position];
-      if (moved === EMPTY) break;
-      const home = this.keyHash[moved] & mask;
-      // `moved` may fill the hole only when its home is not cyclically inside (hole, position].
+      const slot = position * SLOT_INTS;
+      if (index[slot] === EMPTY) break;
+      const home = index[slot + 1] & mask;
+      // The slot may fill the hole only when its home is not cyclically inside (hole, position].
       const homeInside = hole <= position ? home > hole && home <= position : home > hole || home <= position;
       if (!homeInside) {
-        index[hole] = moved;
-        index[position] = EMPTY;
+        const target = hole * SLOT_INTS;
+        index[target] = index[slot];
+        index[target + 1] = index[slot + 1];
+        index[target + 2] = index[slot + 2];
+        index[target + 3] = index[slot + 3];
+        index[slot] = EMPTY;
         hole = position;
       }
     }

@@ -105,7 +105,7 @@ export class Ledger {
   readonly window: KeyTable;
   windowHead = 0;
   windowCount = 0;
-  readonly windowFingerprint: Uint32Array;
+  readonly windowFingerprint: Int32Array;
   readonly windowTime: Float64Array;
   readonly windowCode: Uint8Array;
   readonly windowSeq: Float64Array;
@@ -116,8 +116,8 @@ export class Ledger {
   private readonly undo: Float64Array;
   private undoCount = 0;
   /** Per command of the unit being applied: its fingerprint (2 words), id hash, and result account. */
-  private readonly unitFingerprint = new Uint32Array(GROUP_COMMANDS_MAX * 2);
-  private readonly unitIdHash = new Uint32Array(GROUP_COMMANDS_MAX);
+  private readonly unitFingerprint = new Int32Array(GROUP_COMMANDS_MAX * 2);
+  private readonly unitIdHash = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly scratchNumber = new Float64Array(1);
   private readonly scratchWords = new Uint32Array(this.scratchNumber.buffer);
@@ -149,7 +149,7 @@ export class Ledger {
     this.heapPosition = new Int32Array(holds).fill(-1);
     const window = sizes.idempotencyCommandsMax;
     this.window = new KeyTable(window);
-    this.windowFingerprint = new Uint32Array(window * 2);
+    this.windowFingerprint = new Int32Array(window * 2);
     this.windowTime = new Float64Array(window);
     this.windowCode = new Uint8Array(window);
     this.windowSeq = new Float64Array(window);
@@ -157,6 +157,46 @@ export class Ledger {
     this.windowHeld = new Float64Array(window);
     this.windowAvailable = new Float64Array(window);
     this.undo = new Float64Array(UNDO_ENTRIES_MAX * UNDO_COLUMNS);
+  }
+
+  /** Per ring slot, from the prefetch pass: the partner (-1 unknown) and the id and account hashes under it. */
+  private slotPartner = new Int32Array(0);
+  private slotIdHash = new Int32Array(0);
+  private slotAccountHash = new Int32Array(0);
+  /** Sum of prefetch lookups, kept so the engine cannot drop them as dead code. */
+  prefetchTouched = 0;
+
+  /**
+   * EventHandler, before a batch: hash every slot's keys and probe the window and account indexes once. Probes of
+   * different slots are independent, so the CPU overlaps their cache misses; the apply pass then finds the lines
+   * in cache and reuses the hashes. Reads only: no state changes here.
+   */
+  onBatchStart(ring: RingBuffer, first: number, last: number): void {
+    if (this.slotPartner.length !== ring.size) {
+      this.slotPartner = new Int32Array(ring.size);
+      this.slotIdHash = new Int32Array(ring.size);
+      this.slotAccountHash = new Int32Array(ring.size);
+    }
+    let touched = 0;
+    for (let sequence = first; sequence <= last; sequence++) {
+      const index = sequence & ring.mask;
+      const partner = this.partnerFor(ring, index, false);
+      this.slotPartner[index] = partner;
+      if (partner < 0) continue;
+      const idLength = this.fieldLength(ring, index, Field.id);
+      if (idLength !== 0) {
+        const hash = this.computeHash(ring, index, Field.id, partner);
+        this.slotIdHash[index] = hash;
+        touched += this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), idLength, hash);
+      }
+      const accountLength = this.fieldLength(ring, index, Field.account);
+      if (accountLength !== 0) {
+        const hash = this.computeHash(ring, index, Field.account, partner);
+        this.slotAccountHash[index] = hash;
+        touched += this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), accountLength, hash);
+      }
+    }
+    this.prefetchTouched += touched;
   }
 
   /**
@@ -177,18 +217,18 @@ export class Ledger {
   /** Apply `count` commands starting at `first` as one unit: a single command, or an atomic group. */
   private applyUnit(ring: RingBuffer, first: number, count: number): void {
     const firstIndex = first & ring.mask;
+    this.expireDue();
     if (count === 1 && ring.type[firstIndex] === Type.check) {
-      this.housekeep(0);
       this.applyCheck(ring, firstIndex, first);
       return;
     }
-    this.housekeep(count);
     const partner = this.partnerFor(ring, firstIndex, true);
     if (partner < 0) {
       for (let k = 0; k < count; k++) this.reject(ring, (first + k) & ring.mask, first + k, Code.capacity_exceeded, NO_ACCOUNT);
       return;
     }
     if (this.answerFromWindow(ring, first, count, partner)) return;
+    this.makeRoom(ring, first, count);
     this.undoCount = 0;
     let failed = -1;
     for (let k = 0; k < count && failed < 0; k++) {
@@ -201,19 +241,24 @@ export class Ledger {
     for (let k = 0; k < count; k++) this.remember(ring, (first + k) & ring.mask, partner, k);
   }
 
-  /** Keep room for a unit of `count` commands: expire holds, age out and make room in the window and hold table. */
-  private housekeep(count: number): void {
+  /** Before every unit: expire holds that are due and forget window entries that are too old, at stamped time. */
+  private expireDue(): void {
     const now = this.timeMs;
     while (this.heapSize > 0 && this.holdExpiresAt[this.heap[0]] <= now) this.expireHold(this.heap[0]);
-    const window = this.sizes.idempotencyCommandsMax;
     const retention = this.sizes.idempotencyRetentionMs;
-    while (
-      this.windowCount > 0 &&
-      (this.windowCount + count > window || now - this.windowTime[this.windowHead] >= retention)
-    ) {
-      this.forgetOldestWindowEntry();
-    }
-    while (this.holdFreeCount < count && this.holdClosedCount > 0) this.forgetOldestClosedHold();
+    while (this.windowCount > 0 && now - this.windowTime[this.windowHead] >= retention) this.forgetOldestWindowEntry();
+  }
+
+  /**
+   * Before a unit that will be applied (after its ids were looked up, so a retry of the oldest entry is still
+   * answered): room in the window for its `count` results, and a free hold slot for each of its holds, forgetting
+   * the oldest entries and the oldest closed holds only as needed.
+   */
+  private makeRoom(ring: RingBuffer, first: number, count: number): void {
+    while (this.windowCount + count > this.sizes.idempotencyCommandsMax) this.forgetOldestWindowEntry();
+    let holds = 0;
+    for (let k = 0; k < count; k++) if (ring.type[(first + k) & ring.mask] === Type.hold) holds++;
+    while (this.holdFreeCount < holds && this.holdClosedCount > 0) this.forgetOldestClosedHold();
   }
 
   private forgetOldestWindowEntry(): void {
@@ -660,7 +705,7 @@ export class Ledger {
   private findAccount(ring: RingBuffer, index: number, field: number, partner: number): number {
     const length = this.fieldLength(ring, index, field);
     const word = this.fieldWord(index, field);
-    return this.accounts.find(partner, ring.textWords, word, length, KeyTable.hash(partner, ring.textWords, word, length));
+    return this.accounts.find(partner, ring.textWords, word, length, this.fieldHash(ring, index, field, partner));
   }
 
   private sameText(ring: RingBuffer, index: number, left: number, right: number): boolean {
@@ -673,7 +718,16 @@ export class Ledger {
     return true;
   }
 
+  /** The hash of a slot's field under `partner`, reusing the prefetch pass's where it computed the same one. */
   private fieldHash(ring: RingBuffer, index: number, field: number, partner: number): number {
+    if (this.slotPartner.length === ring.size && this.slotPartner[index] === partner) {
+      if (field === Field.id) return this.slotIdHash[index];
+      if (field === Field.account) return this.slotAccountHash[index];
+    }
+    return this.computeHash(ring, index, field, partner);
+  }
+
+  private computeHash(ring: RingBuffer, index: number, field: number, partner: number): number {
     return KeyTable.hash(partner, ring.textWords, this.fieldWord(index, field), this.fieldLength(ring, index, field));
   }
 

@@ -7,6 +7,8 @@
 import { assert } from "./assert.ts";
 import { CURRENCY_BYTES_MAX, KEY_BYTES_MAX, RING_SLOTS_MAX } from "./limits.ts";
 
+assert(new Uint8Array(new Uint32Array([1]).buffer)[0] === 1, "slot text words are little-endian ASCII: a little-endian platform is required");
+
 /** Text fields of a slot: ASCII, zero-padded to whole 32-bit words. */
 export const Field = { id: 0, partner: 1, account: 2, target: 3, currency: 4 } as const;
 /** Text fields per slot. */

@@ -17,7 +17,7 @@ import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/p
 import { assert } from "./assert.ts";
 import { crc32c } from "./crc32c.ts";
 import { SnapshotError } from "./errors.ts";
-import { finalize, hashWords } from "./hash.ts";
+import { hashWords } from "./hash.ts";
 import { KeyTable } from "./key-table.ts";
 import { HoldState, Ledger } from "./ledger.ts";
 import { KEY_BYTES_MAX } from "./limits.ts";
@@ -53,6 +53,10 @@ export function encodeSnapshot(ledger: Ledger): Uint8Array {
 /** Rebuild a ledger from snapshot bytes. `options` may only enlarge the recorded table sizes. */
 export function decodeSnapshot(bytes: Uint8Array, options: LedgerOptions = {}): Ledger {
   const message = parseFrame(bytes);
+  refuseSmaller("accountsMax", options.accountsMax, message.accountsMax);
+  refuseSmaller("partnersMax", options.partnersMax, message.partnersMax);
+  refuseSmaller("holdsMax", options.holdsMax, message.holdsMax);
+  refuseSmaller("idempotencyCommandsMax", options.idempotencyCommandsMax, message.idempotencyCommandsMax);
   const ledger = new Ledger({
     accountsMax: options.accountsMax ?? message.accountsMax,
     partnersMax: options.partnersMax ?? message.partnersMax,
@@ -64,14 +68,27 @@ export function decodeSnapshot(bytes: Uint8Array, options: LedgerOptions = {}): 
   return ledger;
 }
 
-/** A hex 64-bit hash of the canonical state: two independent 32-bit hashes of the snapshot body. */
+/**
+ * A hex 64-bit hash of the canonical state (two independent 32-bit hashes of the snapshot body): accounts, holds,
+ * the idempotency window, partners, currencies, stamped time and table sizes. Not the sequence counter, which is
+ * the log position rather than state: a duplicate or a check advances it and changes nothing else.
+ */
 export function stateHash(ledger: Ledger): string {
-  const body = toBinary(SnapshotSchema, snapshotMessage(ledger));
+  const message = snapshotMessage(ledger);
+  message.lastSequence = 0n;
+  const body = toBinary(SnapshotSchema, message);
   const words = new Uint32Array((body.length + 3) >>> 2);
   new Uint8Array(words.buffer).set(body);
   const a = crc32c(body);
-  const b = finalize(hashWords(words, 0, words.length, body.length));
+  const b = hashWords(words, 0, words.length, body.length) >>> 0;
   return a.toString(16).padStart(8, "0") + b.toString(16).padStart(8, "0");
+}
+
+/** Tables only grow across a restore: shrinking could drop rows or change what the window and holds remember. */
+function refuseSmaller(name: string, requested: number | undefined, recorded: number): void {
+  if (requested !== undefined && requested < recorded) {
+    throw new SnapshotError(`cannot restore into ${name} ${requested}: the snapshot was taken with ${recorded}`);
+  }
 }
 
 function parseFrame(bytes: Uint8Array): Snapshot {
