@@ -17,15 +17,6 @@ export function hashWords(words: Uint32Array, wordStart: number, wordCount: numb
   return finalize(h ^ wordCount);
 }
 
-/** Mix one more 32-bit value into a running hash (for numbers and lengths in fingerprints). */
-export function mixWord(h: number, word: number): number {
-  let k = Math.imul(word, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  h ^= Math.imul(k, 0x1b873593);
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
-
 /**
  * MurmurHash3's fmix32: every input bit affects every output bit. Returns a signed 32-bit value: JavaScriptCore
  * and V8 keep int32 in registers, while an unsigned value above 2^31 would become a double.

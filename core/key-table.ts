@@ -78,6 +78,11 @@ export class KeyTable {
     return EMPTY;
   }
 
+  /** Read the index slot a hash starts probing at (prefetch: the caller only wants the cache line). */
+  probe(hash: number): number {
+    return this.index[(hash & this.indexMask) * SLOT_INTS];
+  }
+
   private keyEquals(entry: number, words: Uint32Array, wordStart: number, byteLength: number): boolean {
     const stored = this.keyWords;
     const base = entry * KEY_WORDS;
@@ -97,8 +102,9 @@ export class KeyTable {
     const base = entry * KEY_WORDS;
     const wordCount = (byteLength + 3) >>> 2;
     const stored = this.keyWords;
+    // Only the key's own words: lookups compare lengths first, then ceil(length / 4) words, so stale words beyond
+    // a shorter key are never read.
     for (let i = 0; i < wordCount; i++) stored[base + i] = words[wordStart + i];
-    for (let i = wordCount; i < KEY_WORDS; i++) stored[base + i] = 0;
     this.keyLength[entry] = byteLength;
     this.owner[entry] = owner;
     this.entryHash[entry] = hash;

@@ -6,7 +6,7 @@
  */
 import { assert } from "./assert.ts";
 import { Code, Status, Type } from "./codes.ts";
-import { finalize, mixWord } from "./hash.ts";
+import { finalize } from "./hash.ts";
 import { KEY_WORDS, KeyTable } from "./key-table.ts";
 import {
   ACCOUNTS_DEFAULT,
@@ -30,7 +30,12 @@ export const HoldState = { open: 0, captured: 1, released: 2, expired: 3, free: 
 
 const Undo = { accountState: 1, accountOpened: 2, holdPlaced: 3, holdClosed: 4, currencyAdded: 5 } as const;
 const UNDO_COLUMNS = 7;
+/** Bits of the per-batch filter of inserted window hashes: 4096 bits = 512 B, reset once per batch. */
+const INSERTED_FILTER_BITS = 4096;
 const NO_ACCOUNT = -1;
+/** Odd multipliers of the fingerprint's two lanes (golden ratio and MurmurHash3's c1). */
+const LANE_A = 0x9e3779b1 | 0;
+const LANE_B = 0xcc9e2d51 | 0;
 
 /** Table sizes with defaults applied and checked. */
 export interface LedgerSizes {
@@ -115,12 +120,14 @@ export class Ledger {
 
   private readonly undo: Float64Array;
   private undoCount = 0;
+  /** Whether the unit being applied is an atomic group: only groups can roll back, so only they write undo. */
+  private inGroup = false;
   /** Per command of the unit being applied: its fingerprint (2 words), id hash, and result account. */
   private readonly unitFingerprint = new Int32Array(GROUP_COMMANDS_MAX * 2);
   private readonly unitIdHash = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly scratchNumber = new Float64Array(1);
-  private readonly scratchWords = new Uint32Array(this.scratchNumber.buffer);
+  private readonly scratchWords = new Int32Array(this.scratchNumber.buffer);
 
   constructor(options: LedgerOptions = {}) {
     const sizes = ledgerSizes(options);
@@ -163,6 +170,14 @@ export class Ledger {
   private slotPartner = new Int32Array(0);
   private slotIdHash = new Int32Array(0);
   private slotAccountHash = new Int32Array(0);
+  /** The window entry the prefetch pass found for the slot's id (-1: none). */
+  private slotWindowEntry = new Int32Array(0);
+  /**
+   * Bits (by id hash) of the window entries inserted since the prefetch pass. A prefetched miss stays a miss unless
+   * an entry with a matching bit was inserted since (entries are only removed otherwise), so most new ids are
+   * looked up once per batch, not twice.
+   */
+  private readonly insertedFilter = new Int32Array(INSERTED_FILTER_BITS / 32);
   /** Sum of prefetch lookups, kept so the engine cannot drop them as dead code. */
   prefetchTouched = 0;
 
@@ -176,7 +191,9 @@ export class Ledger {
       this.slotPartner = new Int32Array(ring.size);
       this.slotIdHash = new Int32Array(ring.size);
       this.slotAccountHash = new Int32Array(ring.size);
+      this.slotWindowEntry = new Int32Array(ring.size);
     }
+    this.insertedFilter.fill(0);
     let touched = 0;
     for (let sequence = first; sequence <= last; sequence++) {
       const index = sequence & ring.mask;
@@ -187,7 +204,9 @@ export class Ledger {
       if (idLength !== 0) {
         const hash = this.computeHash(ring, index, Field.id, partner);
         this.slotIdHash[index] = hash;
-        touched += this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), idLength, hash);
+        const entry = this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), idLength, hash);
+        this.slotWindowEntry[index] = entry;
+        touched += entry;
       }
       const accountLength = this.fieldLength(ring, index, Field.account);
       if (accountLength !== 0) {
@@ -195,6 +214,14 @@ export class Ledger {
         this.slotAccountHash[index] = hash;
         touched += this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), accountLength, hash);
       }
+    }
+    // The oldest window entries are the ones this batch will evict to make room: touch their index slots too.
+    const window = this.sizes.idempotencyCommandsMax;
+    const evictions = Math.min(this.windowCount, this.windowCount + (last - first + 1) - window);
+    for (let i = 0; i < evictions; i++) {
+      let entry = this.windowHead + i;
+      if (entry >= window) entry -= window;
+      touched += this.window.probe(this.window.entryHash[entry]);
     }
     this.prefetchTouched += touched;
   }
@@ -222,7 +249,8 @@ export class Ledger {
       this.applyCheck(ring, firstIndex, first);
       return;
     }
-    const partner = this.partnerFor(ring, firstIndex, true);
+    const prefetched = this.slotPartner.length === ring.size ? this.slotPartner[firstIndex] : -1;
+    const partner = prefetched >= 0 ? prefetched : this.partnerFor(ring, firstIndex, true);
     if (partner < 0) {
       for (let k = 0; k < count; k++) this.reject(ring, (first + k) & ring.mask, first + k, Code.capacity_exceeded, NO_ACCOUNT);
       return;
@@ -230,6 +258,7 @@ export class Ledger {
     if (this.answerFromWindow(ring, first, count, partner)) return;
     this.makeRoom(ring, first, count);
     this.undoCount = 0;
+    this.inGroup = count > 1;
     let failed = -1;
     for (let k = 0; k < count && failed < 0; k++) {
       const index = (first + k) & ring.mask;
@@ -289,7 +318,7 @@ export class Ledger {
       this.fingerprint(ring, index, k);
       const hash = this.fieldHash(ring, index, Field.id, partner);
       this.unitIdHash[k] = hash;
-      const entry = this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), hash);
+      const entry = this.windowLookup(ring, index, partner, hash);
       ring.resultSeq[index] = first + k;
       if (entry < 0) continue;
       found++;
@@ -311,6 +340,16 @@ export class Ledger {
     return true;
   }
 
+  /** The window entry of the slot's id under `partner`, or -1; skips the probe when the prefetch proved a miss. */
+  private windowLookup(ring: RingBuffer, index: number, partner: number, hash: number): number {
+    const bit = hash & (INSERTED_FILTER_BITS - 1);
+    const insertedSince = (this.insertedFilter[bit >>> 5] & (1 << (bit & 31))) !== 0;
+    if (this.slotPartner.length === ring.size && this.slotPartner[index] === partner && this.slotWindowEntry[index] < 0 && !insertedSince) {
+      return -1;
+    }
+    return this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), hash);
+  }
+
   private copyStoredResult(ring: RingBuffer, index: number, entry: number): void {
     ring.code[index] = this.windowCode[entry];
     ring.duplicate[index] = 1;
@@ -325,7 +364,10 @@ export class Ledger {
     const window = this.sizes.idempotencyCommandsMax;
     let entry = this.windowHead + this.windowCount;
     if (entry >= window) entry -= window;
-    this.window.insert(entry, partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), this.unitIdHash[k]);
+    const hash = this.unitIdHash[k];
+    this.window.insert(entry, partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), hash);
+    const bit = hash & (INSERTED_FILTER_BITS - 1);
+    this.insertedFilter[bit >>> 5] |= 1 << (bit & 31);
     this.windowCount++;
     this.windowFingerprint[entry * 2] = this.unitFingerprint[k * 2];
     this.windowFingerprint[entry * 2 + 1] = this.unitFingerprint[k * 2 + 1];
@@ -740,39 +782,44 @@ export class Ledger {
   }
 
   /**
-   * A 64-bit fingerprint of everything the command says (type, flags, numbers, every text field), in two
-   * independently seeded 32-bit lanes. Two different commands with the same id collide with probability ~2^-64.
+   * A 64-bit fingerprint of everything the command says (type, flags, numbers, every text field with its length),
+   * in two independently seeded and multiplied 32-bit lanes, each finished with fmix32. Two different commands
+   * under one id are told apart except with probability ~2^-64.
    */
   private fingerprint(ring: RingBuffer, index: number, k: number): void {
-    let a = 0x3c6ef372 ^ ring.type[index];
-    let b = 0xa54ff53a ^ ring.type[index];
-    const flags = ring.flags[index];
-    a = mixWord(a, flags);
-    b = mixWord(b, flags);
+    const head = (ring.type[index] << 8) | ring.flags[index];
+    let a = Math.imul(0x3c6ef372 ^ head, LANE_A);
+    let b = Math.imul(0xa54ff53a ^ head, LANE_B);
     const words = this.scratchWords;
     this.scratchNumber[0] = ring.amount[index];
-    a = mixWord(mixWord(a, words[0]), words[1]);
-    b = mixWord(mixWord(b, words[1]), words[0]);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[0], LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[0], LANE_B);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[1], LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[1], LANE_B);
     this.scratchNumber[0] = ring.expiresInMs[index];
-    a = mixWord(mixWord(a, words[0]), words[1]);
-    b = mixWord(mixWord(b, words[1]), words[0]);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[0], LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[0], LANE_B);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[1], LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[1], LANE_B);
     const text = ring.textWords;
+    const lengths = index * FIELD_COUNT;
     for (let field = 0; field < FIELD_COUNT; field++) {
-      const length = this.fieldLength(ring, index, field);
-      a = mixWord(a, length);
-      b = mixWord(b, length ^ 0x5bd1e995);
+      const length = ring.fieldLength[lengths + field];
+      a = Math.imul(((a << 5) | (a >>> 27)) ^ length, LANE_A);
+      b = Math.imul(((b << 11) | (b >>> 21)) ^ length, LANE_B);
       const start = this.fieldWord(index, field);
       const end = start + ((length + 3) >>> 2);
       for (let w = start; w < end; w++) {
-        a = mixWord(a, text[w]);
-        b = mixWord(b, Math.imul(text[w], 0x27d4eb2f) ^ (w - start));
+        const word = text[w];
+        a = Math.imul(((a << 5) | (a >>> 27)) ^ word, LANE_A);
+        b = Math.imul(((b << 11) | (b >>> 21)) ^ word, LANE_B);
       }
     }
     this.unitFingerprint[k * 2] = finalize(a);
     this.unitFingerprint[k * 2 + 1] = finalize(b);
   }
 
-  // Undo log: only atomic groups need it, but every command writes it (cheap, branch-free), and it is reset per unit.
+  // Undo log: written only while an atomic group is applied, reset per unit.
 
   private saveAccount(account: number): void {
     this.pushUndo(
@@ -787,6 +834,7 @@ export class Ledger {
   }
 
   private pushUndo(kind: number, target: number, a: number, b: number, c: number, d: number, e: number): void {
+    if (!this.inGroup) return;
     assert(this.undoCount < UNDO_ENTRIES_MAX, "undo log full: a group command wrote more entries than budgeted");
     const row = this.undoCount++ * UNDO_COLUMNS;
     const undo = this.undo;
