@@ -2,7 +2,7 @@
  * The BatchEventProcessor: drains everything the sequencer has published in one batch and hands each slot to its
  * EventHandler with `endOfBatch` on the last one, so handlers can flush I/O once per batch.
  */
-import type { RingBuffer, Sequence, Sequencer } from "./ring-buffer.ts";
+import type { RingBuffer, Sequence } from "./ring-buffer.ts";
 
 /** Receives each published slot in sequence order. */
 export interface EventHandler {
@@ -11,19 +11,23 @@ export interface EventHandler {
   onEvent(ring: RingBuffer, sequence: number, endOfBatch: boolean): void;
 }
 
-/** Runs an EventHandler over a ring. Its `sequence` gates the producer (it may not lap this consumer). */
+/**
+ * Runs an EventHandler over a ring, up to what its SequenceBarrier allows: the sequencer's cursor for an in-memory
+ * engine, the journaler's sequence for a durable shard (LMAX: the business logic waits for the journal).
+ */
 export class BatchEventProcessor {
   constructor(
     readonly ring: RingBuffer,
-    readonly sequencer: Sequencer,
+    /** The sequence this processor may not pass. */
+    readonly barrier: Sequence,
     readonly handler: EventHandler,
     /** The last sequence this processor has finished with. */
     readonly sequence: Sequence,
   ) {}
 
-  /** Process every published slot; returns how many. Bounded by the ring size. */
+  /** Process every slot the barrier allows; returns how many. Bounded by the ring size. */
   processAvailable(): number {
-    const available = this.sequencer.cursor.value;
+    const available = this.barrier.value;
     const first = this.sequence.value + 1;
     if (first <= available) this.handler.onBatchStart?.(this.ring, first, available);
     for (let sequence = first; sequence <= available; sequence++) {

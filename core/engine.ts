@@ -43,7 +43,7 @@ export class Engine {
     const consumed = new Sequence(0);
     this.sequencer = new Sequencer(this.ring.size, consumed);
     this.sequencer.reset(ledger.lastSequence);
-    this.processor = new BatchEventProcessor(this.ring, this.sequencer, ledger, consumed);
+    this.processor = new BatchEventProcessor(this.ring, this.sequencer.cursor, ledger, consumed);
     this.clock = options.clock ?? Date.now;
   }
 

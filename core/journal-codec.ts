@@ -1,0 +1,140 @@
+/**
+ * The journal record codec: a batch of ring slots to bytes and back, for the journal's hot path. It is the
+ * hand-written binary form of `hotledger.v1.JournalRecord` in core/proto/hotledger/v1/ledger.proto (the protobuf
+ * encoder builds one message object per command, measured ~20x slower than copying slot bytes); a test
+ * round-trips it against the protobuf form. Little-endian throughout. Layout, version JOURNAL_RECORD_VERSION:
+ *
+ *   record  = u8 version | u8 0 | u16 0 | f64 firstSequence | f64 timeMs | u32 commandCount | command*
+ *   command = u8 type | u8 flags | u16 groupSize | u8 length[5] (id, partner, account, target, currency)
+ *             | f64 amount | f64 expiresInMs | ASCII text of the five fields, back to back
+ *
+ * groupSize is the slot's: the command count on a group's first command (1 for a single command), 0 on the
+ * group's others. The file journal frames each record with its length and CRC32C; that framing is the adapter's.
+ */
+import { assert } from "./assert.ts";
+import { COMMAND_TYPES } from "./codes.ts";
+import { FIELD_COUNT, FIELD_OFFSET, type RingBuffer, SLOT_TEXT_BYTES } from "./ring-buffer.ts";
+import { CURRENCY_BYTES_MAX, KEY_BYTES_MAX } from "./limits.ts";
+
+/** Version byte of a journal record. Readers refuse versions they do not know. */
+export const JOURNAL_RECORD_VERSION = 1;
+/** Bytes before the first command. */
+export const RECORD_HEADER_BYTES = 24;
+/** Fixed bytes per command before its text. */
+const COMMAND_FIXED_BYTES = 4 + FIELD_COUNT + 16;
+/** Largest encoded command: fixed part plus the longest text. */
+export const COMMAND_BYTES_MAX = COMMAND_FIXED_BYTES + 4 * KEY_BYTES_MAX + CURRENCY_BYTES_MAX;
+
+/** A journal record's header, as read back. */
+export interface RecordHeader {
+  firstSequence: number;
+  timeMs: number;
+  commandCount: number;
+}
+
+/** Thrown when record bytes are not a record this version can read. */
+export class JournalRecordError extends Error {
+  override name = "JournalRecordError";
+}
+
+/** Upper bound of the encoded size of `count` slots (for sizing a reusable buffer). */
+export function recordBytesMax(count: number): number {
+  return RECORD_HEADER_BYTES + count * COMMAND_BYTES_MAX;
+}
+
+/**
+ * Encode slots `first..last` of `ring` into `out` (which must hold recordBytesMax(last - first + 1) bytes), stamped
+ * `timeMs`. Returns the record's length in bytes.
+ */
+export function encodeRecord(ring: RingBuffer, first: number, last: number, timeMs: number, out: Uint8Array): number {
+  const count = last - first + 1;
+  assert(count >= 1 && count <= ring.size, "record slot count out of range");
+  assert(out.length >= recordBytesMax(count), "record buffer too small");
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  view.setUint32(0, JOURNAL_RECORD_VERSION, true);
+  view.setFloat64(4, first, true);
+  view.setFloat64(12, timeMs, true);
+  view.setUint32(20, count, true);
+  let offset = RECORD_HEADER_BYTES;
+  const text = ring.text;
+  for (let sequence = first; sequence <= last; sequence++) {
+    const index = sequence & ring.mask;
+    out[offset] = ring.type[index];
+    out[offset + 1] = ring.flags[index];
+    view.setUint16(offset + 2, ring.groupSize[index], true);
+    const lengths = index * FIELD_COUNT;
+    for (let f = 0; f < FIELD_COUNT; f++) out[offset + 4 + f] = ring.fieldLength[lengths + f];
+    view.setFloat64(offset + 4 + FIELD_COUNT, ring.amount[index], true);
+    view.setFloat64(offset + 12 + FIELD_COUNT, ring.expiresInMs[index], true);
+    offset += COMMAND_FIXED_BYTES;
+    const base = index * SLOT_TEXT_BYTES;
+    for (let f = 0; f < FIELD_COUNT; f++) {
+      const length = ring.fieldLength[lengths + f];
+      const start = base + FIELD_OFFSET[f];
+      for (let i = 0; i < length; i++) out[offset + i] = text[start + i];
+      offset += length;
+    }
+  }
+  return offset;
+}
+
+/** Read a record's header, checking its version and size. */
+export function readRecordHeader(record: Uint8Array): RecordHeader {
+  if (record.length < RECORD_HEADER_BYTES) throw new JournalRecordError(`record too short: ${record.length} bytes`);
+  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
+  const version = view.getUint32(0, true);
+  if (version !== JOURNAL_RECORD_VERSION) throw new JournalRecordError(`record version ${version} is not supported`);
+  const firstSequence = view.getFloat64(4, true);
+  const timeMs = view.getFloat64(12, true);
+  const commandCount = view.getUint32(20, true);
+  if (!Number.isSafeInteger(firstSequence) || firstSequence < 1 || !Number.isSafeInteger(timeMs) || commandCount < 1) {
+    throw new JournalRecordError("record header out of range");
+  }
+  return { firstSequence, timeMs, commandCount };
+}
+
+/**
+ * Write a record's commands into ring slots starting at sequence `first` (the slots must be claimed), stamped with
+ * the record's time. Checks every field's shape, so a record that passed its CRC but is malformed still cannot put
+ * garbage into the ledger.
+ */
+export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring: RingBuffer, first: number): void {
+  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
+  const text = ring.text;
+  let offset = RECORD_HEADER_BYTES;
+  let groupRemaining = 0;
+  for (let k = 0; k < header.commandCount; k++) {
+    if (offset + COMMAND_FIXED_BYTES > record.length) throw new JournalRecordError(`record ends inside command ${k}`);
+    const index = (first + k) & ring.mask;
+    const type = record[offset];
+    if (type < 1 || type >= COMMAND_TYPES.length) throw new JournalRecordError(`command ${k} has unknown type ${type}`);
+    const groupSize = view.getUint16(offset + 2, true);
+    if ((groupRemaining === 0) === (groupSize === 0) || groupSize > header.commandCount - k) {
+      throw new JournalRecordError(`command ${k} breaks its atomic group (group size ${groupSize})`);
+    }
+    groupRemaining = groupSize === 0 ? groupRemaining - 1 : groupSize - 1;
+    ring.type[index] = type;
+    ring.flags[index] = record[offset + 1];
+    ring.groupSize[index] = groupSize;
+    ring.amount[index] = view.getFloat64(offset + 4 + FIELD_COUNT, true);
+    ring.expiresInMs[index] = view.getFloat64(offset + 12 + FIELD_COUNT, true);
+    ring.timeMs[index] = header.timeMs;
+    const lengths = index * FIELD_COUNT;
+    const lengthsAt = offset + 4;
+    offset += COMMAND_FIXED_BYTES;
+    const base = index * SLOT_TEXT_BYTES;
+    for (let f = 0; f < FIELD_COUNT; f++) {
+      const length = record[lengthsAt + f];
+      const max = f === FIELD_COUNT - 1 ? CURRENCY_BYTES_MAX : KEY_BYTES_MAX;
+      if (length > max || offset + length > record.length) throw new JournalRecordError(`command ${k} field ${f} has a bad length`);
+      ring.fieldLength[lengths + f] = length;
+      const start = base + FIELD_OFFSET[f];
+      for (let i = 0; i < length; i++) text[start + i] = record[offset + i];
+      // Zero the rest of the last word: keys are hashed and compared a word at a time.
+      for (let i = length; (i & 3) !== 0; i++) text[start + i] = 0;
+      offset += length;
+    }
+  }
+  if (groupRemaining !== 0) throw new JournalRecordError("record ends inside an atomic group");
+  if (offset !== record.length) throw new JournalRecordError(`record has ${record.length - offset} trailing bytes`);
+}
