@@ -19,11 +19,16 @@ export class BatchEventProcessor {
   constructor(
     readonly ring: RingBuffer,
     /** The sequence this processor may not pass. */
-    readonly barrier: Sequence,
+    private barrier: Sequence,
     readonly handler: EventHandler,
     /** The last sequence this processor has finished with. */
     readonly sequence: Sequence,
   ) {}
+
+  /** Wait on another sequence from now on (a durable shard switches from the producer's cursor to the journal's). */
+  waitFor(barrier: Sequence): void {
+    this.barrier = barrier;
+  }
 
   /** Process every slot the barrier allows; returns how many. Bounded by the ring size. */
   processAvailable(): number {

@@ -69,7 +69,7 @@ export class Engine {
   execute(commands: readonly Command[], options: ExecuteOptions = {}): Result[] {
     if (!Array.isArray(commands)) throw new InvalidCommandError("commands", "must be an array");
     const atomic = options.atomic === true;
-    if (atomic) checkGroup(commands, this.ring.size);
+    if (atomic) this.checkGroup(commands);
     const timeMs = this.stamp(options.timeMs);
     const results = new Array<Result>(commands.length);
     for (let start = 0; start < commands.length; ) {
@@ -78,7 +78,7 @@ export class Engine {
       if (!published) throw new Error("ring full while the engine drains synchronously: a bug");
       this.drain();
       const first = this.sequencer.cursor.value - count + 1;
-      for (let k = 0; k < count; k++) results[start + k] = this.readResult(first + k, commands[start + k]);
+      for (let k = 0; k < count; k++) results[start + k] = this.resultAt((first + k) & this.ring.mask, commands[start + k].id ?? "");
       start += count;
     }
     return results;
@@ -158,6 +158,11 @@ export class Engine {
     return stateHash(this.ledger);
   }
 
+  /** Throw InvalidCommandError unless `commands` can be one atomic group. */
+  checkGroup(commands: readonly Command[]): void {
+    checkGroup(commands, this.ring.size);
+  }
+
   private stamp(timeMs: number | undefined): number {
     const time = timeMs ?? this.clock();
     if (typeof time !== "number" || !Number.isSafeInteger(time) || time < 0 || time > AMOUNT_MAX) {
@@ -166,11 +171,11 @@ export class Engine {
     return Math.max(time, this.ledger.timeMs);
   }
 
-  private readResult(sequence: number, command: Command): Result {
+  /** The result in ring slot `index`, for command `id`. */
+  resultAt(index: number, id: string): Result {
     const ring = this.ring;
-    const index = sequence & ring.mask;
     return buildResult(
-      command.id ?? "",
+      id,
       ring.code[index],
       ring.resultSeq[index],
       ring.balance[index],

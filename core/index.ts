@@ -14,4 +14,14 @@ export { Ledger, ledgerSizes, type LedgerSizes } from "./ledger.ts";
 export * as limits from "./limits.ts";
 export { RingBuffer, Sequence, Sequencer, SLOT_BYTES } from "./ring-buffer.ts";
 export { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION, stateHash } from "./snapshot.ts";
+export {
+  decodeRecordInto,
+  encodeRecord,
+  JOURNAL_RECORD_VERSION,
+  JournalRecordError,
+  readRecordHeader,
+  recordBytesMax,
+} from "./journal-codec.ts";
+export { JournalCorruptError, JournalUnavailableError, type Journal, type SnapshotStore, type StoredRecord } from "./ports.ts";
+export { OverloadedError, Shard, ShardUnavailableError, SUBMIT_COMMANDS_MAX, type ShardOptions } from "./shard.ts";
 export type * from "./types.ts";

@@ -94,18 +94,19 @@ export function readRecordHeader(record: Uint8Array): RecordHeader {
 }
 
 /**
- * Write a record's commands into ring slots starting at sequence `first` (the slots must be claimed), stamped with
- * the record's time. Checks every field's shape, so a record that passed its CRC but is malformed still cannot put
- * garbage into the ledger.
+ * Write a record's commands, after the first `skip`, into ring slots starting at sequence `first` (the slots must
+ * be claimed), stamped with the record's time. Checks every field's shape, so a record that passed its CRC but is
+ * malformed still cannot put garbage into the ledger.
  */
-export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring: RingBuffer, first: number): void {
+export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring: RingBuffer, first: number, skip = 0): void {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
   const text = ring.text;
   let offset = RECORD_HEADER_BYTES;
   let groupRemaining = 0;
   for (let k = 0; k < header.commandCount; k++) {
     if (offset + COMMAND_FIXED_BYTES > record.length) throw new JournalRecordError(`record ends inside command ${k}`);
-    const index = (first + k) & ring.mask;
+    // Skipped commands are parsed (to find the next) into the first target slot, which a later one overwrites.
+    const index = (first + Math.max(0, k - skip)) & ring.mask;
     const type = record[offset];
     if (type < 1 || type >= COMMAND_TYPES.length) throw new JournalRecordError(`command ${k} has unknown type ${type}`);
     const groupSize = view.getUint16(offset + 2, true);

@@ -7,7 +7,7 @@
 import { assert } from "./assert.ts";
 import { Code, Status, Type } from "./codes.ts";
 import { finalize } from "./hash.ts";
-import { KEY_WORDS, KeyTable } from "./key-table.ts";
+import { KEY_WORDS, KeyTable, OWNER_LIMIT } from "./key-table.ts";
 import {
   ACCOUNTS_DEFAULT,
   ACCOUNTS_MAX,
@@ -56,7 +56,7 @@ export function ledgerSizes(options: LedgerOptions = {}): LedgerSizes {
     idempotencyRetentionMs: options.idempotencyRetentionMs ?? IDEMPOTENCY_RETENTION_MS_DEFAULT,
   };
   for (const [name, value] of Object.entries(sizes)) {
-    const max = name === "idempotencyRetentionMs" ? AMOUNT_MAX : ACCOUNTS_MAX;
+    const max = name === "idempotencyRetentionMs" ? AMOUNT_MAX : name === "partnersMax" ? OWNER_LIMIT : ACCOUNTS_MAX;
     if (!Number.isSafeInteger(value) || value < 1 || value > max) {
       throw new RangeError(`${name} must be an integer in 1..${max}, got ${value}`);
     }
@@ -782,7 +782,8 @@ export class Ledger {
   }
 
   /**
-   * A 64-bit fingerprint of everything the command says (type, flags, numbers, every text field with its length),
+   * A 64-bit fingerprint of everything the command says besides its key (type, flags, numbers, the account,
+   * target and currency fields with their lengths),
    * in two independently seeded and multiplied 32-bit lanes, each finished with fmix32. Two different commands
    * under one id are told apart except with probability ~2^-64.
    */
@@ -803,7 +804,8 @@ export class Ledger {
     b = Math.imul(((b << 11) | (b >>> 21)) ^ words[1], LANE_B);
     const text = ring.textWords;
     const lengths = index * FIELD_COUNT;
-    for (let field = 0; field < FIELD_COUNT; field++) {
+    // The id and partner are the window key itself, equal whenever fingerprints are compared: start after them.
+    for (let field = Field.account; field < FIELD_COUNT; field++) {
       const length = ring.fieldLength[lengths + field];
       a = Math.imul(((a << 5) | (a >>> 27)) ^ length, LANE_A);
       b = Math.imul(((b << 11) | (b >>> 21)) ^ length, LANE_B);

@@ -149,6 +149,13 @@ export class Sequencer {
     this.claimed -= count;
   }
 
+  /** Drop every claimed and published sequence after `sequence` that no consumer has processed (a failed journal write). */
+  rewind(sequence: number): void {
+    assert(sequence >= this.gating.value && sequence <= this.cursor.value, "rewind past a processed sequence");
+    this.cursor.value = sequence;
+    this.claimed = sequence;
+  }
+
   /** Make everything up to `high` visible to the processor. */
   publish(high: number): void {
     assert(high <= this.claimed && high >= this.cursor.value, "publish out of order");

@@ -1,0 +1,347 @@
+/**
+ * The durable shard: input ring -> journaler -> business-logic processor -> results, LMAX style. A result is
+ * released to its caller only after the journal record holding its command is durable; the processor only ever
+ * applies journaled commands (its barrier is the journaler's sequence), so memory never runs ahead of disk.
+ *
+ * Group commit: while one journal write is in flight, new commands accumulate in the ring; the next record takes
+ * all of them. One record per write, one fsync per record (per the journal's policy).
+ *
+ * Pure ECMAScript over the Journal and SnapshotStore ports: no timers, no runtime globals. Time comes from the
+ * injected clock, read once per journal record (the record's stamped time).
+ */
+import { assert } from "./assert.ts";
+import { Engine, type EngineOptions } from "./engine.ts";
+import { InvalidCommandError } from "./errors.ts";
+import { decodeRecordInto, encodeRecord, readRecordHeader, recordBytesMax } from "./journal-codec.ts";
+import { GROUP_COMMANDS_MAX } from "./limits.ts";
+import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
+import { Sequence } from "./ring-buffer.ts";
+import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts";
+import type { Account, Command, Result } from "./types.ts";
+
+/** Options of a durable shard. */
+export interface ShardOptions extends EngineOptions {
+  journal: Journal;
+  snapshots: SnapshotStore;
+  /** Take a snapshot after this many commands since the last one. Default 1,000,000. */
+  snapshotEveryCommands?: number;
+  /** ...or after this much stamped time since the last one. Default 60,000 ms. */
+  snapshotEveryMs?: number;
+  /** How long `unavailable` lasts after a journal failure before the next submit tries the disk again. */
+  retryAfterMs?: number;
+  /** Where operational lines go (recovery, truncation, failures). Default: nowhere. */
+  log?: (line: string) => void;
+}
+
+/** The ring is full: the caller should retry later. Nothing was sequenced. */
+export class OverloadedError extends Error {
+  override name = "OverloadedError";
+}
+
+/** The shard cannot make commands durable now (disk error) or is closed. Nothing of the request was applied. */
+export class ShardUnavailableError extends Error {
+  override name = "ShardUnavailableError";
+  /** Milliseconds after which a retry may succeed. */
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** Most commands one submit may carry (keeps one request well inside the ring). */
+export const SUBMIT_COMMANDS_MAX = GROUP_COMMANDS_MAX;
+
+interface Pending {
+  first: number;
+  commands: readonly Command[];
+  resolve: (results: Result[]) => void;
+  reject: (error: Error) => void;
+}
+
+/** A recovered, running shard. Create with `Shard.open`. */
+export class Shard {
+  private readonly engine: Engine;
+  private readonly journal: Journal;
+  private readonly snapshots: SnapshotStore;
+  private readonly options: ShardOptions;
+  private readonly clock: () => number;
+  /** The last sequence written to the journal and acknowledged by it: the processor's barrier. */
+  private readonly journaled: Sequence;
+  private readonly pending: Pending[] = [];
+  private pendingHead = 0;
+  private readonly recordBuffer: Uint8Array;
+  private writing = false;
+  private state: "open" | "unavailable" | "closing" | "closed" = "open";
+  private unavailableUntilMs = 0;
+  private failure: unknown = undefined;
+  private lastTimeMs: number;
+  private snapshotSequence: number;
+  private snapshotTimeMs: number;
+  private snapshotting: Promise<void> | undefined;
+  private idle: Promise<void> = Promise.resolve();
+  private idleResolve: (() => void) | undefined;
+
+  private constructor(engine: Engine, options: ShardOptions, journaled: Sequence, snapshotSequence: number) {
+    this.engine = engine;
+    this.journal = options.journal;
+    this.snapshots = options.snapshots;
+    this.options = options;
+    this.clock = options.clock ?? Date.now;
+    this.journaled = journaled;
+    this.recordBuffer = new Uint8Array(recordBytesMax(engine.ring.size));
+    this.lastTimeMs = engine.timeMs;
+    this.snapshotSequence = snapshotSequence;
+    this.snapshotTimeMs = engine.timeMs;
+  }
+
+  /**
+   * Recover and start: the newest snapshot that decodes (falling back to older ones), then a replay of every
+   * journal record after it. Throws JournalCorruptError (from the journal) when the journal is damaged before its
+   * tail, and SnapshotError only when a snapshot exists but none decodes and the journal no longer reaches back
+   * to the beginning.
+   */
+  static async open(options: ShardOptions): Promise<Shard> {
+    const log = options.log ?? (() => {});
+    const { engine, snapshotSequence } = await Shard.restoreNewest(options, log);
+    const journaled = new Sequence(engine.lastSequence);
+    const replayed = await Shard.replay(engine, options.journal, journaled);
+    log(`shard recovered: snapshot at ${snapshotSequence}, replayed ${replayed} commands, last sequence ${engine.lastSequence}`);
+    const shard = new Shard(engine, options, journaled, snapshotSequence);
+    // From here on the processor waits for the journaler, not the producer.
+    shard.engine.processor.waitFor(journaled);
+    return shard;
+  }
+
+  private static async restoreNewest(options: ShardOptions, log: (line: string) => void) {
+    const sequences = await options.snapshots.list();
+    for (const sequence of sequences) {
+      try {
+        const ledger = decodeSnapshot(await options.snapshots.load(sequence), options);
+        return { engine: new Engine(options, ledger), snapshotSequence: sequence };
+      } catch (error) {
+        log(`snapshot ${sequence} is unusable, trying an older one: ${(error as Error).message}`);
+      }
+    }
+    return { engine: new Engine(options), snapshotSequence: 0 };
+  }
+
+  /** Apply every journal record after the engine's last sequence. Returns the number of commands replayed. */
+  private static async replay(engine: Engine, journal: Journal, journaled: Sequence): Promise<number> {
+    let replayed = 0;
+    for await (const record of journal.replay(engine.lastSequence)) {
+      const header = readRecordHeader(record.bytes);
+      assert(header.firstSequence === record.firstSequence, "journal record header disagrees with its frame");
+      // A record may start before the snapshot's sequence: skip the commands the snapshot already holds.
+      const skip = engine.lastSequence + 1 - header.firstSequence;
+      if (skip < 0 || skip >= header.commandCount) {
+        throw new JournalCorruptError(
+          "journal",
+          header.firstSequence,
+          `records resume at sequence ${header.firstSequence} but the state is at ${engine.lastSequence}: a snapshot or segment is missing`,
+        );
+      }
+      const count = header.commandCount - skip;
+      const high = engine.sequencer.tryNext(count);
+      assert(high >= 0, "a journal record larger than the ring");
+      decodeRecordInto(record.bytes, header, engine.ring, high - count + 1, skip);
+      engine.sequencer.publish(high);
+      engine.drain();
+      replayed += count;
+    }
+    journaled.value = engine.lastSequence;
+    return replayed;
+  }
+
+  /** Sequence of the last applied (and journaled) command. */
+  get lastSequence(): number {
+    return this.engine.lastSequence;
+  }
+
+  /** The hash of the full state (see Engine.stateHash). */
+  stateHash(): string {
+    return this.engine.stateHash();
+  }
+
+  /** An account as of the last applied command. */
+  account(partnerId: string, accountId: string): Account | undefined {
+    return this.engine.account(partnerId, accountId);
+  }
+
+  /** The stored result of a command within the idempotency window. */
+  storedResult(partnerId: string, id: string): Result | undefined {
+    return this.engine.storedResult(partnerId, id);
+  }
+
+  /** Commands sequenced but not yet released, for metrics. */
+  get ringOccupancy(): number {
+    return this.engine.sequencer.cursor.value - this.engine.processor.sequence.value;
+  }
+
+  /**
+   * Sequence `commands` (all-or-nothing when `atomic`) and resolve with their results once they are durable.
+   * Throws InvalidCommandError for malformed input and OverloadedError when the ring is full, synchronously and
+   * before anything is sequenced; rejects with ShardUnavailableError when the journal fails.
+   */
+  submit(commands: readonly Command[], options: { atomic?: boolean } = {}): Promise<Result[]> {
+    if (this.state !== "open") this.checkAvailable();
+    if (!Array.isArray(commands) || commands.length < 1 || commands.length > SUBMIT_COMMANDS_MAX) {
+      throw new InvalidCommandError("commands", `must be an array of 1-${SUBMIT_COMMANDS_MAX} commands`);
+    }
+    const engine = this.engine;
+    const atomic = options.atomic === true;
+    if (atomic) engine.checkGroup(commands);
+    // Time is stamped by the journaler, per record; 0 here is overwritten before anything reads it.
+    if (!engine.tryPublish(commands, 0, commands.length, atomic, 0)) {
+      throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
+    }
+    const first = engine.sequencer.cursor.value - commands.length + 1;
+    const promise = new Promise<Result[]>((resolve, reject) => {
+      this.pending.push({ first, commands, resolve, reject });
+    });
+    if (!this.writing) this.startWriting();
+    return promise;
+  }
+
+  private checkAvailable(): void {
+    if (this.state === "unavailable" && this.clock() >= this.unavailableUntilMs) {
+      this.state = "open";
+      this.options.log?.("shard retrying the journal after a failure");
+      return;
+    }
+    if (this.state === "unavailable") {
+      const retryAfterMs = Math.max(0, this.unavailableUntilMs - this.clock());
+      throw new ShardUnavailableError("shard unavailable: the journal cannot be written", retryAfterMs, { cause: this.failure });
+    }
+    throw new ShardUnavailableError("shard closed", 0);
+  }
+
+  private startWriting(): void {
+    this.writing = true;
+    this.idle = new Promise((resolve) => {
+      this.idleResolve = resolve;
+    });
+    // Let the current turn's other submits join the first record.
+    Promise.resolve().then(() => this.writeLoop());
+  }
+
+  /** The journaler: one record per iteration holding everything published since the last one. */
+  private async writeLoop(): Promise<void> {
+    const engine = this.engine;
+    const ring = engine.ring;
+    try {
+      while (engine.sequencer.cursor.value > this.journaled.value && (this.state === "open" || this.state === "closing")) {
+        const first = this.journaled.value + 1;
+        const last = engine.sequencer.cursor.value;
+        const timeMs = Math.max(this.lastTimeMs, this.clock());
+        this.lastTimeMs = timeMs;
+        for (let sequence = first; sequence <= last; sequence++) ring.timeMs[sequence & ring.mask] = timeMs;
+        const length = encodeRecord(ring, first, last, timeMs, this.recordBuffer);
+        try {
+          await this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1);
+        } catch (error) {
+          this.fail(error);
+          return;
+        }
+        this.journaled.value = last;
+        engine.drain();
+        this.release(last);
+        this.maybeSnapshot();
+      }
+    } finally {
+      this.writing = false;
+      this.idleResolve?.();
+    }
+  }
+
+  /** Resolve every pending request whose commands are all applied (<= `last`). */
+  private release(last: number): void {
+    const ring = this.engine.ring;
+    while (this.pendingHead < this.pending.length) {
+      const request = this.pending[this.pendingHead];
+      const count = request.commands.length;
+      if (request.first + count - 1 > last) break;
+      const results = new Array<Result>(count);
+      for (let k = 0; k < count; k++) {
+        const index = (request.first + k) & ring.mask;
+        results[k] = this.engine.resultAt(index, request.commands[k].id ?? "");
+      }
+      this.pendingHead++;
+      request.resolve(results);
+    }
+    this.compactPending();
+  }
+
+  private compactPending(): void {
+    if (this.pendingHead === this.pending.length) {
+      this.pending.length = 0;
+      this.pendingHead = 0;
+    } else if (this.pendingHead > 1024) {
+      this.pending.splice(0, this.pendingHead);
+      this.pendingHead = 0;
+    }
+  }
+
+  /**
+   * The journal refused a record: nothing after `journaled` was applied. Give those sequences back, fail their
+   * requests, and refuse new ones for `retryAfterMs`; then the next submit tries the disk again.
+   */
+  private fail(error: unknown): void {
+    const engine = this.engine;
+    const retryAfterMs = this.options.retryAfterMs ?? 1000;
+    this.failure = error;
+    this.state = "unavailable";
+    this.unavailableUntilMs = this.clock() + retryAfterMs;
+    engine.sequencer.rewind(this.journaled.value);
+    this.options.log?.(`journal append failed, shard unavailable for ${retryAfterMs} ms: ${(error as Error)?.message}`);
+    const failed = this.pending.splice(this.pendingHead);
+    this.pending.length = 0;
+    this.pendingHead = 0;
+    for (const request of failed) {
+      request.reject(new ShardUnavailableError("the journal could not be written; nothing was applied", retryAfterMs, { cause: error }));
+    }
+  }
+
+  private maybeSnapshot(): void {
+    if (this.snapshotting !== undefined) return;
+    const everyCommands = this.options.snapshotEveryCommands ?? 1_000_000;
+    const everyMs = this.options.snapshotEveryMs ?? 60_000;
+    const sequence = this.engine.lastSequence;
+    if (sequence - this.snapshotSequence < everyCommands && this.lastTimeMs - this.snapshotTimeMs < everyMs) return;
+    this.snapshotting = this.takeSnapshot().finally(() => {
+      this.snapshotting = undefined;
+    });
+  }
+
+  /** Snapshot now (also used by close). Resolves when it is stored and older journal segments are compacted. */
+  async takeSnapshot(): Promise<void> {
+    const sequence = this.engine.lastSequence;
+    const bytes = encodeSnapshot(this.engine.ledger);
+    this.snapshotSequence = sequence;
+    this.snapshotTimeMs = this.lastTimeMs;
+    try {
+      await this.snapshots.save(sequence, bytes);
+      // Keep the journal from the oldest retained snapshot on, so a damaged newest snapshot can fall back.
+      const retained = await this.snapshots.list();
+      const oldest = retained[retained.length - 1] ?? 0;
+      await this.journal.compact(oldest);
+    } catch (error) {
+      this.options.log?.(`snapshot at ${sequence} failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Stop accepting, wait for every sequenced command to be journaled and released, snapshot, close the journal. */
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    this.state = "closing";
+    while (this.writing) await this.idle;
+    if (this.engine.sequencer.cursor.value > this.journaled.value) {
+      this.startWriting();
+      await this.idle;
+    }
+    await this.snapshotting;
+    if (this.failure === undefined || this.journaled.value === this.engine.lastSequence) await this.takeSnapshot();
+    this.state = "closed";
+    await this.journal.close();
+  }
+}
