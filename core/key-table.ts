@@ -2,9 +2,11 @@
  * An open-addressing hash index from (owner, ASCII key) to an entry number, over preallocated typed arrays.
  * The LMAX lesson: a purpose-built collection instead of Map<string>. Keys live as zero-padded 32-bit words at
  * `entry * KEY_WORDS`, so lookups hash and compare words straight out of ring slots. Linear probing at load <= 0.5,
- * backward-shift deletion (no tombstones), every loop bounded by the index size. An index slot is 32 bytes (half a
- * cache line): [entry, hash, owner << 8 | length, the key's first 4 words, 0]. A probe sequence reads consecutive
- * memory, and a key of up to 16 bytes is compared without leaving the slot: one cache miss per lookup, not two.
+ * backward-shift deletion (no tombstones), every loop bounded by the index size. Two slot layouts:
+ * - "inline" (for lookups that mostly hit, e.g. accounts): 32 bytes, [entry, hash, owner << 8 | length, the key's
+ *   first 4 words, 0], so a key of up to 16 bytes is compared without leaving the slot: one cache miss, not two;
+ * - "compact" (for lookups that mostly miss, e.g. the idempotency window): 8 bytes, [entry, hash], so the index
+ *   of a 2^20-entry window is 16 MiB and stays in the last-level cache; the key is read only on a hash match.
  */
 import { assert } from "./assert.ts";
 import { hashWords } from "./hash.ts";
@@ -14,8 +16,10 @@ import { KEY_BYTES_MAX } from "./limits.ts";
 export const KEY_WORDS = KEY_BYTES_MAX / 4;
 
 const EMPTY = -1;
-/** Int32s per index slot: entry, hash, owner << 8 | key length, 4 words of key, padding. */
-const SLOT_INTS = 8;
+/** Int32s per "inline" index slot: entry, hash, owner << 8 | key length, 4 words of key, padding. */
+const INLINE_SLOT_INTS = 8;
+/** Int32s per "compact" index slot: entry, hash. */
+const COMPACT_SLOT_INTS = 2;
 /** Owners are packed with the key length into one int32: owner << 8 | length. */
 export const OWNER_LIMIT = 1 << 23;
 /** Key words kept inline in the index slot. */
@@ -35,15 +39,24 @@ export class KeyTable {
   readonly owner: Uint32Array;
   /** The hash each entry was inserted with (eviction finds its slot without rehashing the key). */
   readonly entryHash: Int32Array;
-  /** Index slots, SLOT_INTS int32 each; entry EMPTY = free. */
+  /** owner << 8 | key length of each entry (what a compact slot verifies on a hash match). */
+  private readonly ownerLength: Int32Array;
+  /** Whether slots carry the key's first words. */
+  private readonly inline: boolean;
+  /** Int32s per index slot. */
+  private readonly slotInts: number;
+  /** Index slots, slotInts int32 each; entry EMPTY = free. */
   private readonly index: Int32Array;
   /** Index slots - 1 (slot count is a power of two). */
   private readonly indexMask: number;
   /** Entries in the index. */
   count = 0;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, layout: "inline" | "compact" = "inline") {
     assert(Number.isInteger(capacity) && capacity >= 1, "key table capacity must be a positive integer");
+    this.inline = layout === "inline";
+    this.slotInts = this.inline ? INLINE_SLOT_INTS : COMPACT_SLOT_INTS;
+    this.ownerLength = new Int32Array(capacity);
     this.capacity = capacity;
     this.keyWords = new Uint32Array(capacity * KEY_WORDS);
     this.keyBytes = new Uint8Array(this.keyWords.buffer);
@@ -52,7 +65,7 @@ export class KeyTable {
     this.entryHash = new Int32Array(capacity);
     let size = 2;
     while (size < capacity * 2) size *= 2;
-    this.index = new Int32Array(size * SLOT_INTS).fill(EMPTY);
+    this.index = new Int32Array(size * this.slotInts).fill(EMPTY);
     this.indexMask = size - 1;
   }
 
@@ -63,6 +76,12 @@ export class KeyTable {
 
   /** The entry holding this key, or -1. */
   find(owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
+    return this.inline
+      ? this.findInline(owner, words, wordStart, byteLength, hash)
+      : this.findCompact(owner, words, wordStart, byteLength, hash);
+  }
+
+  private findInline(owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
     const index = this.index;
     const mask = this.indexMask;
     const ownerLength = (owner << 8) | byteLength;
@@ -74,7 +93,7 @@ export class KeyTable {
     const w3 = wordCount > 3 ? words[wordStart + 3] | 0 : 0;
     let position = hash & mask;
     for (let probes = 0; probes <= mask; probes++) {
-      const slot = position * SLOT_INTS;
+      const slot = position * INLINE_SLOT_INTS;
       const entry = index[slot];
       if (entry === EMPTY) return EMPTY;
       if (
@@ -84,8 +103,26 @@ export class KeyTable {
         index[slot + 4] === w1 &&
         index[slot + 5] === w2 &&
         index[slot + 6] === w3 &&
-        (wordCount <= INLINE_WORDS || this.tailEquals(entry, words, wordStart, wordCount))
+        (wordCount <= INLINE_WORDS || this.wordsEqual(entry, words, wordStart, INLINE_WORDS, wordCount))
       ) {
+        return entry;
+      }
+      position = (position + 1) & mask;
+    }
+    return EMPTY;
+  }
+
+  private findCompact(owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
+    const index = this.index;
+    const mask = this.indexMask;
+    const ownerLength = (owner << 8) | byteLength;
+    const wordCount = (byteLength + 3) >>> 2;
+    let position = hash & mask;
+    for (let probes = 0; probes <= mask; probes++) {
+      const slot = position * COMPACT_SLOT_INTS;
+      const entry = index[slot];
+      if (entry === EMPTY) return EMPTY;
+      if (index[slot + 1] === hash && this.ownerLength[entry] === ownerLength && this.wordsEqual(entry, words, wordStart, 0, wordCount)) {
         return entry;
       }
       position = (position + 1) & mask;
@@ -95,14 +132,14 @@ export class KeyTable {
 
   /** Read the index slot a hash starts probing at (prefetch: the caller only wants the cache line). */
   probe(hash: number): number {
-    return this.index[(hash & this.indexMask) * SLOT_INTS];
+    return this.index[(hash & this.indexMask) * this.slotInts];
   }
 
-  /** Compare the key's words after the inline ones. */
-  private tailEquals(entry: number, words: Uint32Array, wordStart: number, wordCount: number): boolean {
+  /** Compare words `from..wordCount` of the stored key of `entry` with the probe key. */
+  private wordsEqual(entry: number, words: Uint32Array, wordStart: number, from: number, wordCount: number): boolean {
     const stored = this.keyWords;
     const base = entry * KEY_WORDS;
-    for (let i = INLINE_WORDS; i < wordCount; i++) {
+    for (let i = from; i < wordCount; i++) {
       if (stored[base + i] !== words[wordStart + i]) return false;
     }
     return true;
@@ -124,16 +161,20 @@ export class KeyTable {
     this.keyLength[entry] = byteLength;
     this.owner[entry] = owner;
     this.entryHash[entry] = hash;
+    this.ownerLength[entry] = (owner << 8) | byteLength;
     const index = this.index;
     const mask = this.indexMask;
+    const slotInts = this.slotInts;
     let position = hash & mask;
-    for (let probes = 0; probes <= mask && index[position * SLOT_INTS] !== EMPTY; probes++) position = (position + 1) & mask;
-    const slot = position * SLOT_INTS;
+    for (let probes = 0; probes <= mask && index[position * slotInts] !== EMPTY; probes++) position = (position + 1) & mask;
+    const slot = position * slotInts;
     assert(index[slot] === EMPTY, "key table index has no empty position");
     index[slot] = entry;
     index[slot + 1] = hash;
-    index[slot + 2] = (owner << 8) | byteLength;
-    for (let i = 0; i < INLINE_WORDS; i++) index[slot + 3 + i] = i < wordCount ? stored[base + i] | 0 : 0;
+    if (this.inline) {
+      index[slot + 2] = (owner << 8) | byteLength;
+      for (let i = 0; i < INLINE_WORDS; i++) index[slot + 3 + i] = i < wordCount ? stored[base + i] | 0 : 0;
+    }
     this.count++;
   }
 
@@ -142,24 +183,25 @@ export class KeyTable {
     assert(this.keyLength[entry] !== 0, "key table entry not in use");
     const index = this.index;
     const mask = this.indexMask;
+    const slotInts = this.slotInts;
     let hole = this.entryHash[entry] & mask;
     let probes = 0;
-    while (index[hole * SLOT_INTS] !== entry) {
-      assert(index[hole * SLOT_INTS] !== EMPTY && probes++ <= mask, "key table entry missing from its probe chain");
+    while (index[hole * slotInts] !== entry) {
+      assert(index[hole * slotInts] !== EMPTY && probes++ <= mask, "key table entry missing from its probe chain");
       hole = (hole + 1) & mask;
     }
-    index[hole * SLOT_INTS] = EMPTY;
+    index[hole * slotInts] = EMPTY;
     let position = hole;
     for (probes = 0; probes <= mask; probes++) {
       position = (position + 1) & mask;
-      const slot = position * SLOT_INTS;
+      const slot = position * slotInts;
       if (index[slot] === EMPTY) break;
       const home = index[slot + 1] & mask;
       // The slot may fill the hole only when its home is not cyclically inside (hole, position].
       const homeInside = hole <= position ? home > hole && home <= position : home > hole || home <= position;
       if (!homeInside) {
-        const target = hole * SLOT_INTS;
-        for (let i = 0; i < SLOT_INTS; i++) index[target + i] = index[slot + i];
+        const target = hole * slotInts;
+        for (let i = 0; i < slotInts; i++) index[target + i] = index[slot + i];
         index[slot] = EMPTY;
         hole = position;
       }

@@ -155,7 +155,7 @@ export class Ledger {
     this.heap = new Int32Array(holds);
     this.heapPosition = new Int32Array(holds).fill(-1);
     const window = sizes.idempotencyCommandsMax;
-    this.window = new KeyTable(window);
+    this.window = new KeyTable(window, "compact");
     this.windowFingerprint = new Int32Array(window * 2);
     this.windowTime = new Float64Array(window);
     this.windowCode = new Uint8Array(window);
@@ -170,6 +170,12 @@ export class Ledger {
   private slotPartner = new Int32Array(0);
   private slotIdHash = new Int32Array(0);
   private slotAccountHash = new Int32Array(0);
+  /**
+   * The account the prefetch pass found for the slot's account field (-1: none). An account that existed at batch
+   * start cannot disappear during the batch (a rollback only removes accounts its own group opened), so a found
+   * entry is final; a miss is looked up again, since an earlier command may have opened the account.
+   */
+  private slotAccount = new Int32Array(0);
   /** The window entry the prefetch pass found for the slot's id (-1: none). */
   private slotWindowEntry = new Int32Array(0);
   /**
@@ -192,6 +198,7 @@ export class Ledger {
       this.slotIdHash = new Int32Array(ring.size);
       this.slotAccountHash = new Int32Array(ring.size);
       this.slotWindowEntry = new Int32Array(ring.size);
+      this.slotAccount = new Int32Array(ring.size);
     }
     this.insertedFilter.fill(0);
     let touched = 0;
@@ -199,7 +206,10 @@ export class Ledger {
       const index = sequence & ring.mask;
       const partner = this.partnerFor(ring, index, false);
       this.slotPartner[index] = partner;
-      if (partner < 0) continue;
+      if (partner < 0) {
+        this.slotAccount[index] = -1;
+        continue;
+      }
       const idLength = this.fieldLength(ring, index, Field.id);
       if (idLength !== 0) {
         const hash = this.computeHash(ring, index, Field.id, partner);
@@ -212,7 +222,11 @@ export class Ledger {
       if (accountLength !== 0) {
         const hash = this.computeHash(ring, index, Field.account, partner);
         this.slotAccountHash[index] = hash;
-        touched += this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), accountLength, hash);
+        const account = this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), accountLength, hash);
+        this.slotAccount[index] = account;
+        touched += account;
+      } else {
+        this.slotAccount[index] = -1;
       }
     }
     // The oldest window entries are the ones this batch will evict to make room: touch their index slots too.
@@ -745,6 +759,10 @@ export class Ledger {
   }
 
   private findAccount(ring: RingBuffer, index: number, field: number, partner: number): number {
+    if (field === Field.account && this.slotPartner.length === ring.size && this.slotPartner[index] === partner) {
+      const prefetched = this.slotAccount[index];
+      if (prefetched >= 0) return prefetched;
+    }
     const length = this.fieldLength(ring, index, field);
     const word = this.fieldWord(index, field);
     return this.accounts.find(partner, ring.textWords, word, length, this.fieldHash(ring, index, field, partner));
@@ -824,6 +842,7 @@ export class Ledger {
   // Undo log: written only while an atomic group is applied, reset per unit.
 
   private saveAccount(account: number): void {
+    if (!this.inGroup) return;
     this.pushUndo(
       Undo.accountState,
       account,
