@@ -6,6 +6,8 @@ import { Engine } from "../core/index.ts";
 
 const engine = new Engine({ accountsMax: 1024, partnersMax: 16, holdsMax: 1024, idempotencyCommandsMax: 4096 });
 
+// Time enters only as the stamp on a batch; a fixed stamp makes this output (and the state hash) reproducible.
+const timeMs = Date.UTC(2026, 0, 1);
 const results = engine.execute([
   { type: "openAccount", id: "open-1", partnerId: "shop", accountId: "wallet:alice", currency: "USD" },
   { type: "openAccount", id: "open-2", partnerId: "shop", accountId: "wallet:bob", currency: "USD" },
@@ -16,11 +18,11 @@ const results = engine.execute([
   { type: "debit", id: "payout-1", partnerId: "shop", accountId: "wallet:alice", amount: 1_000_000 },
   { type: "check", partnerId: "shop", accountId: "wallet:alice", amount: 4_500 },
   { type: "credit", id: "topup-1", partnerId: "shop", accountId: "wallet:alice", amount: 10_000 },
-]);
+], { timeMs });
 
 for (const result of results) {
   const balances = result.balance === undefined ? "" : ` balance=${result.balance} held=${result.held} available=${result.available}`;
   console.log(`#${result.seq} ${result.id || "(check)"}: ${result.code}${result.duplicate ? " (duplicate)" : ""}${balances}`);
 }
-console.log("alice:", engine.account("shop", "wallet:alice"));
+console.log("alice:", JSON.stringify(engine.account("shop", "wallet:alice")));
 console.log("state hash:", engine.stateHash());
