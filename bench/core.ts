@@ -15,6 +15,8 @@ import type { Command } from "../core/types.ts";
 
 // Bounds: every loop below is bounded by one of these.
 
+/** Snapshot encode + decode runs at 1M accounts; the median is reported. */
+const SNAPSHOT_RUNS = 3;
 /** Timed runs per metric (after one warm-up run); the median is reported. */
 const RUNS = 5;
 /** A run is at least this many commands (and at least RUN_MS_MIN)... */
@@ -209,6 +211,8 @@ function commandPool(tag: string, set: AccountSet, pick: (state: Uint32Array) =>
 interface Run {
   wall: number;
   cpu: number;
+  /** Commands per second of drain() alone: the business-logic processor, without translating commands in. */
+  processor: number;
 }
 
 /** CPU milliseconds this process has used (all threads, so the GC's helper threads too). */
@@ -227,10 +231,13 @@ function engineRun(engine: Engine, pool: Command[], cursor: { start: number }): 
   const cpuBegin = cpuMs();
   const begin = performance.now();
   let elapsed = 0;
+  let processorMs = 0;
   while (done < RUN_COMMANDS_MAX && elapsed < RUN_MS_MAX) {
     const published = engine.tryPublish(pool, start, BATCH_COMMANDS, false, timeMs++);
     assert(published, "the ring must have room after a drain");
+    const drainBegin = performance.now();
     const drained = engine.drain();
+    processorMs += performance.now() - drainBegin;
     assert(drained === BATCH_COMMANDS, `drain processed ${drained}, expected ${BATCH_COMMANDS}`);
     // Read every result code, as a transport would.
     const last = engine.lastSequence;
@@ -246,7 +253,7 @@ function engineRun(engine: Engine, pool: Command[], cursor: { start: number }): 
   const cpu = cpuMs() - cpuBegin;
   cursor.start = start;
   assert(rejected === 0, `${rejected} bench commands rejected`);
-  return { wall: (done / elapsed) * 1000, cpu: (done / cpu) * 1000 };
+  return { wall: (done / elapsed) * 1000, cpu: (done / cpu) * 1000, processor: (done / processorMs) * 1000 };
 }
 
 interface Measured {
@@ -256,6 +263,8 @@ interface Measured {
   runs: number[];
   /** Median of the per-CPU-second rates. */
   cpuMedian: number;
+  /** Median of the processor-only rates. */
+  processorMedian: number;
 }
 
 function median(values: number[]): number {
@@ -272,6 +281,7 @@ function summarize(runs: Run[]): Measured {
     max: Math.max(...wall),
     runs: wall,
     cpuMedian: median(runs.map((run) => run.cpu)),
+    processorMedian: median(runs.map((run) => run.processor)),
   };
 }
 
@@ -319,7 +329,28 @@ function benchHot(): Measured {
   return measureEngine("hot", engine, pool);
 }
 
-function benchBig(): { measured: Measured; shardBytes: number } {
+/** Encode and decode times of a snapshot of `engine`, median of SNAPSHOT_RUNS. */
+function benchSnapshot(engine: Engine): { encodeMs: number; decodeMs: number; bytes: number } {
+  const encode: number[] = [];
+  const decode: number[] = [];
+  let bytes = 0;
+  for (let run = 0; run < SNAPSHOT_RUNS; run++) {
+    const encodeBegin = performance.now();
+    const snapshot = engine.snapshot();
+    encode.push(performance.now() - encodeBegin);
+    bytes = snapshot.length;
+    const decodeBegin = performance.now();
+    const restored = Engine.restore(snapshot);
+    decode.push(performance.now() - decodeBegin);
+    assert(restored.lastSequence === engine.lastSequence, "restore gives the same sequence");
+    if (run === 0) assert(restored.stateHash() === engine.stateHash(), "restore gives the same state hash");
+    collect();
+  }
+  log(`  snapshot: ${format(bytes)} B, encode ${median(encode).toFixed(0)} ms, decode ${median(decode).toFixed(0)} ms`);
+  return { encodeMs: median(encode), decodeMs: median(decode), bytes };
+}
+
+function benchBig(): { measured: Measured; shardBytes: number; snapshot: { encodeMs: number; decodeMs: number; bytes: number } } {
   log("bigOpsPerSec: 1M accounts");
   const memoryBefore = memory();
   const set = accountSet(ACCOUNTS_BIG);
@@ -327,6 +358,7 @@ function benchBig(): { measured: Measured; shardBytes: number } {
   openAccounts(engine, set, true);
   const pool = commandPool("big", set, (state) => random(state) % ACCOUNTS_BIG);
   const measured = measureEngine("big", engine, pool);
+  const snapshot = benchSnapshot(engine);
   // The whole shard with default window and holds, at 1M accounts and a full window (strings excluded: the
   // account id strings and the pool are still alive, so subtract them by measuring before dropping them).
   const memoryWith = memory();
@@ -336,7 +368,7 @@ function benchBig(): { measured: Measured; shardBytes: number } {
   const memoryEngineOnly = memory();
   assert(engine.lastSequence > 0, "the engine stays alive until measured");
   log(`  shard with pool ${format(memoryWith.heap - memoryBefore.heap)} B, without ${format(memoryEngineOnly.heap - memoryBefore.heap)} B`);
-  return { measured, shardBytes: memoryEngineOnly.heap - memoryBefore.heap };
+  return { measured, shardBytes: memoryEngineOnly.heap - memoryBefore.heap, snapshot };
 }
 
 interface Memory {
@@ -446,7 +478,8 @@ function benchMapLoop(): Measured {
       elapsed = performance.now() - begin;
       if (done >= RUN_COMMANDS_MIN && elapsed >= RUN_MS_MIN) break;
     }
-    return { wall: (done / elapsed) * 1000, cpu: (done / (cpuMs() - cpuBegin)) * 1000 };
+    const wall = (done / elapsed) * 1000;
+    return { wall, cpu: (done / (cpuMs() - cpuBegin)) * 1000, processor: wall };
   };
   mapRun();
   const runs: Run[] = [];
@@ -540,6 +573,12 @@ async function main(): Promise<void> {
     bytesPerAccount: round(memoryResult?.bytesPerAccount, 1),
     mapLoopOpsPerSec: round(mapLoop?.median),
     ratioOpsToMapLoop: ops && mapLoop ? round(ops.median / mapLoop.median, 4) : null,
+    processorOpsPerSec: round(ops?.processorMedian),
+    hotProcessorOpsPerSec: round(hot?.processorMedian),
+    bigProcessorOpsPerSec: round(big?.measured.processorMedian),
+    snapshot1MEncodeMs: round(big?.snapshot.encodeMs),
+    snapshot1MDecodeMs: round(big?.snapshot.decodeMs),
+    snapshot1MBytes: round(big?.snapshot.bytes),
     commandsPerRun: RUN_COMMANDS_MIN,
     runs: RUNS,
     bunVersion: bunVersion(),
@@ -584,6 +623,8 @@ async function main(): Promise<void> {
     row("bigOpsPerSec (1M accounts)", big?.measured),
     row("mapLoopOpsPerSec (Map, 10k keys)", mapLoop),
     `| ratioOpsToMapLoop | ${result.ratioOpsToMapLoop ?? "skipped"} | | | |`,
+    `| processorOpsPerSec (drain only; 10k / 1 / 1M accounts) | ${result.processorOpsPerSec ?? "-"} / ${result.hotProcessorOpsPerSec ?? "-"} / ${result.bigProcessorOpsPerSec ?? "-"} | | | |`,
+    `| snapshot at 1M accounts + full window: encode / decode ms | ${result.snapshot1MEncodeMs ?? "skipped"} / ${result.snapshot1MDecodeMs ?? "skipped"} | | | |`,
     `| bytesPerAccount (at 1M, ${result.memoryMeasure}) | ${result.bytesPerAccount ?? "skipped"} | | | |`,
     `| rssBytesPerAccount (at 1M) | ${result.rssBytesPerAccount ?? "skipped"} | | | |`,
     `| windowBytesPerEntry | ${result.windowBytesPerEntry ?? "skipped"} | | | |`,
