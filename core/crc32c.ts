@@ -1,4 +1,7 @@
-/** CRC32C (Castagnoli), the checksum of snapshots and journal records. Slicing-by-8 tables, built once at load. */
+/**
+ * CRC32C (Castagnoli), the checksum of snapshots and journal records. Slicing-by-8 tables, built once at load;
+ * the middle of the input is read as 32-bit words (little-endian platforms, asserted in ring-buffer.ts).
+ */
 
 const TABLES = buildTables();
 
@@ -22,19 +25,27 @@ function buildTables(): Uint32Array {
 /** CRC32C of `bytes[start, end)`, continuing from `crc` (0 to start). Returns an unsigned 32-bit value. */
 export function crc32c(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
   const t = TABLES;
-  let c = ~crc >>> 0;
+  let c = ~crc | 0;
   let i = start;
-  for (; i + 8 <= end; i += 8) {
-    c ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
-    c =
-      t[7 * 256 + (c & 0xff)] ^
-      t[6 * 256 + ((c >>> 8) & 0xff)] ^
-      t[5 * 256 + ((c >>> 16) & 0xff)] ^
-      t[4 * 256 + (c >>> 24)] ^
-      t[3 * 256 + bytes[i + 4]] ^
-      t[2 * 256 + bytes[i + 5]] ^
-      t[256 + bytes[i + 6]] ^
-      t[bytes[i + 7]];
+  // Bytes up to a 4-byte boundary of the underlying buffer, so the middle can be read as aligned 32-bit words.
+  for (; i < end && ((bytes.byteOffset + i) & 3) !== 0; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  if (end - i >= 8) {
+    const words = new Int32Array(bytes.buffer, bytes.byteOffset + i, (end - i) >>> 2);
+    const pairs = words.length >>> 1;
+    for (let w = 0; w < pairs * 2; w += 2) {
+      c ^= words[w];
+      const next = words[w + 1];
+      c =
+        t[7 * 256 + (c & 0xff)] ^
+        t[6 * 256 + ((c >>> 8) & 0xff)] ^
+        t[5 * 256 + ((c >>> 16) & 0xff)] ^
+        t[4 * 256 + (c >>> 24)] ^
+        t[3 * 256 + (next & 0xff)] ^
+        t[2 * 256 + ((next >>> 8) & 0xff)] ^
+        t[256 + ((next >>> 16) & 0xff)] ^
+        t[next >>> 24];
+    }
+    i += pairs * 8;
   }
   for (; i < end; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;

@@ -145,6 +145,13 @@ export class KeyTable {
     return true;
   }
 
+  /** Insert unless the key is already present (snapshot restore checks for repeats this way). */
+  insertIfAbsent(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): boolean {
+    if (this.find(owner, words, wordStart, byteLength, hash) >= 0) return false;
+    this.insert(entry, owner, words, wordStart, byteLength, hash);
+    return true;
+  }
+
   /** Store the key at `entry` and index it. The key must not be present and the entry must be free. */
   insert(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): void {
     assert(entry >= 0 && entry < this.capacity, "key table entry out of range");

@@ -156,11 +156,13 @@ function keyBytes(table: KeyTable, count: number, rows?: Int32Array): Uint8Array
   let total = 0;
   for (let i = 0; i < count; i++) total += table.keyLength[rows === undefined ? i : rows[i]];
   const out = new Uint8Array(total);
+  const source = table.keyBytes;
   let offset = 0;
   for (let i = 0; i < count; i++) {
     const entry = rows === undefined ? i : rows[i];
     const length = table.keyLength[entry];
-    out.set(table.keyBytes.subarray(entry * KEY_BYTES_MAX, entry * KEY_BYTES_MAX + length), offset);
+    const base = entry * KEY_BYTES_MAX;
+    for (let b = 0; b < length; b++) out[offset + b] = source[base + b];
     offset += length;
   }
   return out;
@@ -216,25 +218,31 @@ function holdColumns(ledger: Ledger): MessageInitShape<typeof HoldColumnsSchema>
 
 function windowColumns(ledger: Ledger): MessageInitShape<typeof WindowColumnsSchema> {
   const count = ledger.windowCount;
+  const head = ledger.windowHead;
+  const capacity = ledger.sizes.idempotencyCommandsMax;
   const rows = new Int32Array(count);
-  for (let i = 0; i < count; i++) rows[i] = (ledger.windowHead + i) % ledger.sizes.idempotencyCommandsMax;
-  const fingerprint = new Uint32Array(count * 2);
-  for (let i = 0; i < count; i++) {
-    fingerprint[i * 2] = ledger.windowFingerprint[rows[i] * 2];
-    fingerprint[i * 2 + 1] = ledger.windowFingerprint[rows[i] * 2 + 1];
-  }
+  for (let i = 0; i < count; i++) rows[i] = head + i < capacity ? head + i : head + i - capacity;
+  // The window is a FIFO ring: its rows are at most two contiguous ranges, copied as memory blocks.
+  const ring = <T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(source: T, width = 1): Uint8Array => {
+    const Type = source.constructor as new (length: number) => T;
+    const out = new Type(count * width);
+    const first = Math.min(count, capacity - head);
+    out.set(source.subarray(head * width, (head + first) * width));
+    if (first < count) out.set(source.subarray(0, (count - first) * width), first * width);
+    return new Uint8Array(out.buffer, 0, out.byteLength);
+  };
   return {
     count,
-    partnerIndex: column(ledger.window.owner, count, rows),
-    keyLength: column(ledger.window.keyLength, count, rows),
+    partnerIndex: ring(ledger.window.owner),
+    keyLength: ring(ledger.window.keyLength),
     keyBytes: keyBytes(ledger.window, count, rows),
-    fingerprint: new Uint8Array(fingerprint.buffer),
-    timeMs: column(ledger.windowTime, count, rows),
-    code: column(ledger.windowCode, count, rows),
-    seq: column(ledger.windowSeq, count, rows),
-    balance: column(ledger.windowBalance, count, rows),
-    held: column(ledger.windowHeld, count, rows),
-    available: column(ledger.windowAvailable, count, rows),
+    fingerprint: ring(ledger.windowFingerprint, 2),
+    timeMs: ring(ledger.windowTime),
+    code: ring(ledger.windowCode),
+    seq: ring(ledger.windowSeq),
+    balance: ring(ledger.windowBalance),
+    held: ring(ledger.windowHeld),
+    available: ring(ledger.windowAvailable),
   };
 }
 
@@ -262,15 +270,19 @@ class KeyReader {
 
   insertInto(table: KeyTable, row: number, entry: number, owner: number): void {
     const length = this.lengths[row];
-    if (length < 1 || length > KEY_BYTES_MAX || this.offset + length > this.keys.length) {
+    const keys = this.keys;
+    const offset = this.offset;
+    if (length < 1 || length > KEY_BYTES_MAX || offset + length > keys.length) {
       throw new SnapshotError(`snapshot ${this.name} key ${row} has a bad length`);
     }
-    this.words.fill(0);
-    this.bytes.set(this.keys.subarray(this.offset, this.offset + length));
-    this.offset += length;
+    const wordCount = (length + 3) >>> 2;
+    this.words[wordCount - 1] = 0;
+    for (let b = 0; b < length; b++) this.bytes[b] = keys[offset + b];
+    this.offset = offset + length;
     const hash = KeyTable.hash(owner, this.words, 0, length);
-    if (table.find(owner, this.words, 0, length, hash) >= 0) throw new SnapshotError(`snapshot ${this.name} key ${row} is repeated`);
-    table.insert(entry, owner, this.words, 0, length, hash);
+    if (!table.insertIfAbsent(entry, owner, this.words, 0, length, hash)) {
+      throw new SnapshotError(`snapshot ${this.name} key ${row} is repeated`);
+    }
   }
 
   finish(): void {
