@@ -37,6 +37,15 @@ const NO_ACCOUNT = -1;
 const LANE_A = 0x9e3779b1 | 0;
 const LANE_B = 0xcc9e2d51 | 0;
 
+/**
+ * Told before the ledger changes a row that an incremental snapshot may still need (see SnapshotJob): an existing
+ * account's mutable columns, or a window entry about to be forgotten. Only set while a snapshot is being taken.
+ */
+export interface LedgerObserver {
+  beforeAccountChange(account: number): void;
+  beforeWindowEvict(entry: number): void;
+}
+
 /** Table sizes with defaults applied and checked. */
 export interface LedgerSizes {
   accountsMax: number;
@@ -120,6 +129,8 @@ export class Ledger {
 
   private readonly undo: Float64Array;
   private undoCount = 0;
+  /** The snapshot in progress, if any: told before rows it may still need change. */
+  observer: LedgerObserver | undefined = undefined;
   /** Whether the unit being applied is an atomic group: only groups can roll back, so only they write undo. */
   private inGroup = false;
   /** Per command of the unit being applied: its fingerprint (2 words), id hash, and result account. */
@@ -305,6 +316,7 @@ export class Ledger {
   }
 
   private forgetOldestWindowEntry(): void {
+    if (this.observer !== undefined) this.observer.beforeWindowEvict(this.windowHead);
     this.window.remove(this.windowHead);
     this.windowHead = this.windowHead + 1 === this.sizes.idempotencyCommandsMax ? 0 : this.windowHead + 1;
     this.windowCount--;
@@ -695,6 +707,7 @@ export class Ledger {
 
   private expireHold(hold: number): void {
     const account = this.holdAccount[hold];
+    if (this.observer !== undefined) this.observer.beforeAccountChange(account);
     this.held[account] -= this.holdAmount[hold];
     this.closeHold(hold, HoldState.expired);
   }
@@ -841,7 +854,9 @@ export class Ledger {
 
   // Undo log: written only while an atomic group is applied, reset per unit.
 
+  /** Before an account's mutable columns change: tell a running snapshot, and record undo inside a group. */
   private saveAccount(account: number): void {
+    if (this.observer !== undefined) this.observer.beforeAccountChange(account);
     if (!this.inGroup) return;
     this.pushUndo(
       Undo.accountState,

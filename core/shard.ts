@@ -16,7 +16,8 @@ import { decodeRecordInto, encodeRecord, readRecordHeader, recordBytesMax } from
 import { GROUP_COMMANDS_MAX } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
-import { decodeSnapshot, encodeSnapshot } from "./snapshot.ts";
+import { decodeSnapshot } from "./snapshot.ts";
+import { SnapshotJob, type YieldToEventLoop } from "./snapshot-job.ts";
 import type { Account, Command, Result } from "./types.ts";
 
 /** Options of a durable shard. */
@@ -31,6 +32,12 @@ export interface ShardOptions extends EngineOptions {
   retryAfterMs?: number;
   /** Where operational lines go (recovery, truncation, failures). Default: nowhere. */
   log?: (line: string) => void;
+  /**
+   * Lets the event loop run between the chunks of a snapshot (e.g. `() => new Promise((r) => setImmediate(r))`),
+   * so journal writes and the processor go on while it is taken. The core has no timers; without this the
+   * chunks run back to back and a snapshot of 1M accounts stalls the shard for its whole duration.
+   */
+  yieldToEventLoop?: YieldToEventLoop;
 }
 
 /** The ring is full: the caller should retry later. Nothing was sequenced. */
@@ -308,18 +315,25 @@ export class Shard {
     const everyMs = this.options.snapshotEveryMs ?? 60_000;
     const sequence = this.engine.lastSequence;
     if (sequence - this.snapshotSequence < everyCommands && this.lastTimeMs - this.snapshotTimeMs < everyMs) return;
-    this.snapshotting = this.takeSnapshot().finally(() => {
-      this.snapshotting = undefined;
-    });
+    void this.takeSnapshot();
   }
 
-  /** Snapshot now (also used by close). Resolves when it is stored and older journal segments are compacted. */
+  /**
+   * Snapshot now (also used by close): the state as of the last applied command, taken incrementally while the
+   * shard keeps running. Resolves when it is stored and older journal segments are compacted.
+   */
   async takeSnapshot(): Promise<void> {
-    const sequence = this.engine.lastSequence;
-    const bytes = encodeSnapshot(this.engine.ledger);
+    while (this.snapshotting !== undefined) await this.snapshotting;
+    const job = new SnapshotJob(this.engine.ledger);
+    const sequence = job.lastSequence;
     this.snapshotSequence = sequence;
     this.snapshotTimeMs = this.lastTimeMs;
+    let done!: () => void;
+    this.snapshotting = new Promise<void>((resolve) => {
+      done = resolve;
+    });
     try {
+      const bytes = await job.run(this.options.yieldToEventLoop ?? (() => Promise.resolve()));
       await this.snapshots.save(sequence, bytes);
       // Keep the journal from the oldest retained snapshot on, so a damaged newest snapshot can fall back.
       const retained = await this.snapshots.list();
@@ -327,6 +341,9 @@ export class Shard {
       await this.journal.compact(oldest);
     } catch (error) {
       this.options.log?.(`snapshot at ${sequence} failed: ${(error as Error).message}`);
+    } finally {
+      this.snapshotting = undefined;
+      done();
     }
   }
 

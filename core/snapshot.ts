@@ -39,13 +39,17 @@ assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "snapshot columns a
 
 /** Encode the ledger's full state. Deterministic: the same state gives the same bytes. */
 export function encodeSnapshot(ledger: Ledger): Uint8Array {
-  const body = toBinary(SnapshotSchema, snapshotMessage(ledger));
+  return frameSnapshot(toBinary(SnapshotSchema, snapshotMessage(ledger)));
+}
+
+/** The snapshot frame (magic, version, length, CRC32C) around an encoded `Snapshot` body. */
+export function frameSnapshot(body: Uint8Array, bodyCrc = crc32c(body)): Uint8Array {
   const bytes = new Uint8Array(HEADER_BYTES + body.length);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, SNAPSHOT_VERSION, true);
   view.setUint32(8, body.length, true);
-  view.setUint32(12, crc32c(body), true);
+  view.setUint32(12, bodyCrc, true);
   bytes.set(body, HEADER_BYTES);
   return bytes;
 }
@@ -115,21 +119,36 @@ function parseFrame(bytes: Uint8Array): Snapshot {
 }
 
 function snapshotMessage(ledger: Ledger): Snapshot {
-  return create(SnapshotSchema, {
+  return create(SnapshotSchema, withColumns(snapshotHeader(ledger), accountColumns(ledger), windowColumns(ledger)));
+}
+
+/** A snapshot's header completed with its account and window columns. */
+export function withColumns(
+  header: SnapshotInit,
+  accounts: MessageInitShape<typeof AccountColumnsSchema>,
+  window: MessageInitShape<typeof WindowColumnsSchema>,
+): SnapshotInit {
+  return { ...(header as object), accounts, window } as SnapshotInit;
+}
+
+/** The init shape of a Snapshot message. */
+export type SnapshotInit = MessageInitShape<typeof SnapshotSchema>;
+
+/** Everything of a snapshot but the account and window columns (small: taken in one go by a SnapshotJob too). */
+export function snapshotHeader(ledger: Ledger): SnapshotInit {
+  return {
     version: SNAPSHOT_VERSION,
     lastSequence: BigInt(ledger.lastSequence),
     timeMs: BigInt(ledger.timeMs),
     partners: tableStrings(ledger.partners, ledger.partners.count),
     currencies: tableStrings(ledger.currencies, ledger.currencyCount),
-    accounts: accountColumns(ledger),
     holds: holdColumns(ledger),
-    window: windowColumns(ledger),
     accountsMax: ledger.sizes.accountsMax,
     holdsMax: ledger.sizes.holdsMax,
     idempotencyCommandsMax: ledger.sizes.idempotencyCommandsMax,
     idempotencyRetentionMs: BigInt(ledger.sizes.idempotencyRetentionMs),
     partnersMax: ledger.sizes.partnersMax,
-  });
+  };
 }
 
 function tableStrings(table: KeyTable, count: number): string[] {
