@@ -9,18 +9,13 @@
  * and a window entry about to be evicted (entries never change while they are in the window). The pre-images are
  * written over the copied rows at the end. Finally the body is encoded and checksummed, also in chunks.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
 import { assert } from "./assert.ts";
-import { crc32c } from "./crc32c.ts";
-import { SnapshotSchema } from "./gen/hotledger/v1/ledger_pb.ts";
 import type { Ledger, LedgerObserver } from "./ledger.ts";
 import { KEY_BYTES_MAX } from "./limits.ts";
-import { frameSnapshot, snapshotHeader, type SnapshotInit, withColumns } from "./snapshot.ts";
+import { type SnapshotParts, snapshotHeader, writeSnapshot } from "./snapshot.ts";
 
 /** Rows copied per chunk: 64k accounts is ~2.5 MB of columns, well under a millisecond of copying. */
 export const SNAPSHOT_CHUNK_ROWS = 1 << 16;
-/** Bytes checksummed per chunk: 8 MiB, ~10 ms of CRC32C in JavaScript at worst. */
-const CRC_CHUNK_BYTES = 8 << 20;
 
 /** Lets the event loop run (the runtime's setImmediate or similar); `() => Promise.resolve()` does not yield. */
 export type YieldToEventLoop = () => Promise<void>;
@@ -29,15 +24,16 @@ export type YieldToEventLoop = () => Promise<void>;
 export class SnapshotJob implements LedgerObserver {
   readonly lastSequence: number;
   private readonly ledger: Ledger;
-  private readonly header: SnapshotInit;
+  private readonly header: Omit<SnapshotParts, "accounts" | "window">;
   // Accounts: rows [0, accountCount) as of the start; rows < accountsCopied are in the copy columns.
   private readonly accountCount: number;
   private accountsCopied = 0;
-  private readonly balance: Float64Array;
-  private readonly held: Float64Array;
-  private readonly overdraftLimit: Float64Array;
-  private readonly accountSeq: Float64Array;
-  private readonly status: Uint8Array;
+  // Copies, allocated when copying starts (not in the synchronous start).
+  private balance = new Float64Array(0);
+  private held = new Float64Array(0);
+  private overdraftLimit = new Float64Array(0);
+  private accountSeq = new Float64Array(0);
+  private status = new Uint8Array(0);
   /** 1 for rows whose pre-image is saved. */
   private readonly accountSaved: Uint8Array;
   /** Pre-images: row, balance, held, overdraftLimit, seq, status. */
@@ -46,7 +42,7 @@ export class SnapshotJob implements LedgerObserver {
   private readonly windowHead: number;
   private readonly windowCount: number;
   private windowCopied = 0;
-  private readonly window: WindowCopy;
+  private windowCopy: WindowCopy | undefined;
   private running = false;
   private readonly chunkRows: number;
 
@@ -59,15 +55,9 @@ export class SnapshotJob implements LedgerObserver {
     this.lastSequence = ledger.lastSequence;
     this.header = snapshotHeader(ledger);
     this.accountCount = ledger.accountCount;
-    this.balance = new Float64Array(this.accountCount);
-    this.held = new Float64Array(this.accountCount);
-    this.overdraftLimit = new Float64Array(this.accountCount);
-    this.accountSeq = new Float64Array(this.accountCount);
-    this.status = new Uint8Array(this.accountCount);
     this.accountSaved = new Uint8Array(this.accountCount);
     this.windowHead = ledger.windowHead;
     this.windowCount = ledger.windowCount;
-    this.window = new WindowCopy(this.windowCount);
     ledger.observer = this;
   }
 
@@ -91,14 +81,35 @@ export class SnapshotJob implements LedgerObserver {
     if (row < this.windowCopied || row >= this.windowCount) return;
     // Evictions go oldest first, as copying does: copy this row now, ahead of its chunk.
     assert(row === this.windowCopied, "window evictions and snapshot copying both go oldest first");
-    this.window.copyRow(this.ledger, row, entry);
+    this.window().copyRow(this.ledger, row, entry);
     this.windowCopied++;
+  }
+
+  private window(): WindowCopy {
+    if (this.windowCopy === undefined) {
+      // Before the first copy or eviction every captured entry still has its key: size the packed keys exactly.
+      const ledger = this.ledger;
+      const capacity = ledger.sizes.idempotencyCommandsMax;
+      let keyBytes = 0;
+      for (let row = 0; row < this.windowCount; row++) {
+        const entry = this.windowHead + row < capacity ? this.windowHead + row : this.windowHead + row - capacity;
+        keyBytes += ledger.window.keyLength[entry];
+      }
+      this.windowCopy = new WindowCopy(this.windowCount, keyBytes);
+    }
+    return this.windowCopy;
   }
 
   /** Copy, encode and checksum, yielding between chunks. Resolves with the framed snapshot bytes. */
   async run(yieldToEventLoop: YieldToEventLoop): Promise<Uint8Array> {
     assert(!this.running, "a snapshot job runs once");
     this.running = true;
+    const count = this.accountCount;
+    this.balance = new Float64Array(count);
+    this.held = new Float64Array(count);
+    this.overdraftLimit = new Float64Array(count);
+    this.accountSeq = new Float64Array(count);
+    this.status = new Uint8Array(count);
     try {
       while (this.accountsCopied < this.accountCount) {
         this.copyAccounts();
@@ -113,16 +124,13 @@ export class SnapshotJob implements LedgerObserver {
     }
     this.applyAccountPreimages();
     const accounts = await this.accountColumns(yieldToEventLoop);
-    const window = await this.window.columns(this.chunkRows, yieldToEventLoop);
-    await yieldToEventLoop();
-    const body = toBinary(SnapshotSchema, create(SnapshotSchema, withColumns(this.header, accounts, window)));
-    await yieldToEventLoop();
-    let crc = 0;
-    for (let start = 0; start < body.length; start += CRC_CHUNK_BYTES) {
-      crc = crc32c(body, start, Math.min(body.length, start + CRC_CHUNK_BYTES), crc);
+    const window = this.window().columns();
+    const steps = writeSnapshot({ ...this.header, accounts, window });
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
       await yieldToEventLoop();
     }
-    return frameSnapshot(body, crc);
   }
 
   private copyAccounts(): void {
@@ -142,7 +150,7 @@ export class SnapshotJob implements LedgerObserver {
     const to = Math.min(this.windowCount, this.windowCopied + this.chunkRows);
     for (let row = this.windowCopied; row < to; row++) {
       const entry = this.windowHead + row < capacity ? this.windowHead + row : this.windowHead + row - capacity;
-      this.window.copyRow(this.ledger, row, entry);
+      this.window().copyRow(this.ledger, row, entry);
     }
     this.windowCopied = to;
   }
@@ -193,12 +201,14 @@ export class SnapshotJob implements LedgerObserver {
   }
 }
 
-/** The window's rows, oldest first, copied one at a time (in chunks, or just before an eviction). */
+/** The window's rows, copied one at a time and strictly oldest first (in chunks, or just before an eviction). */
 class WindowCopy {
   private readonly partner: Uint32Array;
   private readonly keyLength: Uint8Array;
-  /** Keys at a fixed stride; packed when the columns are built. */
+  /** The keys, packed in row order (rows are copied in order). */
   private readonly keys: Uint8Array;
+  private keysEnd = 0;
+  private rowsCopied = 0;
   private readonly fingerprint: Int32Array;
   private readonly time: Float64Array;
   private readonly code: Uint8Array;
@@ -207,10 +217,13 @@ class WindowCopy {
   private readonly held: Float64Array;
   private readonly available: Float64Array;
 
-  constructor(private readonly count: number) {
+  constructor(
+    private readonly count: number,
+    keyBytes: number,
+  ) {
     this.partner = new Uint32Array(count);
     this.keyLength = new Uint8Array(count);
-    this.keys = new Uint8Array(count * KEY_BYTES_MAX);
+    this.keys = new Uint8Array(keyBytes);
     this.fingerprint = new Int32Array(count * 2);
     this.time = new Float64Array(count);
     this.code = new Uint8Array(count);
@@ -221,13 +234,16 @@ class WindowCopy {
   }
 
   copyRow(ledger: Ledger, row: number, entry: number): void {
+    assert(row === this.rowsCopied, "window rows are copied in order");
+    this.rowsCopied++;
     const table = ledger.window;
     this.partner[row] = table.owner[entry];
     const length = table.keyLength[entry];
     this.keyLength[row] = length;
     const from = entry * KEY_BYTES_MAX;
-    const to = row * KEY_BYTES_MAX;
+    const to = this.keysEnd;
     for (let b = 0; b < length; b++) this.keys[to + b] = table.keyBytes[from + b];
+    this.keysEnd = to + length;
     this.fingerprint[row * 2] = ledger.windowFingerprint[entry * 2];
     this.fingerprint[row * 2 + 1] = ledger.windowFingerprint[entry * 2 + 1];
     this.time[row] = ledger.windowTime[entry];
@@ -238,18 +254,9 @@ class WindowCopy {
     this.available[row] = ledger.windowAvailable[entry];
   }
 
-  async columns(chunkRows: number, yieldToEventLoop: YieldToEventLoop) {
-    let total = 0;
-    for (let row = 0; row < this.count; row++) total += this.keyLength[row];
-    const keyBytes = new Uint8Array(total);
-    let offset = 0;
-    for (let row = 0; row < this.count; row++) {
-      const length = this.keyLength[row];
-      const base = row * KEY_BYTES_MAX;
-      for (let b = 0; b < length; b++) keyBytes[offset + b] = this.keys[base + b];
-      offset += length;
-      if (row % chunkRows === chunkRows - 1) await yieldToEventLoop();
-    }
+  columns() {
+    assert(this.rowsCopied === this.count && this.keysEnd === this.keys.length, "every window row is copied");
+    const keyBytes = this.keys;
     const bytes = (array: Float64Array | Int32Array | Uint32Array | Uint8Array) =>
       new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
     return {

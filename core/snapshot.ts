@@ -13,7 +13,7 @@
  * first; window oldest first; partners and currencies in first-seen order), so the same state always gives the same
  * bytes and restore rebuilds the hash indexes from scratch.
  */
-import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { assert } from "./assert.ts";
 import { crc32c } from "./crc32c.ts";
 import { SnapshotError } from "./errors.ts";
@@ -21,13 +21,8 @@ import { hashWords } from "./hash.ts";
 import { KeyTable } from "./key-table.ts";
 import { HoldState, Ledger } from "./ledger.ts";
 import { KEY_BYTES_MAX } from "./limits.ts";
-import {
-  type AccountColumnsSchema,
-  type HoldColumnsSchema,
-  type Snapshot,
-  SnapshotSchema,
-  type WindowColumnsSchema,
-} from "./gen/hotledger/v1/ledger_pb.ts";
+import { type Snapshot, SnapshotSchema } from "./gen/hotledger/v1/ledger_pb.ts";
+import { type Field, writeFramed } from "./snapshot-writer.ts";
 import type { LedgerOptions } from "./types.ts";
 
 /** Version of the snapshot frame and column layout. Bump on any change; readers refuse what they don't know. */
@@ -39,18 +34,25 @@ assert(new Uint8Array(new Uint16Array([1]).buffer)[0] === 1, "snapshot columns a
 
 /** Encode the ledger's full state. Deterministic: the same state gives the same bytes. */
 export function encodeSnapshot(ledger: Ledger): Uint8Array {
-  return frameSnapshot(toBinary(SnapshotSchema, snapshotMessage(ledger)));
+  return finish(writeSnapshot(snapshotParts(ledger)));
 }
 
-/** The snapshot frame (magic, version, length, CRC32C) around an encoded `Snapshot` body. */
-export function frameSnapshot(body: Uint8Array, bodyCrc = crc32c(body)): Uint8Array {
-  const bytes = new Uint8Array(HEADER_BYTES + body.length);
+/** Run a generator to its end without yielding to anyone (the synchronous encoders). */
+function finish<T>(steps: Generator<void, T, void>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** The framed snapshot of `parts`, written piece by piece (a yield between pieces; see snapshot-writer.ts). */
+export function* writeSnapshot(parts: SnapshotParts): Generator<void, Uint8Array, void> {
+  const { bytes, crc } = yield* writeFramed(snapshotFields(parts), HEADER_BYTES);
   const view = new DataView(bytes.buffer);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, SNAPSHOT_VERSION, true);
-  view.setUint32(8, body.length, true);
-  view.setUint32(12, bodyCrc, true);
-  bytes.set(body, HEADER_BYTES);
+  view.setUint32(8, bytes.length - HEADER_BYTES, true);
+  view.setUint32(12, crc, true);
   return bytes;
 }
 
@@ -78,9 +80,8 @@ export function decodeSnapshot(bytes: Uint8Array, options: LedgerOptions = {}): 
  * the log position rather than state: a duplicate or a check advances it and changes nothing else.
  */
 export function stateHash(ledger: Ledger): string {
-  const message = snapshotMessage(ledger);
-  message.lastSequence = 0n;
-  const body = toBinary(SnapshotSchema, message);
+  const framed = finish(writeSnapshot({ ...snapshotParts(ledger), lastSequence: 0 }));
+  const body = framed.subarray(HEADER_BYTES);
   const words = new Uint32Array((body.length + 3) >>> 2);
   new Uint8Array(words.buffer).set(body);
   const a = crc32c(body);
@@ -118,37 +119,86 @@ function parseFrame(bytes: Uint8Array): Snapshot {
   }
 }
 
-function snapshotMessage(ledger: Ledger): Snapshot {
-  return create(SnapshotSchema, withColumns(snapshotHeader(ledger), accountColumns(ledger), windowColumns(ledger)));
+/** A snapshot's contents as plain values: the scalar fields, the string lists and the column sets. */
+export interface SnapshotParts {
+  lastSequence: number;
+  timeMs: number;
+  partners: string[];
+  currencies: string[];
+  accounts: Columns;
+  holds: Columns;
+  window: Columns;
+  accountsMax: number;
+  holdsMax: number;
+  idempotencyCommandsMax: number;
+  idempotencyRetentionMs: number;
+  partnersMax: number;
 }
 
-/** A snapshot's header completed with its account and window columns. */
-export function withColumns(
-  header: SnapshotInit,
-  accounts: MessageInitShape<typeof AccountColumnsSchema>,
-  window: MessageInitShape<typeof WindowColumnsSchema>,
-): SnapshotInit {
-  return { ...(header as object), accounts, window } as SnapshotInit;
+/** A column set: row count(s) and one little-endian byte column per field, named as in the .proto (camelCase). */
+export type Columns = Record<string, number | Uint8Array>;
+
+/** Field numbers of the column messages, in order (from ledger.proto). */
+const ACCOUNT_FIELDS = ["count", "partnerIndex", "keyLength", "keyBytes", "currencyIndex", "status", "balance", "held", "overdraftLimit", "seq"];
+const HOLD_FIELDS = ["count", "closedCount", "partnerIndex", "keyLength", "keyBytes", "accountIndex", "amount", "expiresAtMs", "seq", "state"];
+const WINDOW_FIELDS = ["count", "partnerIndex", "keyLength", "keyBytes", "fingerprint", "timeMs", "code", "seq", "balance", "held", "available"];
+
+function columnFields(columns: Columns, names: string[]): Field[] {
+  return names.map((name, i): Field => {
+    const value = columns[name];
+    return typeof value === "number" ? [i + 1, "varint", value] : [i + 1, "bytes", value];
+  });
 }
 
-/** The init shape of a Snapshot message. */
-export type SnapshotInit = MessageInitShape<typeof SnapshotSchema>;
+/** The Snapshot message's fields in number order. */
+export function snapshotFields(parts: SnapshotParts): Field[] {
+  return [
+    [1, "varint", SNAPSHOT_VERSION],
+    [2, "varint", parts.lastSequence],
+    [3, "varint", parts.timeMs],
+    [4, "strings", parts.partners],
+    [5, "strings", parts.currencies],
+    [6, "message", columnFields(parts.accounts, ACCOUNT_FIELDS)],
+    [7, "message", columnFields(parts.holds, HOLD_FIELDS)],
+    [8, "message", columnFields(parts.window, WINDOW_FIELDS)],
+    [9, "varint", parts.accountsMax],
+    [10, "varint", parts.holdsMax],
+    [11, "varint", parts.idempotencyCommandsMax],
+    [12, "varint", parts.idempotencyRetentionMs],
+    [13, "varint", parts.partnersMax],
+  ];
+}
 
-/** Everything of a snapshot but the account and window columns (small: taken in one go by a SnapshotJob too). */
-export function snapshotHeader(ledger: Ledger): SnapshotInit {
-  return {
+/** The same contents as a protobuf-es message (tests compare the hand-written encoding with toBinary of this). */
+export function snapshotMessage(parts: SnapshotParts): Snapshot {
+  return create(SnapshotSchema, {
+    ...parts,
     version: SNAPSHOT_VERSION,
-    lastSequence: BigInt(ledger.lastSequence),
-    timeMs: BigInt(ledger.timeMs),
+    lastSequence: BigInt(parts.lastSequence),
+    timeMs: BigInt(parts.timeMs),
+    idempotencyRetentionMs: BigInt(parts.idempotencyRetentionMs),
+  } as MessageInitShape<typeof SnapshotSchema>);
+}
+
+/** Everything of a snapshot but the account and window columns (a SnapshotJob takes these at its start). */
+export function snapshotHeader(ledger: Ledger): Omit<SnapshotParts, "accounts" | "window"> {
+  return {
+    lastSequence: ledger.lastSequence,
+    timeMs: ledger.timeMs,
     partners: tableStrings(ledger.partners, ledger.partners.count),
     currencies: tableStrings(ledger.currencies, ledger.currencyCount),
     holds: holdColumns(ledger),
     accountsMax: ledger.sizes.accountsMax,
     holdsMax: ledger.sizes.holdsMax,
     idempotencyCommandsMax: ledger.sizes.idempotencyCommandsMax,
-    idempotencyRetentionMs: BigInt(ledger.sizes.idempotencyRetentionMs),
+    idempotencyRetentionMs: ledger.sizes.idempotencyRetentionMs,
     partnersMax: ledger.sizes.partnersMax,
   };
+}
+
+/** The ledger's whole state as snapshot parts. */
+export function snapshotParts(ledger: Ledger): SnapshotParts {
+  return { ...snapshotHeader(ledger), accounts: accountColumns(ledger), window: windowColumns(ledger) };
 }
 
 function tableStrings(table: KeyTable, count: number): string[] {
@@ -187,7 +237,7 @@ function keyBytes(table: KeyTable, count: number, rows?: Int32Array): Uint8Array
   return out;
 }
 
-function accountColumns(ledger: Ledger): MessageInitShape<typeof AccountColumnsSchema> {
+function accountColumns(ledger: Ledger): Columns {
   const count = ledger.accountCount;
   return {
     count,
@@ -218,7 +268,7 @@ function holdRows(ledger: Ledger): { rows: Int32Array; closedCount: number } {
   return { rows, closedCount: ledger.holdClosedCount };
 }
 
-function holdColumns(ledger: Ledger): MessageInitShape<typeof HoldColumnsSchema> {
+function holdColumns(ledger: Ledger): Columns {
   const { rows, closedCount } = holdRows(ledger);
   const count = rows.length;
   return {
@@ -235,7 +285,7 @@ function holdColumns(ledger: Ledger): MessageInitShape<typeof HoldColumnsSchema>
   };
 }
 
-function windowColumns(ledger: Ledger): MessageInitShape<typeof WindowColumnsSchema> {
+function windowColumns(ledger: Ledger): Columns {
   const count = ledger.windowCount;
   const head = ledger.windowHead;
   const capacity = ledger.sizes.idempotencyCommandsMax;

@@ -18,6 +18,8 @@ import type { SnapshotStore } from "../../core/ports.ts";
 export const SNAPSHOTS_KEEP_DEFAULT = 3;
 /** Most snapshots kept. Each costs a snapshot's bytes of disk (up to a few hundred MiB for a full shard). */
 export const SNAPSHOTS_KEEP_MAX = 100;
+/** Bytes per write when saving: 4 MiB, so no single write holds the event loop long. */
+const SNAPSHOT_WRITE_BYTES = 4 << 20;
 
 /** Options of FileSnapshotStore.open. */
 export interface FileSnapshotStoreOptions {
@@ -89,7 +91,16 @@ export class FileSnapshotStore implements SnapshotStore {
     try {
       const handle = await fs.open(tmpPath, "w");
       try {
-        await handle.writeFile(bytes);
+        // In pieces: one write of a 100+ MB snapshot can hold the event loop (and so the shard) for tens of ms.
+        for (let offset = 0; offset < bytes.length; offset += SNAPSHOT_WRITE_BYTES) {
+          const piece = bytes.subarray(offset, Math.min(bytes.length, offset + SNAPSHOT_WRITE_BYTES));
+          let written = 0;
+          while (written < piece.length) {
+            const { bytesWritten } = await handle.write(piece, written, piece.length - written, offset + written);
+            assert(bytesWritten > 0, "a write that makes no progress");
+            written += bytesWritten;
+          }
+        }
         await handle.sync();
       } finally {
         await handle.close();
