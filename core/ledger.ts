@@ -212,41 +212,45 @@ export class Ledger {
       this.slotAccount = new Int32Array(ring.size);
     }
     this.insertedFilter.fill(0);
-    let touched = 0;
+    // Pass 1, compute only: partner (a small, hot table) and the id and account hashes of every slot.
     for (let sequence = first; sequence <= last; sequence++) {
       const index = sequence & ring.mask;
       const partner = this.partnerFor(ring, index, false);
       this.slotPartner[index] = partner;
-      if (partner < 0) {
-        this.slotAccount[index] = -1;
-        continue;
-      }
-      const idLength = this.fieldLength(ring, index, Field.id);
-      if (idLength !== 0) {
-        const hash = this.computeHash(ring, index, Field.id, partner);
-        this.slotIdHash[index] = hash;
-        const entry = this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), idLength, hash);
-        this.slotWindowEntry[index] = entry;
-        touched += entry;
-      }
-      const accountLength = this.fieldLength(ring, index, Field.account);
-      if (accountLength !== 0) {
-        const hash = this.computeHash(ring, index, Field.account, partner);
-        this.slotAccountHash[index] = hash;
-        const account = this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), accountLength, hash);
-        this.slotAccount[index] = account;
-        touched += account;
-      } else {
-        this.slotAccount[index] = -1;
-      }
+      if (partner < 0) continue;
+      this.slotIdHash[index] = this.fieldLength(ring, index, Field.id) === 0 ? 0 : this.computeHash(ring, index, Field.id, partner);
+      this.slotAccountHash[index] =
+        this.fieldLength(ring, index, Field.account) === 0 ? 0 : this.computeHash(ring, index, Field.account, partner);
     }
-    // The oldest window entries are the ones this batch will evict to make room: touch their index slots too.
+    // Pass 2, memory only: one independent load per index line the batch will need (ids, accounts, evictions).
+    // A tight loop of independent loads lets the CPU keep many cache misses in flight at once.
+    let touched = 0;
+    for (let sequence = first; sequence <= last; sequence++) {
+      const index = sequence & ring.mask;
+      touched += this.window.probe(this.slotIdHash[index]) + this.accounts.probe(this.slotAccountHash[index]);
+    }
     const window = this.sizes.idempotencyCommandsMax;
     const evictions = Math.min(this.windowCount, this.windowCount + (last - first + 1) - window);
     for (let i = 0; i < evictions; i++) {
       let entry = this.windowHead + i;
       if (entry >= window) entry -= window;
       touched += this.window.probe(this.window.entryHash[entry]);
+    }
+    // Pass 3, now mostly from cache: the lookups themselves, kept for the apply pass.
+    for (let sequence = first; sequence <= last; sequence++) {
+      const index = sequence & ring.mask;
+      const partner = this.slotPartner[index];
+      this.slotWindowEntry[index] = -1;
+      this.slotAccount[index] = -1;
+      if (partner < 0) continue;
+      const idLength = this.fieldLength(ring, index, Field.id);
+      if (idLength !== 0) {
+        this.slotWindowEntry[index] = this.window.find(partner, ring.textWords, this.fieldWord(index, Field.id), idLength, this.slotIdHash[index]);
+      }
+      const accountLength = this.fieldLength(ring, index, Field.account);
+      if (accountLength !== 0) {
+        this.slotAccount[index] = this.accounts.find(partner, ring.textWords, this.fieldWord(index, Field.account), accountLength, this.slotAccountHash[index]);
+      }
     }
     this.prefetchTouched += touched;
   }
