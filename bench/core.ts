@@ -30,11 +30,11 @@ const RUN_MS_MAX = 10_000;
 /** Commands per tryPublish + drain. Must fit the ring (default 8192 slots). */
 const BATCH_COMMANDS = 1000;
 /**
- * Pre-built commands per pool, cycled through. Must exceed the idempotency window (default 2^20) so a cycled id
- * has always been evicted: every command is new to the engine. Costs ~150 B each: ~300 MB per pool.
+ * Pre-built commands of the `--micro` pool, cycled through. Must exceed the idempotency window (default 2^20) so a
+ * cycled id has always been evicted: every command is new to the engine. Costs ~150 B each: ~300 MB.
  */
 const POOL_COMMANDS = 2_000_000;
-/** Default idempotency window (core/limits.ts IDEMPOTENCY_COMMANDS_DEFAULT); the pool must be bigger. */
+/** Default idempotency window (core/limits.ts IDEMPOTENCY_COMMANDS_DEFAULT); the micro pool must be bigger. */
 const WINDOW_COMMANDS = 1 << 20;
 /** Accounts of the `opsPerSec` bench. */
 const ACCOUNTS_SMALL = 10_000;
@@ -188,23 +188,30 @@ function openAccounts(engine: Engine, set: AccountSet, fund: boolean): void {
   }
 }
 
-/** POOL_COMMANDS credits and debits (50/50) on accounts picked by `pick`, with unique ids. Untimed. */
-function commandPool(tag: string, set: AccountSet, pick: (state: Uint32Array) => number): Command[] {
-  const state = new Uint32Array([0x9e3779b9]);
-  const pool: Command[] = new Array(POOL_COMMANDS);
-  for (let i = 0; i < POOL_COMMANDS; i++) {
-    const k = pick(state);
-    const amount = 1 + (random(state) % AMOUNT_BENCH_MAX);
-    // Same property order for both types: one object shape for the engine's property reads.
-    pool[i] = {
-      type: (random(state) & 1) === 0 ? "credit" : "debit",
-      id: commandId(tag, i),
-      partnerId: set.partnerIds[k],
-      accountId: set.accountIds[k],
-      amount,
-    } as Command;
+/**
+ * Batches of BATCH_COMMANDS credits and debits (50/50) on accounts picked by `pick`, each with a new id, each made
+ * the way a transport makes them: JSON.parse of a request body (so strings are flat and the objects are fresh in
+ * cache, as a shard sees them). Building a batch is not timed.
+ */
+class CommandSource {
+  private readonly state = new Uint32Array([0x9e3779b9]);
+  private next = 0;
+  constructor(
+    private readonly tag: string,
+    private readonly set: AccountSet,
+    private readonly pick: (state: Uint32Array) => number,
+  ) {}
+
+  batch(): Command[] {
+    const parts: string[] = new Array(BATCH_COMMANDS);
+    for (let i = 0; i < BATCH_COMMANDS; i++) {
+      const k = this.pick(this.state);
+      const amount = 1 + (random(this.state) % AMOUNT_BENCH_MAX);
+      const type = (random(this.state) & 1) === 0 ? "credit" : "debit";
+      parts[i] = `{"type":"${type}","id":"${commandId(this.tag, this.next++)}","partnerId":"${this.set.partnerIds[k]}","accountId":"${this.set.accountIds[k]}","amount":${amount}}`;
+    }
+    return JSON.parse(`[${parts.join(",")}]`) as Command[];
   }
-  return pool;
 }
 
 /** One run's rates: per wall-clock second (the metric) and per CPU second of this process (less noisy on a shared box). */
@@ -221,19 +228,21 @@ function cpuMs(): number {
   return (usage.user + usage.system) / 1000;
 }
 
-/** One run: cycle through `pool`, publish + drain a batch at a time. Returns commands per second. */
-function engineRun(engine: Engine, pool: Command[], cursor: { start: number }): Run {
+/** One run: publish + drain one fresh batch at a time (building batches is not timed). Returns commands per second. */
+function engineRun(engine: Engine, source: CommandSource): Run {
   const code = engine.ring.code;
   const mask = engine.ring.mask;
   let done = 0;
   let rejected = 0;
-  let start = cursor.start;
-  const cpuBegin = cpuMs();
+  let cpu = 0;
   const begin = performance.now();
   let elapsed = 0;
   let processorMs = 0;
-  while (done < RUN_COMMANDS_MAX && elapsed < RUN_MS_MAX) {
-    const published = engine.tryPublish(pool, start, BATCH_COMMANDS, false, timeMs++);
+  while (done < RUN_COMMANDS_MAX && performance.now() - begin < RUN_MS_MAX) {
+    const batch = source.batch();
+    const cpuBegin = cpuMs();
+    const batchBegin = performance.now();
+    const published = engine.tryPublish(batch, 0, BATCH_COMMANDS, false, timeMs++);
     assert(published, "the ring must have room after a drain");
     const drainBegin = performance.now();
     const drained = engine.drain();
@@ -245,13 +254,10 @@ function engineRun(engine: Engine, pool: Command[], cursor: { start: number }): 
       if (code[sequence & mask] !== 0) rejected++;
     }
     done += BATCH_COMMANDS;
-    start += BATCH_COMMANDS;
-    if (start === POOL_COMMANDS) start = 0;
-    elapsed = performance.now() - begin;
+    elapsed += performance.now() - batchBegin;
+    cpu += cpuMs() - cpuBegin;
     if (done >= RUN_COMMANDS_MIN && elapsed >= RUN_MS_MIN) break;
   }
-  const cpu = cpuMs() - cpuBegin;
-  cursor.start = start;
   assert(rejected === 0, `${rejected} bench commands rejected`);
   return { wall: (done / elapsed) * 1000, cpu: (done / cpu) * 1000, processor: (done / processorMs) * 1000 };
 }
@@ -286,13 +292,12 @@ function summarize(runs: Run[]): Measured {
 }
 
 /** One warm-up run (JIT, fills the window), then RUNS timed runs. */
-function measureEngine(label: string, engine: Engine, pool: Command[]): Measured {
-  const cursor = { start: 0 };
-  const warm = engineRun(engine, pool, cursor);
+function measureEngine(label: string, engine: Engine, source: CommandSource): Measured {
+  const warm = engineRun(engine, source);
   log(`  ${label} warm-up: ${format(warm.wall)}/s`);
   const runs: Run[] = [];
   for (let run = 0; run < RUNS; run++) {
-    runs.push(engineRun(engine, pool, cursor));
+    runs.push(engineRun(engine, source));
     log(`  ${label} run ${run + 1}: ${format(runs[run].wall)}/s (${format(runs[run].cpu)}/CPU-s)`);
   }
   return summarize(runs);
@@ -303,8 +308,7 @@ function benchOps(): Measured {
   const set = accountSet(ACCOUNTS_SMALL);
   const engine = new Engine({ accountsMax: 1 << 14 });
   openAccounts(engine, set, true);
-  const pool = commandPool("ops", set, (state) => random(state) % ACCOUNTS_SMALL);
-  return measureEngine("ops", engine, pool);
+  return measureEngine("ops", engine, new CommandSource("ops", set, (state) => random(state) % ACCOUNTS_SMALL));
 }
 
 /**
@@ -316,8 +320,7 @@ function benchWindowSmall(): Measured {
   const set = accountSet(ACCOUNTS_SMALL);
   const engine = new Engine({ accountsMax: 1 << 14, idempotencyCommandsMax: WINDOW_COMMANDS_DIAGNOSTIC });
   openAccounts(engine, set, true);
-  const pool = commandPool("small", set, (state) => random(state) % ACCOUNTS_SMALL);
-  return measureEngine("windowSmall", engine, pool);
+  return measureEngine("windowSmall", engine, new CommandSource("small", set, (state) => random(state) % ACCOUNTS_SMALL));
 }
 
 function benchHot(): Measured {
@@ -325,8 +328,7 @@ function benchHot(): Measured {
   const set = accountSet(1);
   const engine = new Engine({ accountsMax: 1 << 10 });
   openAccounts(engine, set, true);
-  const pool = commandPool("hot", set, () => 0);
-  return measureEngine("hot", engine, pool);
+  return measureEngine("hot", engine, new CommandSource("hot", set, () => 0));
 }
 
 /** Encode and decode times of a snapshot of `engine`, median of SNAPSHOT_RUNS. */
@@ -356,18 +358,16 @@ function benchBig(): { measured: Measured; shardBytes: number; snapshot: { encod
   const set = accountSet(ACCOUNTS_BIG);
   const engine = new Engine({ accountsMax: ACCOUNTS_MAX_BIG });
   openAccounts(engine, set, true);
-  const pool = commandPool("big", set, (state) => random(state) % ACCOUNTS_BIG);
-  const measured = measureEngine("big", engine, pool);
+  const measured = measureEngine("big", engine, new CommandSource("big", set, (state) => random(state) % ACCOUNTS_BIG));
   const snapshot = benchSnapshot(engine);
   // The whole shard with default window and holds, at 1M accounts and a full window (strings excluded: the
   // account id strings and the pool are still alive, so subtract them by measuring before dropping them).
   const memoryWith = memory();
-  pool.length = 0;
   set.partnerIds.length = 0;
   set.accountIds.length = 0;
   const memoryEngineOnly = memory();
   assert(engine.lastSequence > 0, "the engine stays alive until measured");
-  log(`  shard with pool ${format(memoryWith.heap - memoryBefore.heap)} B, without ${format(memoryEngineOnly.heap - memoryBefore.heap)} B`);
+  log(`  shard with account-id strings ${format(memoryWith.heap - memoryBefore.heap)} B, without ${format(memoryEngineOnly.heap - memoryBefore.heap)} B`);
   return { measured, shardBytes: memoryEngineOnly.heap - memoryBefore.heap, snapshot };
 }
 
@@ -502,7 +502,9 @@ async function micro(): Promise<void> {
   const set = accountSet(ACCOUNTS_SMALL);
   const engine = new Engine({ accountsMax: 1 << 14 });
   openAccounts(engine, set, true);
-  const pool = commandPool("micro", set, (state) => random(state) % ACCOUNTS_SMALL);
+  const source = new CommandSource("micro", set, (state) => random(state) % ACCOUNTS_SMALL);
+  const pool: Command[] = [];
+  while (pool.length < POOL_COMMANDS) pool.push(...source.batch());
   let start = 0;
   // Warm the window so every bench command also evicts.
   apply(engine, pool.slice(0, WINDOW_COMMANDS));

@@ -232,33 +232,46 @@ export class Shard {
     Promise.resolve().then(() => this.writeLoop());
   }
 
-  /** The journaler: one record per iteration holding everything published since the last one. */
+  /**
+   * The journaler: one record per write holding everything published since the last one. Pipelined: as soon as a
+   * write is durable the next one starts, and the processor applies the durable batch while it is in flight, so
+   * the CPU and the disk work at the same time.
+   */
   private async writeLoop(): Promise<void> {
     const engine = this.engine;
-    const ring = engine.ring;
     try {
-      while (engine.sequencer.cursor.value > this.journaled.value && (this.state === "open" || this.state === "closing")) {
-        const first = this.journaled.value + 1;
-        const last = engine.sequencer.cursor.value;
-        const timeMs = Math.max(this.lastTimeMs, this.clock());
-        this.lastTimeMs = timeMs;
-        for (let sequence = first; sequence <= last; sequence++) ring.timeMs[sequence & ring.mask] = timeMs;
-        const length = encodeRecord(ring, first, last, timeMs, this.recordBuffer);
+      let writing = this.startRecord();
+      while (writing !== undefined) {
         try {
-          await this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1);
+          await writing.done;
         } catch (error) {
           this.fail(error);
           return;
         }
-        this.journaled.value = last;
+        this.journaled.value = writing.last;
+        writing = this.startRecord();
         engine.drain();
-        this.release(last);
+        this.release(this.journaled.value);
         this.maybeSnapshot();
       }
     } finally {
       this.writing = false;
       this.idleResolve?.();
     }
+  }
+
+  /** Stamp, encode and start appending everything published after the journaled sequence; undefined if nothing. */
+  private startRecord(): { last: number; done: Promise<void> } | undefined {
+    const engine = this.engine;
+    const ring = engine.ring;
+    const first = this.journaled.value + 1;
+    const last = engine.sequencer.cursor.value;
+    if (last < first || (this.state !== "open" && this.state !== "closing")) return undefined;
+    const timeMs = Math.max(this.lastTimeMs, this.clock());
+    this.lastTimeMs = timeMs;
+    for (let sequence = first; sequence <= last; sequence++) ring.timeMs[sequence & ring.mask] = timeMs;
+    const length = encodeRecord(ring, first, last, timeMs, this.recordBuffer);
+    return { last, done: this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1) };
   }
 
   /** Resolve every pending request whose commands are all applied (<= `last`). */
