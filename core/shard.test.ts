@@ -88,6 +88,8 @@ describe("durable shard", () => {
     const fromOlder = await open(journal, snapshots, { log: (line: string) => logs.push(line) });
     assert.equal(fromOlder.stateHash(), hash);
     assert.ok(logs.some((line) => line.includes(`snapshot ${newest} is unusable`)));
+    // A snapshot ahead of its journal (here: a journal that lost everything) is refused, not silently extended.
+    await assert.rejects(open(new MemoryJournal(), snapshots), /the journal ends at sequence 0 but the snapshot is at/);
     const [retry] = await fromOlder.submit([credit("c5", 6)]);
     assert.equal(retry.duplicate, true, "the idempotency window survives recovery");
     assert.equal(retry.seq, 7);

@@ -113,6 +113,15 @@ export class Shard {
     const { engine, snapshotSequence } = await Shard.restoreNewest(options, log);
     const journaled = new Sequence(engine.lastSequence);
     const replayed = await Shard.replay(engine, options.journal, journaled);
+    if (options.journal.lastSequence() < engine.lastSequence) {
+      // The snapshot is ahead of the journal (segments deleted, or an fsync "interval" journal lost its tail):
+      // appending would leave a gap. Refuse to start; an operator decides.
+      throw new JournalCorruptError(
+        "journal",
+        options.journal.lastSequence(),
+        `the journal ends at sequence ${options.journal.lastSequence()} but the snapshot is at ${engine.lastSequence}`,
+      );
+    }
     log(`shard recovered: snapshot at ${snapshotSequence}, replayed ${replayed} commands, last sequence ${engine.lastSequence}`);
     const shard = new Shard(engine, options, journaled, snapshotSequence);
     // From here on the processor waits for the journaler, not the producer.
