@@ -30,7 +30,7 @@ const COMMANDS: Command[] = [
 
 /** The .proto form of a plain command. */
 function toProto(command: Command): ProtoCommand {
-  const c = command as Record<string, unknown>;
+  const c = command as unknown as Record<string, unknown>;
   const int = (value: unknown) => (value === undefined ? undefined : BigInt(Math.trunc(value as number)));
   return create(CommandSchema, {
     type: COMMAND_TYPES.indexOf(command.type),
