@@ -3,6 +3,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Engine, InvalidCommandError, RESULT_CODES, type Account, type Command, type Result } from "./index.ts";
+import { seededRandom } from "./testing/random.ts";
 
 type ResultCode = (typeof RESULT_CODES)[number];
 type EngineOptions = NonNullable<ConstructorParameters<typeof Engine>[0]>;
@@ -1072,17 +1073,7 @@ describe("stateHash", () => {
   });
 });
 
-/** A seeded generator (mulberry32), so the random scenario is the same on every run and runtime. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const random = seededRandom;
 
 interface Batch {
   commands: Command[];

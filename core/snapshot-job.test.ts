@@ -5,20 +5,11 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Engine, type Command } from "./index.ts";
 import { SnapshotJob } from "./snapshot-job.ts";
+import { seededRandom } from "./testing/random.ts";
 
 const SIZES = { accountsMax: 512, partnersMax: 8, holdsMax: 256, idempotencyCommandsMax: 1000, ringSlots: 2048 };
 
-/** A seeded generator (mulberry32), so every run and runtime sees the same commands. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const random = seededRandom;
 
 function batch(next: () => number, tag: string, count: number, accounts: number): Command[] {
   const commands: Command[] = [];

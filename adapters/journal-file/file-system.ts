@@ -4,6 +4,7 @@
  * `nodeFileSystem`, is node:fs/promises, which Bun, Deno and Node all provide.
  */
 import * as fs from "node:fs/promises";
+import { syncDirectory as syncDirectoryNode } from "../sync-directory.ts";
 
 /** The FileHandle operations the journal uses. node:fs/promises' FileHandle satisfies it as it is. */
 export interface JournalFileHandle {
@@ -34,35 +35,6 @@ export interface JournalFileSystem {
   syncDirectory(path: string): Promise<void>;
 }
 
-/**
- * Error codes with which opening or fsyncing a directory fails where the platform cannot fsync directories at all:
- * Windows refuses to open one (EISDIR, EPERM), and some file systems (network, FUSE) refuse fsync on one
- * (EINVAL). There the entry is as durable as the platform can make it, so skipping is the only option.
- */
-const DIRECTORY_SYNC_UNSUPPORTED = new Set(["EISDIR", "EPERM", "EINVAL"]);
-
-/** fsync a directory through node:fs/promises, skipping platforms that cannot (see DIRECTORY_SYNC_UNSUPPORTED). */
-export async function syncDirectoryNode(path: string): Promise<void> {
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(path, "r");
-  } catch (error) {
-    if (isUnsupportedDirectorySync(error)) return;
-    throw error;
-  }
-  try {
-    await handle.sync();
-  } catch (error) {
-    if (!isUnsupportedDirectorySync(error)) throw error;
-  } finally {
-    await handle.close();
-  }
-}
-
-function isUnsupportedDirectorySync(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && DIRECTORY_SYNC_UNSUPPORTED.has(code);
-}
 
 /** The real disk, through node:fs/promises. */
 export const nodeFileSystem: JournalFileSystem = {

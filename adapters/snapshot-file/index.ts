@@ -13,6 +13,7 @@ import * as fs from "node:fs/promises";
 import { join } from "node:path";
 import { assert } from "../../core/assert.ts";
 import type { SnapshotStore } from "../../core/ports.ts";
+import { syncDirectory } from "../sync-directory.ts";
 
 /** Default snapshots kept. Costs that many snapshots' bytes of disk per shard; more gives more fallbacks. */
 export const SNAPSHOTS_KEEP_DEFAULT = 3;
@@ -33,13 +34,6 @@ export interface FileSnapshotStoreOptions {
 
 const SNAPSHOT_NAME = /^(\d{20})\.snapshot$/;
 const TMP_SUFFIX = ".snapshot.tmp";
-
-/**
- * Error codes with which opening or fsyncing a directory fails where the platform cannot fsync directories: Windows
- * refuses to open one (EISDIR, EPERM), some network and FUSE file systems refuse fsync on one (EINVAL). The rename
- * is then as durable as the platform makes it.
- */
-const DIRECTORY_SYNC_UNSUPPORTED = new Set(["EISDIR", "EPERM", "EINVAL"]);
 
 /** The file name of the snapshot taken after `sequence`. */
 export function snapshotName(sequence: number): string {
@@ -147,25 +141,3 @@ export class FileSnapshotStore implements SnapshotStore {
   }
 }
 
-/** fsync a directory, so a rename in it is durable; skipped where the platform cannot (DIRECTORY_SYNC_UNSUPPORTED). */
-async function syncDirectory(path: string): Promise<void> {
-  let handle: fs.FileHandle;
-  try {
-    handle = await fs.open(path, "r");
-  } catch (error) {
-    if (isUnsupportedDirectorySync(error)) return;
-    throw error;
-  }
-  try {
-    await handle.sync();
-  } catch (error) {
-    if (!isUnsupportedDirectorySync(error)) throw error;
-  } finally {
-    await handle.close();
-  }
-}
-
-function isUnsupportedDirectorySync(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" && DIRECTORY_SYNC_UNSUPPORTED.has(code);
-}
