@@ -189,6 +189,11 @@ export class Shard {
     return this.engine.storedResult(partnerId, id);
   }
 
+  /** Whether the shard takes commands now (not closed, not waiting out a journal failure). */
+  get accepting(): boolean {
+    return this.state === "open";
+  }
+
   /** Commands sequenced but not yet released, for metrics. */
   get ringOccupancy(): number {
     return this.engine.sequencer.cursor.value - this.engine.processor.sequence.value;

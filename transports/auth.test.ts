@@ -1,0 +1,30 @@
+// Proves key authentication: keys are matched by their SHA-256 only, a partner key maps to its partner and an
+// internal key to any partner, two keys per partner work at once (rotation), and bad key configuration is refused.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { hashKey, KeyRing, mayActOn } from "./auth.ts";
+
+test("partner keys, internal keys, rotation, unknown keys", () => {
+  const ring = new KeyRing([
+    { sha256: hashKey("old-key-of-shop"), partnerId: "shop" },
+    { sha256: hashKey("new-key-of-shop"), partnerId: "shop" },
+    { sha256: hashKey("key-of-bank"), partnerId: "bank" },
+    { sha256: hashKey("payments-service"), internal: "payments" },
+  ]);
+  assert.deepEqual(ring.authenticate("old-key-of-shop"), { kind: "partner", partnerId: "shop" });
+  assert.deepEqual(ring.authenticate("new-key-of-shop"), { kind: "partner", partnerId: "shop" });
+  const bank = ring.authenticate("key-of-bank");
+  assert.ok(bank !== undefined && mayActOn(bank, "bank") && !mayActOn(bank, "shop"));
+  const internal = ring.authenticate("payments-service");
+  assert.ok(internal !== undefined && mayActOn(internal, "shop") && mayActOn(internal, "bank"));
+  assert.equal(ring.authenticate("guess"), undefined);
+  assert.equal(ring.authenticate(""), undefined);
+  assert.equal(hashKey("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+});
+
+test("bad key configuration is refused", () => {
+  assert.throws(() => new KeyRing([{ sha256: "xyz", partnerId: "p" }]), /64 lowercase hex/);
+  assert.throws(() => new KeyRing([{ sha256: hashKey("k") }]), /exactly one of/);
+  const three = ["a", "b", "c"].map((k) => ({ sha256: hashKey(k), partnerId: "p" }));
+  assert.throws(() => new KeyRing(three), /more than 2 keys/);
+});

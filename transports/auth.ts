@@ -1,0 +1,65 @@
+/**
+ * Caller authentication for every transport: API keys, stored only as SHA-256 hashes, compared in constant time.
+ * A partner key may act only on its own partner; an internal key (service to service) may act on any partner and
+ * call admin routes. A partner may have two keys at once, so a key can be rotated without downtime.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+
+/** Who a key belongs to. */
+export type Principal = { kind: "partner"; partnerId: string } | { kind: "internal"; name: string };
+
+/** One configured key: its SHA-256 hash (hex), never the key itself. */
+export interface KeyConfig {
+  sha256: string;
+  partnerId?: string;
+  internal?: string;
+}
+
+/** Most keys per partner (the current one and the next, during a rotation). */
+export const KEYS_PER_PARTNER_MAX = 2;
+
+/** The hex SHA-256 of a key, as stored in configuration. */
+export function hashKey(key: string): string {
+  return createHash("sha256").update(key, "utf8").digest("hex");
+}
+
+/** The configured keys; `authenticate` turns a bearer key into a principal. */
+export class KeyRing {
+  private readonly entries: { hash: Buffer; principal: Principal }[] = [];
+
+  constructor(keys: readonly KeyConfig[]) {
+    const perPartner = new Map<string, number>();
+    for (const [i, key] of keys.entries()) {
+      if (!/^[0-9a-f]{64}$/.test(key.sha256)) throw new RangeError(`keys[${i}].sha256 must be 64 lowercase hex digits`);
+      if ((key.partnerId === undefined) === (key.internal === undefined)) {
+        throw new RangeError(`keys[${i}] must have exactly one of partnerId and internal`);
+      }
+      if (key.partnerId !== undefined) {
+        const count = (perPartner.get(key.partnerId) ?? 0) + 1;
+        if (count > KEYS_PER_PARTNER_MAX) throw new RangeError(`partner ${key.partnerId} has more than ${KEYS_PER_PARTNER_MAX} keys`);
+        perPartner.set(key.partnerId, count);
+      }
+      const principal: Principal =
+        key.partnerId !== undefined ? { kind: "partner", partnerId: key.partnerId } : { kind: "internal", name: key.internal as string };
+      this.entries.push({ hash: Buffer.from(key.sha256, "hex"), principal });
+    }
+  }
+
+  /**
+   * The principal of `key`, or undefined. Every configured hash is compared, each in constant time, so the time
+   * taken does not depend on which key (if any) matched.
+   */
+  authenticate(key: string): Principal | undefined {
+    const hash = createHash("sha256").update(key, "utf8").digest();
+    let found: Principal | undefined;
+    for (const entry of this.entries) {
+      if (timingSafeEqual(entry.hash, hash) && found === undefined) found = entry.principal;
+    }
+    return found;
+  }
+}
+
+/** Whether `principal` may act on `partnerId`. */
+export function mayActOn(principal: Principal, partnerId: string): boolean {
+  return principal.kind === "internal" || principal.partnerId === partnerId;
+}

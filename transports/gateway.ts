@@ -1,0 +1,71 @@
+/**
+ * The Gateway: what a transport (HTTP, NATS) calls. It routes each partner's commands to the partner's shard and
+ * merges the results back into request order. `LocalGateway` holds the shards in this process; a gateway over
+ * worker threads or over NATS to other machines implements the same interface.
+ */
+import { InvalidCommandError, type Account, type Command, type Result, type Shard } from "../core/index.ts";
+import type { ShardMap } from "../core/routing.ts";
+
+/** Routes commands and reads to shards. Every method may throw the shard's typed errors. */
+export interface Gateway {
+  /**
+   * Submit commands, possibly of several partners (then of several shards), in request order. With `atomic`, all
+   * commands must be of one partner. Commands of different shards are applied independently: if one shard is
+   * overloaded or unavailable the request fails, and a retry with the same ids is answered from the idempotency
+   * windows for the commands that were applied.
+   */
+  submit(commands: readonly Command[], options?: { atomic?: boolean }): Promise<Result[]>;
+  account(partnerId: string, accountId: string): Promise<Account | undefined>;
+  storedResult(partnerId: string, id: string): Promise<Result | undefined>;
+  /** Whether every shard is recovered and accepting. */
+  ready(): boolean;
+}
+
+/** A gateway over shards in this process. */
+export class LocalGateway implements Gateway {
+  constructor(
+    private readonly shards: readonly Shard[],
+    private readonly map: ShardMap,
+  ) {
+    if (shards.length !== map.shardCount) throw new RangeError(`${shards.length} shards for a map of ${map.shardCount}`);
+  }
+
+  async submit(commands: readonly Command[], options: { atomic?: boolean } = {}): Promise<Result[]> {
+    const byShard = new Map<number, { positions: number[]; commands: Command[] }>();
+    commands.forEach((command, position) => {
+      if (typeof command?.partnerId !== "string") {
+        throw new InvalidCommandError(`commands[${position}].partnerId`, "must be a string");
+      }
+      const shard = this.map.shardOf(command.partnerId);
+      const group = byShard.get(shard) ?? { positions: [], commands: [] };
+      group.positions.push(position);
+      group.commands.push(command);
+      byShard.set(shard, group);
+    });
+    if (options.atomic === true && byShard.size > 1) {
+      throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
+    }
+    // Submit to every shard first (each throws synchronously for bad input or a full ring), then await.
+    const pending = [...byShard].map(([shard, group]) => ({ group, results: this.shards[shard].submit(group.commands, options) }));
+    const results = new Array<Result>(commands.length);
+    for (const { group, results: promise } of pending) {
+      const shardResults = await promise;
+      group.positions.forEach((position, k) => {
+        results[position] = shardResults[k];
+      });
+    }
+    return results;
+  }
+
+  async account(partnerId: string, accountId: string): Promise<Account | undefined> {
+    return this.shards[this.map.shardOf(partnerId)].account(partnerId, accountId);
+  }
+
+  async storedResult(partnerId: string, id: string): Promise<Result | undefined> {
+    return this.shards[this.map.shardOf(partnerId)].storedResult(partnerId, id);
+  }
+
+  ready(): boolean {
+    return this.shards.every((shard) => shard.accepting);
+  }
+}
