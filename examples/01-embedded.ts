@@ -1,6 +1,6 @@
 /**
  * The core engine embedded in a program: open two accounts, move money, place and capture a hold, retry a command,
- * and print every result. Run: `npm start` (or `bun examples/01-embedded.ts`).
+ * and print every result. Run: `npm run example` (or `bun examples/01-embedded.ts`).
  */
 import { Engine } from "../core/index.ts";
 

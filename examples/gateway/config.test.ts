@@ -1,0 +1,22 @@
+// Proves the gateway's configuration: defaults, environment overrides, and that bad settings fail at start with
+// a message naming the setting.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig } from "./config.ts";
+
+test("defaults and environment overrides", () => {
+  const defaults = loadConfig({});
+  assert.equal(defaults.shards, 4);
+  assert.equal(defaults.port, 3000);
+  assert.equal(defaults.host, "127.0.0.1");
+  assert.equal(defaults.fsync, "batch");
+  const custom = loadConfig({ HOTLEDGER_SHARDS: "2", HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "interval", HOTLEDGER_DATA: "/tmp/x" });
+  assert.deepEqual([custom.shards, custom.port, custom.fsync, custom.dataDirectory], [2, 0, "interval", "/tmp/x"]);
+});
+
+test("bad configuration fails fast with the setting's name", () => {
+  assert.throws(() => loadConfig({ HOTLEDGER_SHARDS: "zero" }), (error: Error) => error instanceof ConfigError && /HOTLEDGER_SHARDS/.test(error.message));
+  assert.throws(() => loadConfig({ HOTLEDGER_PORT: "70000" }), /HOTLEDGER_PORT/);
+  assert.throws(() => loadConfig({ HOTLEDGER_FSYNC: "sometimes" }), /HOTLEDGER_FSYNC/);
+  assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: "/nonexistent/config.json" }), /HOTLEDGER_CONFIG/);
+});

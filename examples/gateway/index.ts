@@ -1,0 +1,102 @@
+/**
+ * The runnable gateway (`npm start`): durable shards in this process, one per data directory, behind the HTTP
+ * transport. Defaults: 4 shards, journals and snapshots under ./data, HTTP on 127.0.0.1:3000; configure with
+ * HOTLEDGER_* variables or a JSON file (examples/gateway/config.ts). With no keys configured it makes a demo
+ * partner key and an internal key for this run (only their SHA-256 is kept) and prints a curl line that works.
+ * SIGTERM or SIGINT: stop accepting, drain, snapshot, close the journals, exit 0.
+ */
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { Shard, ShardMap } from "../../core/index.ts";
+import { FileJournal } from "../../adapters/journal-file/index.ts";
+import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
+import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
+import { LocalGateway } from "../../transports/gateway.ts";
+import { createHttpApp } from "../../transports/http/index.ts";
+import { ConfigError, loadConfig, type GatewayConfig } from "./config.ts";
+
+/** A started gateway. */
+export interface RunningGateway {
+  url: string;
+  /** Keys made for this run when none were configured. */
+  demo?: { partnerId: string; partnerKey: string; internalKey: string };
+  stop(): Promise<void>;
+}
+
+/** Open (recover) every shard, then listen. */
+export async function startGateway(config: GatewayConfig, log: (line: string) => void = console.log): Promise<RunningGateway> {
+  const shards: Shard[] = [];
+  for (let index = 0; index < config.shards; index++) {
+    const directory = join(config.dataDirectory, `shard-${index}`);
+    shards.push(
+      await Shard.open({
+        journal: await FileJournal.open({ directory: join(directory, "journal"), fsync: config.fsync, log }),
+        snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log }),
+        accountsMax: config.accountsMax,
+        idempotencyCommandsMax: config.idempotencyCommandsMax,
+        yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
+        log: (line) => log(`shard ${index}: ${line}`),
+      }),
+    );
+  }
+  let keys: KeyConfig[] = config.keys;
+  let demo: RunningGateway["demo"];
+  if (keys.length === 0) {
+    demo = { partnerId: "demo", partnerKey: `demo-${randomBytes(16).toString("hex")}`, internalKey: `internal-${randomBytes(16).toString("hex")}` };
+    keys = [
+      { sha256: hashKey(demo.partnerKey), partnerId: demo.partnerId },
+      { sha256: hashKey(demo.internalKey), internal: "demo-admin" },
+    ];
+  }
+  const gateway = new LocalGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
+  const app = createHttpApp({ gateway, keys: new KeyRing(keys) }).listen({ hostname: config.host, port: config.port });
+  const url = `http://${config.host}:${app.server?.port}`;
+  return {
+    url,
+    demo,
+    async stop() {
+      await app.stop();
+      await Promise.all(shards.map((shard) => shard.close()));
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: GatewayConfig;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`hotledger: bad configuration: ${error.message}`);
+    process.exit(2);
+  }
+  const running = await startGateway(config);
+  console.log(`hotledger gateway: ${config.shards} shards, data in ${config.dataDirectory}, listening on ${running.url}`);
+  if (running.demo) {
+    const { partnerId, partnerKey, internalKey } = running.demo;
+    console.log(`demo partner "${partnerId}" key (this run only): ${partnerKey}`);
+    console.log(`internal key (this run only): ${internalKey}`);
+    console.log("try:");
+    console.log(
+      `  curl -s -X POST ${running.url}/v1/accounts -H 'Authorization: Bearer ${partnerKey}' -H 'Content-Type: application/json' ` +
+        `-d '{"partnerId":"${partnerId}","accountId":"wallet:alice","currency":"USD"}'`,
+    );
+    console.log(
+      `  curl -s -X POST ${running.url}/v1/credit -H 'Authorization: Bearer ${partnerKey}' -H 'Content-Type: application/json' ` +
+        `-d '{"id":"topup-1","partnerId":"${partnerId}","accountId":"wallet:alice","amount":10000}'`,
+    );
+  }
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`hotledger gateway: ${signal}, draining`);
+    await running.stop();
+    console.log("hotledger gateway: stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+if (import.meta.main) await main();

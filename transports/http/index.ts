@@ -1,0 +1,302 @@
+/**
+ * The HTTP transport (Elysia): request -> validated command(s) -> gateway; result -> reply. Bodies are read and
+ * validated here (size limit, JSON, exact shapes, safe-integer amounts), the caller is authenticated by API key,
+ * and a partner key may act only on its own partner. Business outcomes map to statuses in one table
+ * (`RESULT_STATUS`), exceptions in one function (`errorResponse`). The caller starts the server with
+ * `createHttpApp(...).listen({ hostname, port })`.
+ */
+import { Elysia } from "elysia";
+import {
+  InvalidCommandError,
+  OverloadedError,
+  ShardUnavailableError,
+  type Account,
+  type Command,
+  type ResultCode,
+  type Result,
+} from "../../core/index.ts";
+import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
+import type { Gateway } from "../gateway.ts";
+import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
+
+export { HttpError } from "./validate.ts";
+
+/** Default largest request body: 1 MiB (1000 commands of ~200 bytes fit with room to spare). */
+export const BODY_BYTES_MAX_DEFAULT = 1 << 20;
+
+/** Options of `createHttpApp`. */
+export interface HttpAppOptions {
+  gateway: Gateway;
+  keys: KeyRing;
+  /** Largest request body in bytes; larger is 413. Default BODY_BYTES_MAX_DEFAULT. */
+  bodyBytesMax?: number;
+  /** Where unexpected errors (500s) are logged. Default: console.error. */
+  log?: (line: string, error: unknown) => void;
+}
+
+/** The one table from result codes to HTTP statuses, for shortcut and admin routes (`/v1/commands` is always 200). */
+export const RESULT_STATUS: Readonly<Record<ResultCode, number>> = {
+  ok: 200,
+  insufficient_funds: 422,
+  account_not_found: 404,
+  account_exists: 409,
+  account_frozen: 422,
+  account_closed: 422,
+  currency_mismatch: 422,
+  amount_invalid: 422,
+  amount_overflow: 422,
+  hold_not_found: 422,
+  hold_expired: 422,
+  hold_closed: 422,
+  capture_exceeds_hold: 422,
+  id_reused: 409,
+  linked_failed: 422,
+  close_nonzero: 422,
+  same_account: 422,
+  capacity_exceeded: 422,
+};
+
+/** The shortcut routes: path -> command type. The body is the command without `type`. */
+const SHORTCUTS = {
+  "/v1/credit": "credit",
+  "/v1/debit": "debit",
+  "/v1/transfer": "transfer",
+  "/v1/holds": "hold",
+  "/v1/holds/capture": "capture",
+  "/v1/holds/release": "release",
+  "/v1/check": "check",
+} as const;
+
+/** The admin routes under `/v1/accounts/:partnerId/:accountId/`: suffix -> command type. */
+const ADMIN_ROUTES = { freeze: "freeze", unfreeze: "unfreeze", close: "close", "overdraft-limit": "setOverdraftLimit" } as const;
+
+const OPEN_ACCOUNT_SHAPE: Shape = {
+  required: { partnerId: "identifier", accountId: "identifier", currency: "currency" },
+  optional: { id: "identifier", overdraftLimit: "limit" },
+};
+
+/** A JSON response. */
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
+}
+
+/** The one place exceptions become statuses. Anything unexpected is a 500 that says nothing of the internals. */
+function errorResponse(error: unknown, log: NonNullable<HttpAppOptions["log"]>): Response {
+  if (error instanceof HttpError) {
+    const body = error.path === undefined ? { code: error.code, message: error.message } : { code: error.code, message: error.message, path: error.path };
+    return json(error.status, { error: body });
+  }
+  if (error instanceof InvalidCommandError) {
+    return json(400, { error: { code: "invalid_request", message: error.message, path: error.path } });
+  }
+  if (error instanceof OverloadedError) return json(503, { error: { code: "overloaded", message: "overloaded, retry later" } }, retryAfter(0));
+  if (error instanceof ShardUnavailableError) {
+    return json(503, { error: { code: "unavailable", message: "temporarily unavailable, retry later" } }, retryAfter(error.retryAfterMs));
+  }
+  log("http: unexpected error", error);
+  return json(500, { error: { code: "internal", message: "internal error" } });
+}
+
+function retryAfter(retryAfterMs: number): Record<string, string> {
+  return { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) };
+}
+
+/** The principal of the request's bearer key, or a 401. */
+function authenticate(request: Request, keys: KeyRing): Principal {
+  const header = request.headers.get("authorization") ?? "";
+  const match = /^Bearer ([^\s]+)$/.exec(header);
+  const principal = match === null ? undefined : keys.authenticate(match[1]);
+  if (principal === undefined) throw new HttpError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required");
+  return principal;
+}
+
+function authorize(principal: Principal, partnerId: string, path: string): void {
+  if (!mayActOn(principal, partnerId)) throw new HttpError(403, "forbidden", `this key may not act on partner ${partnerId}`, path);
+}
+
+function requireInternal(principal: Principal): void {
+  if (principal.kind !== "internal") throw new HttpError(403, "forbidden", "admin routes need an internal key");
+}
+
+/** The body as JSON, refusing more than `bodyBytesMax` bytes by Content-Length and by what actually arrives. */
+async function readJson(request: Request, bodyBytesMax: number): Promise<unknown> {
+  const tooLarge = () => new HttpError(413, "payload_too_large", `the body is over ${bodyBytesMax} bytes`);
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > bodyBytesMax) throw tooLarge();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (request.body !== null) {
+    const reader = request.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > bodyBytesMax) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      chunks.push(value);
+    }
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (error) {
+    throw new HttpError(400, "invalid_request", `the body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Submit one command; rewrite core paths (`commands[0].amount`) to the body's (`amount`). */
+async function submitOne(gateway: Gateway, command: Command): Promise<Result> {
+  try {
+    const [result] = await gateway.submit([command]);
+    return result;
+  } catch (error) {
+    if (error instanceof InvalidCommandError) {
+      const path = error.path.replace(/^commands\[0\]\.?/, "");
+      throw new HttpError(400, "invalid_request", error.message, path === "" ? undefined : path);
+    }
+    throw error;
+  }
+}
+
+/** A single command's reply: the result, with the status of its code. */
+function resultResponse(result: Result): Response {
+  return json(RESULT_STATUS[result.code], result);
+}
+
+/** The account as the API shows it (a fixed set of fields, whatever else the core's object carries). */
+function accountBody(account: Account): Account {
+  const { partnerId, accountId, currency, balance, held, available, overdraftLimit, status, seq } = account;
+  return { partnerId, accountId, currency, balance, held, available, overdraftLimit, status, seq };
+}
+
+/** Build the app. Every /v1 route authenticates first, then validates, then authorizes, then calls the gateway. */
+export function createHttpApp(options: HttpAppOptions) {
+  const { gateway, keys } = options;
+  const bodyBytesMax = options.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT;
+  const log = options.log ?? ((line: string, error: unknown) => console.error(line, error));
+  if (!Number.isSafeInteger(bodyBytesMax) || bodyBytesMax < 1) throw new RangeError(`bodyBytesMax must be a positive integer, got ${bodyBytesMax}`);
+
+  /** Run a route; every exception becomes a response in `errorResponse`. */
+  const guarded = (route: (request: Request, params: Record<string, string>) => Promise<Response>) =>
+    async ({ request, params }: { request: Request; params: Record<string, string> }): Promise<Response> => {
+      try {
+        return await route(request, params);
+      } catch (error) {
+        return errorResponse(error, log);
+      }
+    };
+  const raw = { parse: "none" } as const;
+
+  const app = new Elysia()
+    .onError(({ code, error }) => {
+      if (code === "NOT_FOUND") return json(404, { error: { code: "not_found", message: "no such route" } });
+      return errorResponse(error, log);
+    })
+    .get("/healthz", () => json(200, { ok: true }))
+    .get("/readyz", () => (gateway.ready() ? json(200, { ok: true }) : json(503, { ok: false })))
+    .post(
+      "/v1/commands",
+      guarded(async (request) => {
+        const principal = authenticate(request, keys);
+        const { commands, atomic } = checkCommandsBody(await readJson(request, bodyBytesMax));
+        commands.forEach((command, index) => {
+          authorize(principal, command.partnerId, `commands[${index}].partnerId`);
+          if (ADMIN_COMMAND_TYPES.has(command.type)) requireInternal(principal);
+        });
+        return json(200, { results: await gateway.submit(commands, { atomic }) });
+      }),
+      raw,
+    )
+    .post(
+      "/v1/accounts",
+      guarded(async (request) => {
+        const principal = authenticate(request, keys);
+        const body = checkShape(await readJson(request, bodyBytesMax), OPEN_ACCOUNT_SHAPE, "");
+        authorize(principal, body.partnerId as string, "partnerId");
+        return openAccount(gateway, body);
+      }),
+      raw,
+    )
+    .get(
+      "/v1/accounts/:partnerId/:accountId",
+      guarded(async (request, params) => {
+        const principal = authenticate(request, keys);
+        checkField(params.partnerId, "identifier", "partnerId");
+        checkField(params.accountId, "identifier", "accountId");
+        authorize(principal, params.partnerId, "partnerId");
+        const account = await gateway.account(params.partnerId, params.accountId);
+        if (account === undefined) throw new HttpError(404, "account_not_found", "no such account");
+        return json(200, accountBody(account));
+      }),
+    )
+    .get(
+      "/v1/commands/:partnerId/:id",
+      guarded(async (request, params) => {
+        const principal = authenticate(request, keys);
+        checkField(params.partnerId, "identifier", "partnerId");
+        checkField(params.id, "identifier", "id");
+        authorize(principal, params.partnerId, "partnerId");
+        const result = await gateway.storedResult(params.partnerId, params.id);
+        if (result === undefined) throw new HttpError(404, "command_not_found", "no stored result for this id");
+        return json(200, result);
+      }),
+    );
+
+  for (const [path, type] of Object.entries(SHORTCUTS)) {
+    app.post(
+      path,
+      guarded(async (request) => {
+        const principal = authenticate(request, keys);
+        const body = checkShape(await readJson(request, bodyBytesMax), COMMAND_SHAPES[type], "");
+        authorize(principal, body.partnerId as string, "partnerId");
+        return resultResponse(await submitOne(gateway, { ...body, type } as Command));
+      }),
+      raw,
+    );
+  }
+
+  for (const [suffix, type] of Object.entries(ADMIN_ROUTES)) {
+    const bodyShape: Shape = { required: type === "setOverdraftLimit" ? { id: "identifier", overdraftLimit: "limit" } : { id: "identifier" }, optional: {} };
+    app.post(
+      `/v1/accounts/:partnerId/:accountId/${suffix}`,
+      guarded(async (request, params) => {
+        const principal = authenticate(request, keys);
+        requireInternal(principal);
+        checkField(params.partnerId, "identifier", "partnerId");
+        checkField(params.accountId, "identifier", "accountId");
+        const body = checkShape(await readJson(request, bodyBytesMax), bodyShape, "");
+        const command = { ...body, type, partnerId: params.partnerId, accountId: params.accountId } as Command;
+        return resultResponse(await submitOne(gateway, command));
+      }),
+      raw,
+    );
+  }
+  return app;
+}
+
+/**
+ * `POST /v1/accounts`: 201 with the new account; 200 with the account when it already exists with the same currency
+ * and limit (including a retry of the same open, answered `duplicate`); 409 when it exists with other values.
+ */
+async function openAccount(gateway: Gateway, body: Record<string, unknown>): Promise<Response> {
+  const partnerId = body.partnerId as string;
+  const accountId = body.accountId as string;
+  const id = (body.id as string | undefined) ?? `open:${accountId}`;
+  const command: Command = { ...body, type: "openAccount", id, partnerId, accountId, currency: body.currency as string };
+  const result = await submitOne(gateway, command);
+  if (result.code !== "ok" && result.code !== "account_exists") return resultResponse(result);
+  const account = await gateway.account(partnerId, accountId);
+  if (account === undefined) throw new Error(`account ${partnerId}/${accountId} missing after open (${result.code})`);
+  if (result.code === "ok" && result.duplicate !== true) return json(201, accountBody(account));
+  if (account.currency === body.currency && account.overdraftLimit === ((body.overdraftLimit as number | undefined) ?? 0)) {
+    return json(200, accountBody(account));
+  }
+  throw new HttpError(409, "account_exists", "the account exists with another currency or overdraft limit");
+}
