@@ -193,10 +193,10 @@ export class KeyTable {
     const slotInts = this.slotInts;
     let hole = this.entryHash[entry] & mask;
     let probes = 0;
-    while (index[hole * slotInts] !== entry) {
-      assert(index[hole * slotInts] !== EMPTY && probes++ <= mask, "key table entry missing from its probe chain");
+    for (; probes <= mask && index[hole * slotInts] !== entry && index[hole * slotInts] !== EMPTY; probes++) {
       hole = (hole + 1) & mask;
     }
+    assert(index[hole * slotInts] === entry, "key table entry missing from its probe chain");
     index[hole * slotInts] = EMPTY;
     let position = hole;
     for (probes = 0; probes <= mask; probes++) {
