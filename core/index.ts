@@ -24,5 +24,5 @@ export {
 } from "./journal-codec.ts";
 export { JournalCorruptError, JournalUnavailableError, type Journal, type SnapshotStore, type StoredRecord } from "./ports.ts";
 export { ShardMap, type RoutingOptions } from "./routing.ts";
-export { OverloadedError, Shard, ShardUnavailableError, SUBMIT_COMMANDS_MAX, type ShardOptions } from "./shard.ts";
+export { OverloadedError, Shard, ShardUnavailableError, SUBMIT_COMMANDS_MAX, type ShardMetrics, type ShardOptions } from "./shard.ts";
 export type * from "./types.ts";

@@ -13,6 +13,7 @@ import { assert } from "./assert.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { InvalidCommandError } from "./errors.ts";
 import { decodeRecordInto, encodeRecord, readRecordHeader, recordBytesMax } from "./journal-codec.ts";
+import { RESULT_CODES } from "./codes.ts";
 import { GROUP_COMMANDS_MAX } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
@@ -56,6 +57,20 @@ export class ShardUnavailableError extends Error {
   }
 }
 
+/** Counters since the shard opened, for /metrics. */
+export interface ShardMetrics {
+  /** Results released, by numeric result code (index = code, see RESULT_CODES). */
+  resultsByCode: Float64Array;
+  /** Journal records written (group commits) and the commands they held: their ratio is the mean batch size. */
+  records: number;
+  recordCommands: number;
+  /** Sum of the time from starting a record's write to its being durable, in clock milliseconds. */
+  commitMsSum: number;
+  /** Commands sequenced but not yet released, now. */
+  ringOccupancy: number;
+  ringSlots: number;
+}
+
 /** Most commands one submit may carry (keeps one request well inside the ring). */
 export const SUBMIT_COMMANDS_MAX = GROUP_COMMANDS_MAX;
 
@@ -88,6 +103,10 @@ export class Shard {
   private snapshotting: Promise<void> | undefined;
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
+  private readonly resultsByCode = new Float64Array(RESULT_CODES.length);
+  private records = 0;
+  private recordCommands = 0;
+  private commitMsSum = 0;
 
   private constructor(engine: Engine, options: ShardOptions, journaled: Sequence, snapshotSequence: number) {
     this.engine = engine;
@@ -194,6 +213,18 @@ export class Shard {
     return this.state === "open";
   }
 
+  /** Counters since the shard opened (a copy). */
+  metrics(): ShardMetrics {
+    return {
+      resultsByCode: this.resultsByCode.slice(),
+      records: this.records,
+      recordCommands: this.recordCommands,
+      commitMsSum: this.commitMsSum,
+      ringOccupancy: this.ringOccupancy,
+      ringSlots: this.engine.ring.size,
+    };
+  }
+
   /** Commands sequenced but not yet released, for metrics. */
   get ringOccupancy(): number {
     return this.engine.sequencer.cursor.value - this.engine.processor.sequence.value;
@@ -262,6 +293,9 @@ export class Shard {
           this.fail(error);
           return;
         }
+        this.records++;
+        this.recordCommands += writing.last - this.journaled.value;
+        this.commitMsSum += this.clock() - writing.startedMs;
         this.journaled.value = writing.last;
         writing = this.startRecord();
         engine.drain();
@@ -275,7 +309,7 @@ export class Shard {
   }
 
   /** Stamp, encode and start appending everything published after the journaled sequence; undefined if nothing. */
-  private startRecord(): { last: number; done: Promise<void> } | undefined {
+  private startRecord(): { last: number; startedMs: number; done: Promise<void> } | undefined {
     const engine = this.engine;
     const ring = engine.ring;
     const first = this.journaled.value + 1;
@@ -285,7 +319,7 @@ export class Shard {
     this.lastTimeMs = timeMs;
     for (let sequence = first; sequence <= last; sequence++) ring.timeMs[sequence & ring.mask] = timeMs;
     const length = encodeRecord(ring, first, last, timeMs, this.recordBuffer);
-    return { last, done: this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1) };
+    return { last, startedMs: timeMs, done: this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1) };
   }
 
   /** Resolve every pending request whose commands are all applied (<= `last`). */
@@ -298,6 +332,7 @@ export class Shard {
       const results = new Array<Result>(count);
       for (let k = 0; k < count; k++) {
         const index = (request.first + k) & ring.mask;
+        this.resultsByCode[ring.code[index]]++;
         results[k] = this.engine.resultAt(index, request.commands[k].id ?? "");
       }
       this.pendingHead++;

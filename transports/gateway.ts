@@ -3,7 +3,7 @@
  * merges the results back into request order. `LocalGateway` holds the shards in this process; a gateway over
  * worker threads or over NATS to other machines implements the same interface.
  */
-import { InvalidCommandError, type Account, type Command, type Result, type Shard } from "../core/index.ts";
+import { InvalidCommandError, type Account, type Command, type Result, type Shard, type ShardMetrics } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
 
 /** Routes commands and reads to shards. Every method may throw the shard's typed errors. */
@@ -19,6 +19,8 @@ export interface Gateway {
   storedResult(partnerId: string, id: string): Promise<Result | undefined>;
   /** Whether every shard is recovered and accepting. */
   ready(): boolean;
+  /** Each shard's counters, by shard index. */
+  metrics(): ShardMetrics[];
 }
 
 /** A gateway over shards in this process. */
@@ -67,5 +69,9 @@ export class LocalGateway implements Gateway {
 
   ready(): boolean {
     return this.shards.every((shard) => shard.accepting);
+  }
+
+  metrics(): ShardMetrics[] {
+    return this.shards.map((shard) => shard.metrics());
   }
 }

@@ -13,6 +13,7 @@ import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
 import { LocalGateway } from "../../transports/gateway.ts";
 import { createHttpApp } from "../../transports/http/index.ts";
+import { startNatsTransport, type NatsTransport } from "../../transports/nats/index.ts";
 import { ConfigError, loadConfig, type GatewayConfig } from "./config.ts";
 
 /** A started gateway. */
@@ -23,8 +24,12 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** Open (recover) every shard, then listen. */
-export async function startGateway(config: GatewayConfig, log: (line: string) => void = console.log): Promise<RunningGateway> {
+/** Open (recover) every shard, then listen on HTTP, and on NATS when `natsUrl` is given. */
+export async function startGateway(
+  config: GatewayConfig,
+  log: (line: string) => void = console.log,
+  natsUrl: string | undefined = process.env.NATS_URL,
+): Promise<RunningGateway> {
   const shards: Shard[] = [];
   for (let index = 0; index < config.shards; index++) {
     const directory = join(config.dataDirectory, `shard-${index}`);
@@ -49,13 +54,20 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
     ];
   }
   const gateway = new LocalGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
-  const app = createHttpApp({ gateway, keys: new KeyRing(keys) }).listen({ hostname: config.host, port: config.port });
+  const keyRing = new KeyRing(keys);
+  const app = createHttpApp({ gateway, keys: keyRing }).listen({ hostname: config.host, port: config.port });
   const url = `http://${config.host}:${app.server?.port}`;
+  let nats: NatsTransport | undefined;
+  if (natsUrl) {
+    nats = await startNatsTransport({ servers: natsUrl, gateway, keys: keyRing });
+    log(`hotledger gateway: NATS request/reply on ${natsUrl}, subject hotledger.v1.commands, queue hotledger`);
+  }
   return {
     url,
     demo,
     async stop() {
       await app.stop();
+      await nats?.stop();
       await Promise.all(shards.map((shard) => shard.close()));
     },
   };

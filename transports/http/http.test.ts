@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import fc from "fast-check";
-import { OverloadedError, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
+import { OverloadedError, RESULT_CODES, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
 import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { hashKey, KeyRing } from "../auth.ts";
 import { LocalGateway, type Gateway } from "../gateway.ts";
@@ -110,6 +110,7 @@ function stubGateway(overrides: Partial<Gateway>): Gateway {
     account: async () => undefined,
     storedResult: async () => undefined,
     ready: () => true,
+    metrics: () => [],
     ...overrides,
   };
 }
@@ -544,4 +545,25 @@ describe("http transport", () => {
     );
     await server.stop();
   });
+});
+
+test("GET /metrics: Prometheus text with results by code, journal records, commit time and ring occupancy", async () => {
+  const metricsApp = createHttpApp({ gateway: stubGateway({
+    metrics: () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12, ringOccupancy: 4, ringSlots: 8192 }],
+  }), keys: new KeyRing([]) }).listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const response = await fetch(`http://127.0.0.1:${metricsApp.server?.port}/metrics`);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /text\/plain/);
+    const text = await response.text();
+    assert.match(text, /^hotledger_results_total\{shard="0",code="ok"\} 7$/m);
+    assert.match(text, /^hotledger_results_total\{shard="0",code="insufficient_funds"\} 2$/m);
+    assert.match(text, /^hotledger_journal_records_total\{shard="0"\} 3$/m);
+    assert.match(text, /^hotledger_journal_record_commands_total\{shard="0"\} 9$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_total\{shard="0"\} 12$/m);
+    assert.match(text, /^hotledger_ring_occupancy\{shard="0"\} 4$/m);
+    assert.match(text, /^# TYPE hotledger_results_total counter$/m);
+  } finally {
+    await metricsApp.stop();
+  }
 });

@@ -10,8 +10,10 @@ import {
   InvalidCommandError,
   OverloadedError,
   ShardUnavailableError,
+  RESULT_CODES,
   type Account,
   type Command,
+  type ShardMetrics,
   type ResultCode,
   type Result,
 } from "../../core/index.ts";
@@ -201,6 +203,7 @@ export function createHttpApp(options: HttpAppOptions) {
     })
     .get("/healthz", () => json(200, { ok: true }))
     .get("/readyz", () => (gateway.ready() ? json(200, { ok: true }) : json(503, { ok: false })))
+    .get("/metrics", () => new Response(prometheusText(gateway.metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } }))
     .post(
       "/v1/commands",
       guarded(async (request) => {
@@ -299,4 +302,30 @@ async function openAccount(gateway: Gateway, body: Record<string, unknown>): Pro
     return json(200, accountBody(account));
   }
   throw new HttpError(409, "account_exists", "the account exists with another currency or overdraft limit");
+}
+
+/** The shards' counters in the Prometheus text format. */
+export function prometheusText(shards: readonly ShardMetrics[]): string {
+  const lines: string[] = [];
+  const family = (name: string, type: "counter" | "gauge", help: string, rows: (shard: ShardMetrics, index: number) => string[]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    shards.forEach((shard, index) => lines.push(...rows(shard, index)));
+  };
+  family("hotledger_results_total", "counter", "Results released to callers, by shard and result code.", (shard, index) =>
+    RESULT_CODES.map((code, number) => `hotledger_results_total{shard="${index}",code="${code}"} ${shard.resultsByCode[number]}`),
+  );
+  family("hotledger_journal_records_total", "counter", "Journal records written (group commits).", (shard, index) => [
+    `hotledger_journal_records_total{shard="${index}"} ${shard.records}`,
+  ]);
+  family("hotledger_journal_record_commands_total", "counter", "Commands in those records (divide by records for the batch size).", (shard, index) => [
+    `hotledger_journal_record_commands_total{shard="${index}"} ${shard.recordCommands}`,
+  ]);
+  family("hotledger_journal_commit_milliseconds_total", "counter", "Time from starting a record's write to its being durable, summed.", (shard, index) => [
+    `hotledger_journal_commit_milliseconds_total{shard="${index}"} ${shard.commitMsSum}`,
+  ]);
+  family("hotledger_ring_occupancy", "gauge", "Commands sequenced but not yet released.", (shard, index) => [
+    `hotledger_ring_occupancy{shard="${index}"} ${shard.ringOccupancy}`,
+  ]);
+  family("hotledger_ring_slots", "gauge", "Size of the shard's ring.", (shard, index) => [`hotledger_ring_slots{shard="${index}"} ${shard.ringSlots}`]);
+  return `${lines.join("\n")}\n`;
 }

@@ -1,0 +1,282 @@
+/**
+ * The NATS transport: request/reply on one subject in a queue group, so several gateway processes share the load.
+ * A request's payload is a protobuf `CommandBatch` (or JSON `{commands, atomic?}` with `Content-Type:
+ * application/json`); the reply is a `ResultBatch` (or JSON `{results}`). The caller is authenticated by the
+ * `Authorization: Bearer <key>` header; a partner key may act only on its own partner and admin commands need an
+ * internal key. JSON bodies are validated by the HTTP transport's functions; protobuf commands are converted field
+ * by field (int64 -> exact safe-integer numbers) and checked against the same shapes. A request that fails gets a
+ * reply with an empty body and the headers `Hotledger-Error` (one table: `errorReply`), `Hotledger-Error-Message`
+ * and, for overloaded/unavailable, `Retry-After` in seconds. No message can stop the subscription.
+ */
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { connect, headers as natsHeaders, Match, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import {
+  COMMAND_TYPES,
+  Code,
+  InvalidCommandError,
+  OverloadedError,
+  ShardUnavailableError,
+  type Command,
+  type CommandType,
+  type Result,
+} from "../../core/index.ts";
+import {
+  CommandBatchSchema,
+  ResultBatchSchema,
+  ResultSchema,
+  type Command as ProtoCommand,
+  type Result as ProtoResult,
+} from "../../core/gen/hotledger/v1/ledger_pb.ts";
+import { GROUP_COMMANDS_MAX } from "../../core/limits.ts";
+import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
+import type { Gateway } from "../gateway.ts";
+import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "../http/validate.ts";
+
+/** Default request subject. */
+export const SUBJECT_DEFAULT = "hotledger.v1.commands";
+/** Default queue group. */
+export const QUEUE_DEFAULT = "hotledger";
+
+/** Options of `startNatsTransport`. */
+export interface NatsTransportOptions {
+  /** NATS server(s), e.g. "127.0.0.1:4222". */
+  servers: string | string[];
+  gateway: Gateway;
+  keys: KeyRing;
+  subject?: string;
+  queue?: string;
+  /** Where unexpected errors (`internal`) are logged. Default: console.error. */
+  log?: (line: string, error: unknown) => void;
+}
+
+/** A running transport. */
+export interface NatsTransport {
+  /** Stop taking requests, answer the ones in flight, close the connection. */
+  stop(): Promise<void>;
+}
+
+/** The error codes a reply's `Hotledger-Error` header can carry. */
+export type NatsErrorCode = "unauthorized" | "forbidden" | "invalid_request" | "overloaded" | "unavailable" | "internal";
+
+/** An error the transport answers itself (unauthorized, forbidden, invalid_request). */
+export class NatsRequestError extends Error {
+  override name = "NatsRequestError";
+  readonly code: NatsErrorCode;
+
+  constructor(code: NatsErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Error reply headers. */
+export const HEADER_ERROR = "Hotledger-Error";
+export const HEADER_ERROR_MESSAGE = "Hotledger-Error-Message";
+export const HEADER_RETRY_AFTER = "Retry-After";
+
+interface ErrorReply {
+  code: NatsErrorCode;
+  message: string;
+  retryAfterSeconds?: number;
+}
+
+/** The one place exceptions become error codes. Anything unexpected is `internal` and says nothing of the internals. */
+export function errorReply(error: unknown): ErrorReply {
+  if (error instanceof NatsRequestError) return { code: error.code, message: error.message };
+  // validate.ts only throws invalid_request, but keep its code should it ever throw another.
+  if (error instanceof HttpError) return { code: error.code === "invalid_request" ? "invalid_request" : "internal", message: error.message };
+  if (error instanceof InvalidCommandError) return { code: "invalid_request", message: error.message };
+  if (error instanceof OverloadedError) return { code: "overloaded", message: "overloaded, retry later", retryAfterSeconds: 1 };
+  if (error instanceof ShardUnavailableError) {
+    return { code: "unavailable", message: "temporarily unavailable, retry later", retryAfterSeconds: Math.max(1, Math.ceil(error.retryAfterMs / 1000)) };
+  }
+  return { code: "internal", message: "internal error" };
+}
+
+/** The principal of the request's bearer key, or `unauthorized`. */
+function authenticate(hdrs: MsgHdrs | undefined, keys: KeyRing): Principal {
+  const header = hdrs?.get("Authorization", Match.IgnoreCase) ?? "";
+  const match = /^Bearer ([^\s]+)$/.exec(header);
+  const principal = match === null ? undefined : keys.authenticate(match[1]);
+  if (principal === undefined) throw new NatsRequestError("unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
+  return principal;
+}
+
+/** Whether the request says its body is JSON (`application/json`, parameters allowed). */
+function isJson(hdrs: MsgHdrs | undefined): boolean {
+  const value = hdrs?.get("Content-Type", Match.IgnoreCase) ?? "";
+  return value.split(";")[0].trim().toLowerCase() === "application/json";
+}
+
+function invalid(path: string, message: string): NatsRequestError {
+  return new NatsRequestError("invalid_request", `${path}: ${message}`);
+}
+
+/**
+ * The shapes protobuf commands are checked against: the HTTP shapes, except that an amount need only be 0..2^53-1
+ * here (proto3 `optional` makes 0 an explicit value; the core answers it `amount_invalid`, as it does for any
+ * amount out of its range). Values past 2^53-1 cannot be held exactly and are refused before conversion.
+ */
+const PROTO_SHAPES: Readonly<Record<CommandType, Shape>> = Object.fromEntries(
+  Object.entries(COMMAND_SHAPES).map(([type, shape]) => {
+    const relax = (fields: Shape["required"]) =>
+      Object.fromEntries(Object.entries(fields).map(([name, kind]) => [name, kind === "amount" ? "limit" : kind])) as Shape["required"];
+    return [type, { required: relax(shape.required), optional: relax(shape.optional) }];
+  }),
+) as Record<CommandType, Shape>;
+
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** An int64 as an exact number; anything outside +-(2^53-1) is refused (the shape check then judges the sign). */
+function int64(value: bigint, path: string): number {
+  if (value > SAFE_MAX || value < -SAFE_MAX) throw invalid(path, "must be an integer in 0..2^53-1");
+  return Number(value);
+}
+
+/**
+ * One protobuf command as a core command. Fields at their proto3 default ("" strings, absent optionals) stay
+ * absent; a field the type does not have is refused, as in a JSON body. For a transfer, `account_id` is the source.
+ */
+export function commandFromProto(proto: ProtoCommand, path: string): Command {
+  const type = COMMAND_TYPES[proto.type];
+  if (proto.type < 1 || type === undefined || type === "unspecified") throw invalid(`${path}.type`, `unknown command type ${proto.type}`);
+  const row: Record<string, unknown> = {};
+  const text = (name: string, value: string) => {
+    if (value !== "") row[name] = value;
+  };
+  const number = (name: string, value: bigint | undefined) => {
+    if (value !== undefined) row[name] = int64(value, `${path}.${name}`);
+  };
+  text("id", proto.id);
+  text("partnerId", proto.partnerId);
+  text(type === "transfer" ? "fromAccountId" : "accountId", proto.accountId);
+  text("toAccountId", proto.toAccountId);
+  text("holdId", proto.holdId);
+  text("currency", proto.currency);
+  number("amount", proto.amount);
+  number("overdraftLimit", proto.overdraftLimit);
+  number("expiresInMs", proto.expiresInMs);
+  checkShape(row, PROTO_SHAPES[type], path);
+  return { type, ...row } as unknown as Command;
+}
+
+/** A protobuf `CommandBatch` as core commands. */
+function decodeProto(data: Uint8Array): { commands: Command[]; atomic: boolean } {
+  let batch;
+  try {
+    batch = fromBinary(CommandBatchSchema, data);
+  } catch (error) {
+    throw new NatsRequestError("invalid_request", `the payload is not a valid CommandBatch: ${(error as Error).message}`);
+  }
+  if (batch.commands.length < 1 || batch.commands.length > GROUP_COMMANDS_MAX) {
+    throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got ${batch.commands.length}`);
+  }
+  return { commands: batch.commands.map((command, index) => commandFromProto(command, `commands[${index}]`)), atomic: batch.atomic };
+}
+
+/** A JSON `{commands, atomic?}` body, validated as `POST /v1/commands` validates it. */
+function decodeJson(data: Uint8Array): { commands: Command[]; atomic: boolean } {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+  } catch (error) {
+    throw new NatsRequestError("invalid_request", `the payload is not valid JSON: ${(error as Error).message}`);
+  }
+  return checkCommandsBody(body);
+}
+
+/** A core result as a protobuf result. */
+export function resultToProto(result: Result): ProtoResult {
+  return create(ResultSchema, {
+    id: result.id,
+    code: Code[result.code],
+    seq: BigInt(result.seq),
+    balance: result.balance === undefined ? undefined : BigInt(result.balance),
+    held: result.held === undefined ? undefined : BigInt(result.held),
+    available: result.available === undefined ? undefined : BigInt(result.available),
+    duplicate: result.duplicate === true,
+  });
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Handle one request; never throws (every failure is a reply or, without a reply subject, a log line). */
+async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<NatsTransportOptions["log"]>): Promise<void> {
+  if (msg.reply === undefined || msg.reply === "") {
+    log("nats: request without a reply subject dropped", new NatsRequestError("invalid_request", `no reply subject on ${msg.subject}`));
+    return;
+  }
+  const json = isJson(msg.headers);
+  let payload: Uint8Array;
+  const hdrs = natsHeaders();
+  try {
+    const principal = authenticate(msg.headers, options.keys);
+    const { commands, atomic } = json ? decodeJson(msg.data) : decodeProto(msg.data);
+    commands.forEach((command, index) => {
+      if (!mayActOn(principal, command.partnerId)) {
+        throw new NatsRequestError("forbidden", `commands[${index}].partnerId: this key may not act on partner ${command.partnerId}`);
+      }
+      if (ADMIN_COMMAND_TYPES.has(command.type) && principal.kind !== "internal") {
+        throw new NatsRequestError("forbidden", `commands[${index}].type: ${command.type} needs an internal key`);
+      }
+    });
+    const results = await options.gateway.submit(commands, { atomic });
+    payload = json
+      ? new TextEncoder().encode(JSON.stringify({ results }))
+      : toBinary(ResultBatchSchema, create(ResultBatchSchema, { results: results.map(resultToProto) }));
+    if (json) hdrs.set("Content-Type", "application/json");
+  } catch (error) {
+    const reply = errorReply(error);
+    if (reply.code === "internal") log("nats: unexpected error", error);
+    payload = EMPTY;
+    hdrs.set(HEADER_ERROR, reply.code);
+    // Header values are one line.
+    hdrs.set(HEADER_ERROR_MESSAGE, reply.message.replace(/[\r\n]+/g, " "));
+    if (reply.retryAfterSeconds !== undefined) hdrs.set(HEADER_RETRY_AFTER, String(reply.retryAfterSeconds));
+  }
+  try {
+    msg.respond(payload, { headers: hdrs });
+  } catch (error) {
+    log("nats: reply failed", error);
+  }
+}
+
+/** Connect, subscribe to `subject` in `queue`, and answer requests until `stop()`. */
+export async function startNatsTransport(options: NatsTransportOptions): Promise<NatsTransport> {
+  const subject = options.subject ?? SUBJECT_DEFAULT;
+  const queue = options.queue ?? QUEUE_DEFAULT;
+  const log = options.log ?? ((line: string, error: unknown) => console.error(line, error));
+  const nc: NatsConnection = await connect({ servers: options.servers });
+  const inFlight = new Set<Promise<void>>();
+  let sub: Subscription;
+  try {
+    sub = nc.subscribe(subject, {
+      queue,
+      callback: (error, msg) => {
+        if (error !== null) {
+          log("nats: subscription error", error);
+          return;
+        }
+        const pending = handle(msg, options, log);
+        inFlight.add(pending);
+        void pending.finally(() => inFlight.delete(pending));
+      },
+    });
+    // The subscription is registered with the server once this returns, so no request sent after start is lost.
+    await nc.flush();
+  } catch (error) {
+    await nc.close();
+    throw error;
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        await sub.drain();
+        await Promise.all([...inFlight]);
+        await nc.drain();
+      })();
+      return stopped;
+    },
+  };
+}

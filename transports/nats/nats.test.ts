@@ -1,0 +1,421 @@
+// Proves the NATS transport's contract against the real nats-server at 127.0.0.1:4222 (override with NATS_URL): a
+// LocalGateway over two shards (in-memory journal and snapshot store), partners on different shards, requests made
+// with a separate client connection on a subject unique to this run. Protobuf and JSON request/reply, atomic
+// groups, every error header (unauthorized, forbidden, invalid_request, overloaded, unavailable, internal), bad
+// messages that must not stop the subscription, and two instances in one queue group sharing 50 requests.
+// When the server is unreachable the suite is skipped with a message, except in CI (CI=true), where it fails.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { OverloadedError, Shard, ShardMap, ShardUnavailableError, type Result } from "../../core/index.ts";
+import {
+  CommandBatchSchema,
+  CommandSchema,
+  CommandType,
+  ResultBatchSchema,
+  ResultCode,
+} from "../../core/gen/hotledger/v1/ledger_pb.ts";
+import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
+import { hashKey, KeyRing } from "../auth.ts";
+import { LocalGateway, type Gateway } from "../gateway.ts";
+import { startNatsTransport, type NatsTransport } from "./index.ts";
+
+/** A protobuf command as written in the tests (unset fields at their defaults). */
+type ProtoCommandInit = MessageInitShape<typeof CommandSchema>;
+
+const SERVER = process.env.NATS_URL ?? "127.0.0.1:4222";
+const REQUEST_TIMEOUT_MS = 5_000;
+const A = "partner-a";
+const B = "partner-b";
+const KEYS = { a: "key-a", b: "key-b", internal: "key-internal" };
+const keyRing = new KeyRing([
+  { sha256: hashKey(KEYS.a), partnerId: A },
+  { sha256: hashKey(KEYS.b), partnerId: B },
+  { sha256: hashKey(KEYS.internal), internal: "ops" },
+]);
+const SIZES = { accountsMax: 1024, partnersMax: 16, holdsMax: 256, idempotencyCommandsMax: 8192, ringSlots: 2048 };
+const RUN = randomBytes(6).toString("hex");
+let subjects = 0;
+
+/** A subject no other run (or other test of this run) uses. */
+function uniqueSubject(): string {
+  return `hotledger.test.${RUN}.${subjects++}.commands`;
+}
+
+/** Whether the server answers; a connection failure is the answer "no", with the reason. */
+async function probe(): Promise<{ up: true } | { up: false; reason: string }> {
+  try {
+    const nc = await connect({ servers: SERVER, timeout: 2_000, reconnect: false });
+    await nc.close();
+    return { up: true };
+  } catch (error) {
+    return { up: false, reason: (error as Error).message };
+  }
+}
+
+const server = await probe();
+const skip = server.up ? false : `nats-server at ${SERVER} is unreachable (${server.reason}); NATS transport tests skipped`;
+if (!server.up && process.env.CI !== "true") console.warn(`SKIP: ${skip}`);
+
+if (!server.up && process.env.CI === "true") {
+  test("nats-server is reachable (required in CI)", () => {
+    assert.fail(`nats-server at ${SERVER} is unreachable in CI: ${server.reason}`);
+  });
+}
+
+/** Two real shards; partner A and partner B on different shards. */
+async function openGateway(): Promise<{ gateway: Gateway; close(): Promise<void> }> {
+  let now = 1_000;
+  const shards = await Promise.all(
+    [0, 1].map(() =>
+      Shard.open({ ...SIZES, journal: new MemoryJournal(), snapshots: new MemorySnapshotStore(), clock: () => now++, snapshotEveryCommands: 1e9 }),
+    ),
+  );
+  const map = new ShardMap({ shardCount: 2 });
+  assert.notEqual(map.shardOf(A), map.shardOf(B), "the test partners must be on different shards");
+  return {
+    gateway: new LocalGateway(shards, map),
+    close: async () => {
+      for (const shard of shards) await shard.close();
+    },
+  };
+}
+
+interface Harness {
+  subject: string;
+  gateway: Gateway;
+  client: NatsConnection;
+  logged: unknown[];
+  stop(): Promise<void>;
+}
+
+/** A transport (or `instances` of them in one queue group) over `gateway` (default: two real shards), and a client. */
+async function start(options: { gateway?: Gateway; instances?: number; wrap?: (gateway: Gateway, instance: number) => Gateway } = {}): Promise<Harness> {
+  const opened = options.gateway === undefined ? await openGateway() : undefined;
+  const gateway = options.gateway ?? (opened as { gateway: Gateway }).gateway;
+  const subject = uniqueSubject();
+  const queue = `hotledger-test-${RUN}`;
+  const logged: unknown[] = [];
+  const transports: NatsTransport[] = [];
+  for (let i = 0; i < (options.instances ?? 1); i++) {
+    const instanceGateway = options.wrap === undefined ? gateway : options.wrap(gateway, i);
+    transports.push(await startNatsTransport({ servers: SERVER, gateway: instanceGateway, keys: keyRing, subject, queue, log: (_line, error) => logged.push(error) }));
+  }
+  const client = await connect({ servers: SERVER });
+  return {
+    subject,
+    gateway,
+    client,
+    logged,
+    stop: async () => {
+      await client.close();
+      for (const transport of transports) await transport.stop();
+      await opened?.close();
+    },
+  };
+}
+
+/** Send `data` with optional key and content type; every request times out after REQUEST_TIMEOUT_MS. */
+async function request(h: Harness, data: Uint8Array, key?: string, contentType?: string): Promise<Msg> {
+  const hdrs = natsHeaders();
+  if (key !== undefined) hdrs.set("Authorization", `Bearer ${key}`);
+  if (contentType !== undefined) hdrs.set("Content-Type", contentType);
+  return h.client.request(h.subject, data, { timeout: REQUEST_TIMEOUT_MS, headers: hdrs });
+}
+
+function proto(commands: ProtoCommandInit[], atomic = false): Uint8Array {
+  return toBinary(CommandBatchSchema, create(CommandBatchSchema, { commands, atomic }));
+}
+
+async function requestProto(h: Harness, commands: ProtoCommandInit[], key?: string, atomic = false) {
+  const reply = await request(h, proto(commands, atomic), key);
+  assert.equal(reply.headers?.get("Hotledger-Error") ?? "", "", `unexpected error reply: ${reply.headers?.get("Hotledger-Error-Message")}`);
+  return fromBinary(ResultBatchSchema, reply.data).results;
+}
+
+async function requestJson(h: Harness, body: unknown, key?: string): Promise<Msg> {
+  return request(h, new TextEncoder().encode(typeof body === "string" ? body : JSON.stringify(body)), key, "application/json");
+}
+
+/** The reply's error code and message; asserts the body is empty. */
+function errorOf(reply: Msg): { code: string; message: string; retryAfter: string } {
+  assert.equal(reply.data.length, 0, "an error reply has an empty body");
+  return {
+    code: reply.headers?.get("Hotledger-Error") ?? "",
+    message: reply.headers?.get("Hotledger-Error-Message") ?? "",
+    retryAfter: reply.headers?.get("Retry-After") ?? "",
+  };
+}
+
+const open = (partnerId: string, accountId: string): ProtoCommandInit => ({
+  type: CommandType.OPEN_ACCOUNT,
+  id: `open:${accountId}`,
+  partnerId,
+  accountId,
+  currency: "EUR",
+});
+const credit = (id: string, partnerId: string, accountId: string, amount: bigint): ProtoCommandInit => ({
+  type: CommandType.CREDIT,
+  id,
+  partnerId,
+  accountId,
+  amount,
+});
+
+/** Open A/a1, A/a2, B/b1 and credit A/a1 with 100. */
+async function seed(h: Harness): Promise<void> {
+  const opened = await requestProto(h, [open(A, "a1"), open(A, "a2"), open(B, "b1")], KEYS.internal);
+  assert.deepEqual(opened.map((r) => r.code), [ResultCode.OK, ResultCode.OK, ResultCode.OK]);
+  const [credited] = await requestProto(h, [credit("seed", A, "a1", 100n)], KEYS.a);
+  assert.equal(credited.code, ResultCode.OK);
+}
+
+/** Every command handled by `instance` is counted in `counts[instance]`. */
+function counting(counts: number[]) {
+  return (gateway: Gateway, instance: number): Gateway => ({
+    submit: async (commands, options) => {
+      counts[instance] += commands.length;
+      return gateway.submit(commands, options);
+    },
+    account: (partnerId, accountId) => gateway.account(partnerId, accountId),
+    storedResult: (partnerId, id) => gateway.storedResult(partnerId, id),
+    ready: () => gateway.ready(),
+    metrics: () => gateway.metrics(),
+  });
+}
+
+function stubGateway(submit: Gateway["submit"]): Gateway {
+  return { submit, account: async () => undefined, storedResult: async () => undefined, ready: () => true, metrics: () => [] };
+}
+
+describe("NATS transport", { skip }, () => {
+  test("protobuf request/reply: open accounts, credit, results decoded", async () => {
+    const h = await start();
+    try {
+      const opened = await requestProto(h, [open(A, "a1"), open(B, "b1")], KEYS.internal);
+      assert.equal(opened.length, 2);
+      assert.deepEqual(opened.map((r) => [r.id, r.code, r.balance, r.duplicate]), [
+        ["open:a1", ResultCode.OK, 0n, false],
+        ["open:b1", ResultCode.OK, 0n, false],
+      ]);
+      const [credited] = await requestProto(h, [credit("c1", A, "a1", 100n)], KEYS.a);
+      assert.equal(credited.id, "c1");
+      assert.equal(credited.code, ResultCode.OK);
+      assert.equal(typeof credited.seq, "bigint");
+      assert.ok(credited.seq > 0n);
+      assert.equal(credited.balance, 100n);
+      assert.equal(credited.held, 0n);
+      assert.equal(credited.available, 100n);
+      assert.equal(credited.duplicate, false);
+      const [again] = await requestProto(h, [credit("c1", A, "a1", 100n)], KEYS.a);
+      assert.equal(again.duplicate, true);
+      assert.equal(again.seq, credited.seq);
+      const [missing] = await requestProto(h, [credit("c2", A, "nope", 5n)], KEYS.a);
+      assert.equal(missing.code, ResultCode.ACCOUNT_NOT_FOUND);
+      assert.equal(missing.balance, undefined, "absent fields stay absent");
+      // A transfer: account_id is the source.
+      const [moved] = await requestProto(h, [{ type: CommandType.OPEN_ACCOUNT, id: "o2", partnerId: A, accountId: "a2", currency: "EUR" }], KEYS.a);
+      assert.equal(moved.code, ResultCode.OK);
+      const [transfer] = await requestProto(h, [{ type: CommandType.TRANSFER, id: "t1", partnerId: A, accountId: "a1", toAccountId: "a2", amount: 40n }], KEYS.a);
+      assert.equal(transfer.code, ResultCode.OK);
+      assert.equal(transfer.balance, 60n);
+      assert.equal((await h.gateway.account(A, "a2"))?.balance, 40);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("JSON request/reply", async () => {
+    const h = await start();
+    try {
+      await seed(h);
+      const reply = await requestJson(h, { commands: [{ type: "debit", id: "d1", partnerId: A, accountId: "a1", amount: 30 }] }, KEYS.a);
+      assert.equal(reply.headers?.get("Hotledger-Error") ?? "", "");
+      const body = JSON.parse(new TextDecoder().decode(reply.data)) as { results: Result[] };
+      assert.equal(body.results.length, 1);
+      assert.equal(body.results[0].code, "ok");
+      assert.equal(body.results[0].balance, 70);
+      // Content-Type with parameters is still JSON.
+      const withCharset = await request(
+        h,
+        new TextEncoder().encode(JSON.stringify({ commands: [{ type: "check", partnerId: A, accountId: "a1", amount: 1000 }] })),
+        KEYS.a,
+        "application/json; charset=utf-8",
+      );
+      assert.equal(JSON.parse(new TextDecoder().decode(withCharset.data)).results[0].code, "insufficient_funds");
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("atomic group: all or nothing; one partner only", async () => {
+    const h = await start();
+    try {
+      await seed(h);
+      const failed = await requestProto(h, [credit("g1", A, "a2", 10n), { type: CommandType.DEBIT, id: "g2", partnerId: A, accountId: "a1", amount: 1000n }], KEYS.a, true);
+      assert.deepEqual(failed.map((r) => r.code), [ResultCode.LINKED_FAILED, ResultCode.INSUFFICIENT_FUNDS]);
+      assert.equal((await h.gateway.account(A, "a2"))?.balance, 0, "nothing of a failed group applies");
+      const applied = await requestProto(h, [credit("g3", A, "a2", 10n), { type: CommandType.DEBIT, id: "g4", partnerId: A, accountId: "a1", amount: 10n }], KEYS.a, true);
+      assert.deepEqual(applied.map((r) => r.code), [ResultCode.OK, ResultCode.OK]);
+      assert.equal((await h.gateway.account(A, "a2"))?.balance, 10);
+      assert.equal((await h.gateway.account(A, "a1"))?.balance, 90);
+      const mixed = errorOf(await request(h, proto([credit("g5", A, "a1", 1n), credit("g6", B, "b1", 1n)], true), KEYS.internal));
+      assert.equal(mixed.code, "invalid_request");
+      const jsonMixed = errorOf(
+        await requestJson(h, { atomic: true, commands: [{ type: "credit", id: "g7", partnerId: A, accountId: "a1", amount: 1 }, { type: "credit", id: "g8", partnerId: B, accountId: "b1", amount: 1 }] }, KEYS.internal),
+      );
+      assert.equal(jsonMixed.code, "invalid_request");
+      assert.equal((await h.gateway.account(B, "b1"))?.balance, 0);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("unauthorized: no key, unknown key, not a bearer header", async () => {
+    const h = await start();
+    try {
+      await seed(h);
+      const body = proto([credit("u1", A, "a1", 5n)]);
+      for (const key of [undefined, "not-a-key", ""]) {
+        const error = errorOf(await request(h, body, key));
+        assert.equal(error.code, "unauthorized", `key ${key}`);
+        assert.match(error.message, /Authorization/);
+      }
+      const hdrs = natsHeaders();
+      hdrs.set("Authorization", `Basic ${KEYS.a}`);
+      const basic = await h.client.request(h.subject, body, { timeout: REQUEST_TIMEOUT_MS, headers: hdrs });
+      assert.equal(errorOf(basic).code, "unauthorized");
+      // Unauthenticated JSON too, and nothing moved.
+      assert.equal(errorOf(await requestJson(h, { commands: [] })).code, "unauthorized");
+      assert.equal((await h.gateway.account(A, "a1"))?.balance, 100);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("forbidden: partner key on another partner, admin commands with a partner key", async () => {
+    const h = await start();
+    try {
+      await seed(h);
+      const other = errorOf(await request(h, proto([credit("f1", A, "a1", 5n)]), KEYS.b));
+      assert.equal(other.code, "forbidden");
+      assert.match(other.message, /partner-a/);
+      const oneOfMany = errorOf(await request(h, proto([credit("f2", B, "b1", 5n), credit("f3", A, "a1", 5n)]), KEYS.b));
+      assert.equal(oneOfMany.code, "forbidden", "one foreign command refuses the whole request");
+      assert.equal((await h.gateway.account(B, "b1"))?.balance, 0);
+      for (const type of [CommandType.FREEZE, CommandType.UNFREEZE, CommandType.CLOSE]) {
+        assert.equal(errorOf(await request(h, proto([{ type, id: `adm${type}`, partnerId: A, accountId: "a1" }]), KEYS.a)).code, "forbidden");
+      }
+      const limit = proto([{ type: CommandType.SET_OVERDRAFT_LIMIT, id: "lim", partnerId: A, accountId: "a1", overdraftLimit: 50n }]);
+      assert.equal(errorOf(await request(h, limit, KEYS.a)).code, "forbidden");
+      const jsonFreeze = { commands: [{ type: "freeze", id: "jf", partnerId: A, accountId: "a1" }] };
+      assert.equal(errorOf(await requestJson(h, jsonFreeze, KEYS.a)).code, "forbidden");
+      // The same admin commands with the internal key.
+      const [limited] = await requestProto(h, [{ type: CommandType.SET_OVERDRAFT_LIMIT, id: "lim", partnerId: A, accountId: "a1", overdraftLimit: 50n }], KEYS.internal);
+      assert.equal(limited.code, ResultCode.OK);
+      assert.equal((await h.gateway.account(A, "a1"))?.overdraftLimit, 50);
+      const [frozen] = await requestProto(h, [{ type: CommandType.FREEZE, id: "fz", partnerId: A, accountId: "a1" }], KEYS.internal);
+      assert.equal(frozen.code, ResultCode.OK);
+      assert.equal((await h.gateway.account(A, "a1"))?.status, "frozen");
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("invalid_request: bad payloads and out-of-range numbers; amount 0 reaches the core; the subscription survives", async () => {
+    const h = await start();
+    try {
+      await seed(h);
+      const bad: [string, Uint8Array, string?][] = [
+        ["malformed protobuf", new Uint8Array([0xff, 0xff, 0xff, 0xff])],
+        ["truncated protobuf", proto([credit("x", A, "a1", 5n)]).subarray(0, 10)],
+        ["empty batch", new Uint8Array(0)],
+        ["amount 2^53", proto([credit("x", A, "a1", 2n ** 53n)])],
+        ["amount int64 max", proto([credit("x", A, "a1", 2n ** 63n - 1n)])],
+        ["negative amount", proto([credit("x", A, "a1", -5n)])],
+        ["overdraft limit 2^53", proto([{ ...open(A, "a9"), overdraftLimit: 2n ** 53n }])],
+        ["unspecified type", proto([{ type: CommandType.UNSPECIFIED, id: "x", partnerId: A, accountId: "a1" }])],
+        ["unknown type", proto([{ type: 99 as CommandType, id: "x", partnerId: A, accountId: "a1" }])],
+        ["missing amount", proto([{ type: CommandType.CREDIT, id: "x", partnerId: A, accountId: "a1" }])],
+        ["missing id", proto([credit("", A, "a1", 5n)])],
+        ["field of another type", proto([{ ...credit("x", A, "a1", 5n), holdId: "h1" }])],
+        ["bad identifier", proto([credit("x y", A, "a1", 5n)])],
+        ["malformed JSON", new TextEncoder().encode("{not json"), "application/json"],
+        ["JSON amount 0", new TextEncoder().encode(JSON.stringify({ commands: [{ type: "credit", id: "x", partnerId: A, accountId: "a1", amount: 0 }] })), "application/json"],
+        ["JSON unknown field", new TextEncoder().encode(JSON.stringify({ commands: [{ type: "credit", id: "x", partnerId: A, accountId: "a1", amount: 1, extra: 1 }] })), "application/json"],
+        ["JSON sent as protobuf", new TextEncoder().encode(JSON.stringify({ commands: [] }))],
+      ];
+      for (const [name, data, contentType] of bad) {
+        const error = errorOf(await request(h, data, KEYS.a, contentType));
+        assert.equal(error.code, "invalid_request", `${name}: ${error.message}`);
+        assert.notEqual(error.message, "", name);
+      }
+      assert.equal((await h.gateway.account(A, "a1"))?.balance, 100, "no invalid request changed a balance");
+      // The boundary: 2^53-1 passes the transport (the core then answers it), 0 reaches the core as amount_invalid.
+      const [zero] = await requestProto(h, [credit("z0", A, "a1", 0n)], KEYS.a);
+      assert.equal(zero.code, ResultCode.AMOUNT_INVALID);
+      const [max] = await requestProto(h, [credit("zmax", A, "a2", 2n ** 53n - 1n)], KEYS.a);
+      assert.equal(max.code, ResultCode.OK);
+      assert.equal(max.balance, 2n ** 53n - 1n);
+      // Still serving after the bad messages.
+      const [ok] = await requestProto(h, [credit("after", A, "a1", 1n)], KEYS.a);
+      assert.equal(ok.balance, 101n);
+      assert.deepEqual(h.logged, [], "client errors are not logged as internal");
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("overloaded, unavailable, internal: error headers with Retry-After", async () => {
+    let failure: Error = new OverloadedError("ring full");
+    const gateway = stubGateway(async () => {
+      throw failure;
+    });
+    const h = await start({ gateway });
+    try {
+      const body = proto([credit("e1", A, "a1", 5n)]);
+      const overloaded = errorOf(await request(h, body, KEYS.a));
+      assert.deepEqual([overloaded.code, overloaded.retryAfter], ["overloaded", "1"]);
+      failure = new ShardUnavailableError("disk", 2500);
+      const unavailable = errorOf(await request(h, body, KEYS.a));
+      assert.deepEqual([unavailable.code, unavailable.retryAfter], ["unavailable", "3"]);
+      failure = new Error("secret internals");
+      const internal = errorOf(await request(h, body, KEYS.a));
+      assert.deepEqual([internal.code, internal.retryAfter], ["internal", ""]);
+      assert.doesNotMatch(internal.message, /secret/);
+      assert.equal(h.logged.length, 1, "the unexpected error is logged");
+      // JSON requests get the same error headers.
+      assert.equal(errorOf(await requestJson(h, { commands: [{ type: "credit", id: "e2", partnerId: A, accountId: "a1", amount: 1 }] }, KEYS.a)).code, "internal");
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("two instances in one queue group share 50 requests, each answered exactly once", async () => {
+    const counts = [0, 0];
+    const opened = await openGateway();
+    const h = await start({ gateway: opened.gateway, instances: 2, wrap: counting(counts) });
+    try {
+      await seed(h);
+      counts[0] = 0;
+      counts[1] = 0;
+      const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => requestProto(h, [credit(`q${i}`, A, "a2", 1n)], KEYS.a)));
+      assert.equal(replies.length, 50);
+      for (const [i, results] of replies.entries()) {
+        assert.equal(results.length, 1);
+        assert.equal(results[0].id, `q${i}`);
+        assert.equal(results[0].code, ResultCode.OK);
+        assert.equal(results[0].duplicate, false, "no request was handled twice");
+      }
+      assert.equal(counts[0] + counts[1], 50, `each request handled once (per instance: ${counts})`);
+      assert.ok(counts[0] > 0 && counts[1] > 0, `both instances served (per instance: ${counts})`);
+      assert.equal((await h.gateway.account(A, "a2"))?.balance, 50);
+    } finally {
+      await h.stop();
+      await opened.close();
+    }
+  });
+});
+
