@@ -32,6 +32,19 @@ describe("durable shard", () => {
     await shard.close();
   });
 
+  test("async mode resolves once durable with no results; the results are stored", async () => {
+    const journal = new MemoryJournal();
+    const shard = await open(journal, new MemorySnapshotStore());
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    const accepted = await shard.submit([credit("c1", 5), credit("c2", 6)], { mode: "async" });
+    assert.deepEqual(accepted, []);
+    assert.equal(journal.lastSequence(), 3, "durable when resolved");
+    await shard.submit([credit("c3", 1)]);
+    assert.equal(shard.storedResult("p", "c2")?.balance, 11);
+    assert.equal(shard.metrics().resultsByCode[0], 4, "async results are counted too");
+    await shard.close();
+  });
+
   test("bad input throws before sequencing; a full ring is OverloadedError", async () => {
     const shard = await open(new MemoryJournal(), new MemorySnapshotStore());
     assert.throws(() => shard.submit([{ type: "credit", id: "", partnerId: "p", accountId: "a", amount: 1 }]), InvalidCommandError);

@@ -79,6 +79,9 @@ interface Pending {
   commands: readonly Command[];
   resolve: (results: Result[]) => void;
   reject: (error: Error) => void;
+  /** Resolved (with no results) as soon as its record is durable, before it is applied: async mode. */
+  durableOnly: boolean;
+  settled: boolean;
 }
 
 /** A recovered, running shard. Create with `Shard.open`. */
@@ -231,11 +234,13 @@ export class Shard {
   }
 
   /**
-   * Sequence `commands` (all-or-nothing when `atomic`) and resolve with their results once they are durable.
+   * Sequence `commands` (all-or-nothing when `atomic`) and resolve with their results once they are durable and
+   * applied; with `mode: "async"`, resolve with no results as soon as they are durable (read results later with
+   * `storedResult`).
    * Throws InvalidCommandError for malformed input and OverloadedError when the ring is full, synchronously and
    * before anything is sequenced; rejects with ShardUnavailableError when the journal fails.
    */
-  submit(commands: readonly Command[], options: { atomic?: boolean } = {}): Promise<Result[]> {
+  submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" } = {}): Promise<Result[]> {
     if (this.state !== "open") this.checkAvailable();
     if (!Array.isArray(commands) || commands.length < 1 || commands.length > SUBMIT_COMMANDS_MAX) {
       throw new InvalidCommandError("commands", `must be an array of 1-${SUBMIT_COMMANDS_MAX} commands`);
@@ -248,8 +253,9 @@ export class Shard {
       throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     }
     const first = engine.sequencer.cursor.value - commands.length + 1;
+    const durableOnly = options.mode === "async";
     const promise = new Promise<Result[]>((resolve, reject) => {
-      this.pending.push({ first, commands, resolve, reject });
+      this.pending.push({ first, commands, resolve, reject, durableOnly, settled: false });
     });
     if (!this.writing) this.startWriting();
     return promise;
@@ -297,6 +303,7 @@ export class Shard {
         this.recordCommands += writing.last - this.journaled.value;
         this.commitMsSum += this.clock() - writing.startedMs;
         this.journaled.value = writing.last;
+        this.settleDurable(writing.last);
         writing = this.startRecord();
         engine.drain();
         this.release(this.journaled.value);
@@ -322,6 +329,18 @@ export class Shard {
     return { last, startedMs: timeMs, done: this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1) };
   }
 
+  /** Async mode: resolve (with no results) the durable-only requests whose commands are all journaled. */
+  private settleDurable(last: number): void {
+    for (let i = this.pendingHead; i < this.pending.length; i++) {
+      const request = this.pending[i];
+      if (request.first > last) break;
+      if (request.durableOnly && !request.settled && request.first + request.commands.length - 1 <= last) {
+        request.settled = true;
+        request.resolve([]);
+      }
+    }
+  }
+
   /** Resolve every pending request whose commands are all applied (<= `last`). */
   private release(last: number): void {
     const ring = this.engine.ring;
@@ -329,6 +348,11 @@ export class Shard {
       const request = this.pending[this.pendingHead];
       const count = request.commands.length;
       if (request.first + count - 1 > last) break;
+      if (request.settled) {
+        for (let k = 0; k < count; k++) this.resultsByCode[ring.code[(request.first + k) & ring.mask]]++;
+        this.pendingHead++;
+        continue;
+      }
       const results = new Array<Result>(count);
       for (let k = 0; k < count; k++) {
         const index = (request.first + k) & ring.mask;

@@ -12,9 +12,10 @@ export interface Gateway {
    * Submit commands, possibly of several partners (then of several shards), in request order. With `atomic`, all
    * commands must be of one partner. Commands of different shards are applied independently: if one shard is
    * overloaded or unavailable the request fails, and a retry with the same ids is answered from the idempotency
-   * windows for the commands that were applied.
+   * windows for the commands that were applied. With `mode: "async"` it resolves with no results once every
+   * command is durable, before the shards apply them.
    */
-  submit(commands: readonly Command[], options?: { atomic?: boolean }): Promise<Result[]>;
+  submit(commands: readonly Command[], options?: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   account(partnerId: string, accountId: string): Promise<Account | undefined>;
   storedResult(partnerId: string, id: string): Promise<Result | undefined>;
   /** Whether every shard is recovered and accepting. */
@@ -32,7 +33,7 @@ export class LocalGateway implements Gateway {
     if (shards.length !== map.shardCount) throw new RangeError(`${shards.length} shards for a map of ${map.shardCount}`);
   }
 
-  async submit(commands: readonly Command[], options: { atomic?: boolean } = {}): Promise<Result[]> {
+  async submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" } = {}): Promise<Result[]> {
     const byShard = new Map<number, { positions: number[]; commands: Command[] }>();
     commands.forEach((command, position) => {
       if (typeof command?.partnerId !== "string") {
@@ -49,6 +50,10 @@ export class LocalGateway implements Gateway {
     }
     // Submit to every shard first (each throws synchronously for bad input or a full ring), then await.
     const pending = [...byShard].map(([shard, group]) => ({ group, results: this.shards[shard].submit(group.commands, options) }));
+    if (options.mode === "async") {
+      await Promise.all(pending.map(({ results }) => results));
+      return [];
+    }
     const results = new Array<Result>(commands.length);
     for (const { group, results: promise } of pending) {
       const shardResults = await promise;

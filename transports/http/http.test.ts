@@ -567,3 +567,30 @@ test("GET /metrics: Prometheus text with results by code, journal records, commi
     await metricsApp.stop();
   }
 });
+
+test("POST /v1/commands mode async: 202 {accepted, ids} once durable; results readable afterwards", async () => {
+  const shards = [
+    await Shard.open({ journal: new MemoryJournal(), snapshots: new MemorySnapshotStore(), accountsMax: 64, partnersMax: 8, holdsMax: 16, idempotencyCommandsMax: 1024, ringSlots: 64 }),
+  ];
+  const gateway = new LocalGateway(shards, new ShardMap({ shardCount: 1 }));
+  const app = createHttpApp({ gateway, keys: new KeyRing([{ sha256: hashKey("k"), partnerId: "p" }]) }).listen({ hostname: "127.0.0.1", port: 0 });
+  const base = `http://127.0.0.1:${app.server?.port}`;
+  const post = (body: unknown) =>
+    fetch(`${base}/v1/commands`, { method: "POST", headers: { Authorization: "Bearer k", "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  try {
+    await post({ commands: [{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }] });
+    const response = await post({ mode: "async", commands: [{ type: "credit", id: "c1", partnerId: "p", accountId: "a", amount: 5 }] });
+    assert.equal(response.status, 202);
+    assert.deepEqual(await response.json(), { accepted: 1, ids: ["c1"] });
+    await post({ commands: [{ type: "check", partnerId: "p", accountId: "a", amount: 1 }] });
+    const stored = await fetch(`${base}/v1/commands/p/c1`, { headers: { Authorization: "Bearer k" } });
+    assert.equal(stored.status, 200);
+    assert.equal(((await stored.json()) as { balance: number }).balance, 5);
+    const bad = await post({ mode: "later", commands: [{ type: "credit", id: "c2", partnerId: "p", accountId: "a", amount: 5 }] });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { path: string } }).error.path, "mode");
+  } finally {
+    await app.stop();
+    await shards[0].close();
+  }
+});

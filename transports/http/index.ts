@@ -208,11 +208,16 @@ export function createHttpApp(options: HttpAppOptions) {
       "/v1/commands",
       guarded(async (request) => {
         const principal = authenticate(request, keys);
-        const { commands, atomic } = checkCommandsBody(await readJson(request, bodyBytesMax));
+        const { commands, atomic, mode } = checkCommandsBody(await readJson(request, bodyBytesMax));
         commands.forEach((command, index) => {
           authorize(principal, command.partnerId, `commands[${index}].partnerId`);
           if (ADMIN_COMMAND_TYPES.has(command.type)) requireInternal(principal);
         });
+        if (mode === "async") {
+          // Durable, not yet applied: the results are read later with GET /v1/commands/:partnerId/:id.
+          await gateway.submit(commands, { atomic, mode });
+          return json(202, { accepted: commands.length, ids: commands.map((command) => command.id ?? "") });
+        }
         return json(200, { results: await gateway.submit(commands, { atomic }) });
       }),
       raw,

@@ -23,7 +23,7 @@ export class HttpError extends Error {
 }
 
 /** What a field must hold. `amount`: 1..2^53-1; `limit` and `duration`: 0..2^53-1 (the core judges the range). */
-type FieldKind = "identifier" | "currency" | "amount" | "limit" | "duration";
+export type FieldKind = "identifier" | "currency" | "amount" | "limit" | "duration";
 
 /** Required and optional fields of one body shape. */
 export interface Shape {
@@ -55,8 +55,10 @@ export const COMMAND_SHAPES: Readonly<Record<CommandType, Shape>> = {
 /** Commands only an internal key may submit (the admin routes' commands). */
 export const ADMIN_COMMAND_TYPES: ReadonlySet<string> = new Set(["setOverdraftLimit", "freeze", "unfreeze", "close"]);
 
-const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]+$/;
-const CURRENCY_PATTERN = /^[A-Z0-9]+$/;
+/** The characters of an identifier (length 1..KEY_BYTES_MAX is checked apart); exported for the OpenAPI document. */
+export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]+$/;
+/** The characters of a currency (length CURRENCY_BYTES_MIN..MAX is checked apart); exported for the OpenAPI document. */
+export const CURRENCY_PATTERN = /^[A-Z0-9]+$/;
 
 /** `prefix.name`, or `name` at the top level. */
 export function joinPath(prefix: string, name: string): string {
@@ -130,8 +132,9 @@ export function checkCommand(value: unknown, path: string): Command {
 }
 
 /** The body of `POST /v1/commands`. Atomic groups are checked as the core would, so no shard sees half a request. */
-export function checkCommandsBody(value: unknown): { commands: Command[]; atomic: boolean } {
-  const row = checkKeys(value, ["commands", "atomic"]);
+export function checkCommandsBody(value: unknown): { commands: Command[]; atomic: boolean; mode: "sync" | "async" } {
+  const row = checkKeys(value, ["commands", "atomic", "mode"]);
+  if (row.mode !== undefined && row.mode !== "sync" && row.mode !== "async") throw invalid("mode", 'must be "sync" or "async"');
   if (!Array.isArray(row.commands)) throw invalid("commands", "must be an array");
   if (row.commands.length < 1 || row.commands.length > GROUP_COMMANDS_MAX) {
     throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got ${row.commands.length}`);
@@ -140,7 +143,7 @@ export function checkCommandsBody(value: unknown): { commands: Command[]; atomic
   const commands = row.commands.map((command, index) => checkCommand(command, `commands[${index}]`));
   const atomic = row.atomic === true;
   if (atomic) checkAtomicGroup(commands);
-  return { commands, atomic };
+  return { commands, atomic, mode: row.mode === "async" ? "async" : "sync" };
 }
 
 function checkAtomicGroup(commands: readonly Command[]): void {
