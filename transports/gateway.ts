@@ -1,9 +1,10 @@
 /**
- * The Gateway: what a transport (HTTP, NATS) calls. It routes each partner's commands to the partner's shard and
- * merges the results back into request order. `LocalGateway` holds the shards in this process; a gateway over
- * worker threads or over NATS to other machines implements the same interface.
+ * The Gateway: what a transport (HTTP, NATS) calls. `RoutingGateway` routes each partner's commands to the
+ * partner's shard and merges the results back into request order. A shard is reached through a `ShardPort`: a
+ * core `Shard` in this process satisfies it as it is; `WorkerShard` (transports/worker) is one on a worker thread;
+ * a shard on another machine over NATS would be a third.
  */
-import { InvalidCommandError, type Account, type Command, type Result, type Shard, type ShardMetrics } from "../core/index.ts";
+import { InvalidCommandError, type Account, type Command, type Result, type ShardMetrics } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
 
 /** Routes commands and reads to shards. Every method may throw the shard's typed errors. */
@@ -21,13 +22,23 @@ export interface Gateway {
   /** Whether every shard is recovered and accepting. */
   ready(): boolean;
   /** Each shard's counters, by shard index. */
-  metrics(): ShardMetrics[];
+  metrics(): Promise<ShardMetrics[]>;
 }
 
-/** A gateway over shards in this process. */
-export class LocalGateway implements Gateway {
+/** How the gateway reaches one shard, wherever it runs. */
+export interface ShardPort {
+  submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
+  account(partnerId: string, accountId: string): Account | undefined | Promise<Account | undefined>;
+  storedResult(partnerId: string, id: string): Result | undefined | Promise<Result | undefined>;
+  metrics(): ShardMetrics | Promise<ShardMetrics>;
+  /** Whether the shard takes commands now. */
+  readonly accepting: boolean;
+}
+
+/** A gateway over shards reached through ports. */
+export class RoutingGateway implements Gateway {
   constructor(
-    private readonly shards: readonly Shard[],
+    private readonly shards: readonly ShardPort[],
     private readonly map: ShardMap,
   ) {
     if (shards.length !== map.shardCount) throw new RangeError(`${shards.length} shards for a map of ${map.shardCount}`);
@@ -76,7 +87,7 @@ export class LocalGateway implements Gateway {
     return this.shards.every((shard) => shard.accepting);
   }
 
-  metrics(): ShardMetrics[] {
-    return this.shards.map((shard) => shard.metrics());
+  async metrics(): Promise<ShardMetrics[]> {
+    return Promise.all(this.shards.map((shard) => shard.metrics()));
   }
 }

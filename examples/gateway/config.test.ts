@@ -10,6 +10,8 @@ test("defaults and environment overrides", () => {
   assert.equal(defaults.port, 3000);
   assert.equal(defaults.host, "127.0.0.1");
   assert.equal(defaults.fsync, "batch");
+  assert.equal(defaults.workers, true);
+  assert.equal(loadConfig({ HOTLEDGER_WORKERS: "0" }).workers, false);
   const custom = loadConfig({ HOTLEDGER_SHARDS: "2", HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "interval", HOTLEDGER_DATA: "/tmp/x" });
   assert.deepEqual([custom.shards, custom.port, custom.fsync, custom.dataDirectory], [2, 0, "interval", "/tmp/x"]);
 });

@@ -18,6 +18,8 @@ export interface GatewayConfig {
   /** Accounts per shard (preallocated: ~190 B each). */
   accountsMax: number;
   idempotencyCommandsMax: number;
+  /** Shards on worker threads (default) or in the gateway's own thread. */
+  workers: boolean;
 }
 
 /** Thrown for configuration that cannot work; the message names the setting. */
@@ -35,6 +37,7 @@ const DEFAULTS: GatewayConfig = {
   keys: [],
   accountsMax: 1 << 16,
   idempotencyCommandsMax: 1 << 18,
+  workers: true,
 };
 
 function integer(name: string, value: unknown, min: number, max: number): number {
@@ -71,5 +74,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accountsMax: integer("accountsMax", merged.accountsMax, 1, 1 << 24),
     idempotencyCommandsMax: integer("idempotencyCommandsMax", merged.idempotencyCommandsMax, 1000, 1 << 24),
     fsync,
+    workers: env.HOTLEDGER_WORKERS === undefined ? merged.workers !== false : env.HOTLEDGER_WORKERS !== "0",
   };
 }

@@ -1,6 +1,6 @@
 /**
- * The runnable gateway (`npm start`): durable shards in this process, one per data directory, behind the HTTP
- * transport. Defaults: 4 shards, journals and snapshots under ./data, HTTP on 127.0.0.1:3000; configure with
+ * The runnable gateway (`npm start`): durable shards, one per data directory, each on its own worker thread
+ * (HOTLEDGER_WORKERS=0: in this thread), behind the HTTP transport (and NATS when NATS_URL is set). Defaults: 4 shards, journals and snapshots under ./data, HTTP on 127.0.0.1:3000; configure with
  * HOTLEDGER_* variables or a JSON file (examples/gateway/config.ts). With no keys configured it makes a demo
  * partner key and an internal key for this run (only their SHA-256 is kept) and prints a curl line that works.
  * SIGTERM or SIGINT: stop accepting, drain, snapshot, close the journals, exit 0.
@@ -11,7 +11,8 @@ import { Shard, ShardMap } from "../../core/index.ts";
 import { FileJournal } from "../../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
-import { LocalGateway } from "../../transports/gateway.ts";
+import { RoutingGateway, type ShardPort } from "../../transports/gateway.ts";
+import { WorkerShard } from "../../transports/worker/index.ts";
 import { createHttpApp } from "../../transports/http/index.ts";
 import { startNatsTransport, type NatsTransport } from "../../transports/nats/index.ts";
 import { ConfigError, loadConfig, type GatewayConfig } from "./config.ts";
@@ -30,17 +31,27 @@ export async function startGateway(
   log: (line: string) => void = console.log,
   natsUrl: string | undefined = process.env.NATS_URL,
 ): Promise<RunningGateway> {
-  const shards: Shard[] = [];
+  const shards: (ShardPort & { close(): Promise<void> })[] = [];
   for (let index = 0; index < config.shards; index++) {
     const directory = join(config.dataDirectory, `shard-${index}`);
+    const shardLog = (line: string) => log(`shard ${index}: ${line}`);
+    if (config.workers) {
+      shards.push(
+        await WorkerShard.start(
+          { directory, fsync: config.fsync, accountsMax: config.accountsMax, idempotencyCommandsMax: config.idempotencyCommandsMax },
+          shardLog,
+        ),
+      );
+      continue;
+    }
     shards.push(
       await Shard.open({
-        journal: await FileJournal.open({ directory: join(directory, "journal"), fsync: config.fsync, log }),
-        snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log }),
+        journal: await FileJournal.open({ directory: join(directory, "journal"), fsync: config.fsync, log: shardLog }),
+        snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log: shardLog }),
         accountsMax: config.accountsMax,
         idempotencyCommandsMax: config.idempotencyCommandsMax,
         yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
-        log: (line) => log(`shard ${index}: ${line}`),
+        log: shardLog,
       }),
     );
   }
@@ -53,7 +64,7 @@ export async function startGateway(
       { sha256: hashKey(demo.internalKey), internal: "demo-admin" },
     ];
   }
-  const gateway = new LocalGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
+  const gateway = new RoutingGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
   const keyRing = new KeyRing(keys);
   const app = createHttpApp({ gateway, keys: keyRing }).listen({ hostname: config.host, port: config.port });
   const url = `http://${config.host}:${app.server?.port}`;
@@ -83,7 +94,8 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const running = await startGateway(config);
-  console.log(`hotledger gateway: ${config.shards} shards, data in ${config.dataDirectory}, listening on ${running.url}`);
+  const where = config.workers ? "on worker threads" : "in process";
+  console.log(`hotledger gateway: ${config.shards} shards ${where}, data in ${config.dataDirectory}, listening on ${running.url}`);
   if (running.demo) {
     const { partnerId, partnerKey, internalKey } = running.demo;
     console.log(`demo partner "${partnerId}" key (this run only): ${partnerKey}`);

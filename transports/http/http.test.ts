@@ -1,4 +1,4 @@
-// Proves the HTTP transport's contract over a real server: a LocalGateway over two durable shards (in-memory
+// Proves the HTTP transport's contract over a real server: a RoutingGateway over two durable shards (in-memory
 // journal and snapshot store), partners routed to different shards, requests made with fetch. Every route and
 // every status is exercised (200/201/400/401/403/404/409/413/422/500/503), partners cannot read or write each
 // other, two keys of one partner both work, and bad or rejected input changes no balance; a fast-check property
@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { OverloadedError, RESULT_CODES, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
 import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { hashKey, KeyRing } from "../auth.ts";
-import { LocalGateway, type Gateway } from "../gateway.ts";
+import { RoutingGateway, type Gateway } from "../gateway.ts";
 import { createHttpApp } from "./index.ts";
 
 const A = "partner-a";
@@ -48,7 +48,7 @@ async function start(extra: { bodyBytesMax?: number } = {}): Promise<Server> {
   );
   const map = new ShardMap({ shardCount: 2 });
   assert.notEqual(map.shardOf(A), map.shardOf(B), "the test partners must be on different shards");
-  const server = await startWith(new LocalGateway(shards, map), extra);
+  const server = await startWith(new RoutingGateway(shards, map), extra);
   return {
     ...server,
     stop: async () => {
@@ -110,7 +110,7 @@ function stubGateway(overrides: Partial<Gateway>): Gateway {
     account: async () => undefined,
     storedResult: async () => undefined,
     ready: () => true,
-    metrics: () => [],
+    metrics: async () => [],
     ...overrides,
   };
 }
@@ -549,7 +549,7 @@ describe("http transport", () => {
 
 test("GET /metrics: Prometheus text with results by code, journal records, commit time and ring occupancy", async () => {
   const metricsApp = createHttpApp({ gateway: stubGateway({
-    metrics: () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12, ringOccupancy: 4, ringSlots: 8192 }],
+    metrics: async () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12, ringOccupancy: 4, ringSlots: 8192 }],
   }), keys: new KeyRing([]) }).listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const response = await fetch(`http://127.0.0.1:${metricsApp.server?.port}/metrics`);
@@ -572,7 +572,7 @@ test("POST /v1/commands mode async: 202 {accepted, ids} once durable; results re
   const shards = [
     await Shard.open({ journal: new MemoryJournal(), snapshots: new MemorySnapshotStore(), accountsMax: 64, partnersMax: 8, holdsMax: 16, idempotencyCommandsMax: 1024, ringSlots: 64 }),
   ];
-  const gateway = new LocalGateway(shards, new ShardMap({ shardCount: 1 }));
+  const gateway = new RoutingGateway(shards, new ShardMap({ shardCount: 1 }));
   const app = createHttpApp({ gateway, keys: new KeyRing([{ sha256: hashKey("k"), partnerId: "p" }]) }).listen({ hostname: "127.0.0.1", port: 0 });
   const base = `http://127.0.0.1:${app.server?.port}`;
   const post = (body: unknown) =>

@@ -19,6 +19,7 @@ import {
 } from "../../core/index.ts";
 import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import type { Gateway } from "../gateway.ts";
+import { openApiRoutes } from "./openapi.ts";
 import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
 
 export { HttpError } from "./validate.ts";
@@ -203,7 +204,7 @@ export function createHttpApp(options: HttpAppOptions) {
     })
     .get("/healthz", () => json(200, { ok: true }))
     .get("/readyz", () => (gateway.ready() ? json(200, { ok: true }) : json(503, { ok: false })))
-    .get("/metrics", () => new Response(prometheusText(gateway.metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } }))
+    .get("/metrics", async () => new Response(prometheusText(await gateway.metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } }))
     .post(
       "/v1/commands",
       guarded(async (request) => {
@@ -286,6 +287,7 @@ export function createHttpApp(options: HttpAppOptions) {
       raw,
     );
   }
+  app.use(openApiRoutes({ shortcuts: SHORTCUTS, adminRoutes: ADMIN_ROUTES, openAccountShape: OPEN_ACCOUNT_SHAPE, resultStatus: RESULT_STATUS }));
   return app;
 }
 

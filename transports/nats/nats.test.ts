@@ -1,5 +1,5 @@
 // Proves the NATS transport's contract against the real nats-server at 127.0.0.1:4222 (override with NATS_URL): a
-// LocalGateway over two shards (in-memory journal and snapshot store), partners on different shards, requests made
+// RoutingGateway over two shards (in-memory journal and snapshot store), partners on different shards, requests made
 // with a separate client connection on a subject unique to this run. Protobuf and JSON request/reply, atomic
 // groups, every error header (unauthorized, forbidden, invalid_request, overloaded, unavailable, internal), bad
 // messages that must not stop the subscription, and two instances in one queue group sharing 50 requests.
@@ -19,7 +19,7 @@ import {
 } from "../../core/gen/hotledger/v1/ledger_pb.ts";
 import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { hashKey, KeyRing } from "../auth.ts";
-import { LocalGateway, type Gateway } from "../gateway.ts";
+import { RoutingGateway, type Gateway } from "../gateway.ts";
 import { startNatsTransport, type NatsTransport } from "./index.ts";
 
 /** A protobuf command as written in the tests (unset fields at their defaults). */
@@ -76,7 +76,7 @@ async function openGateway(): Promise<{ gateway: Gateway; close(): Promise<void>
   const map = new ShardMap({ shardCount: 2 });
   assert.notEqual(map.shardOf(A), map.shardOf(B), "the test partners must be on different shards");
   return {
-    gateway: new LocalGateway(shards, map),
+    gateway: new RoutingGateway(shards, map),
     close: async () => {
       for (const shard of shards) await shard.close();
     },
@@ -187,7 +187,7 @@ function counting(counts: number[]) {
 }
 
 function stubGateway(submit: Gateway["submit"]): Gateway {
-  return { submit, account: async () => undefined, storedResult: async () => undefined, ready: () => true, metrics: () => [] };
+  return { submit, account: async () => undefined, storedResult: async () => undefined, ready: () => true, metrics: async () => [] };
 }
 
 describe("NATS transport", { skip }, () => {

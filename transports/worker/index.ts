@@ -1,0 +1,96 @@
+/**
+ * WorkerShard: a durable shard on a worker thread, as a ShardPort for the RoutingGateway. Calls made in one
+ * event-loop turn are sent as one postMessage (batches, not a message per request), and the worker answers the
+ * same way. Transports stay on the main thread; each shard's processor has a thread (a core) of its own.
+ */
+import { Worker } from "node:worker_threads";
+import type { Account, Command, Result, ShardMetrics } from "../../core/index.ts";
+import type { ShardPort } from "../gateway.ts";
+import { deserializeError, type FromWorker, type ShardOperation, type ShardRequest, type ShardWorkerInit } from "./messages.ts";
+
+/** A shard on its own thread. Create with `WorkerShard.start`. */
+export class WorkerShard implements ShardPort {
+  accepting = false;
+  private readonly calls = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  private nextId = 1;
+  private outbox: ShardRequest[] = [];
+  private closed: Promise<void> | undefined;
+
+  private constructor(private readonly worker: Worker) {}
+
+  /** Start a worker and wait until its shard has recovered. Rejects with the worker's error if it cannot. */
+  static start(init: ShardWorkerInit, log: (line: string) => void = console.log): Promise<WorkerShard> {
+    const worker = new Worker(new URL("./shard-worker.ts", import.meta.url), { workerData: init });
+    const shard = new WorkerShard(worker);
+    return new Promise((resolve, reject) => {
+      worker.on("message", (message: FromWorker) => {
+        if (message.type === "ready") {
+          shard.accepting = true;
+          resolve(shard);
+        } else if (message.type === "failed") {
+          reject(deserializeError(message.error));
+        } else if (message.type === "log") {
+          log(message.line);
+        } else if (message.type === "replies") {
+          shard.accepting = message.accepting;
+          for (const reply of message.replies) {
+            const call = shard.calls.get(reply.id);
+            shard.calls.delete(reply.id);
+            if (reply.error !== undefined) call?.reject(deserializeError(reply.error));
+            else call?.resolve(reply.value);
+          }
+        }
+      });
+      worker.on("error", (error) => {
+        shard.accepting = false;
+        reject(error);
+        for (const call of shard.calls.values()) call.reject(error);
+        shard.calls.clear();
+      });
+    });
+  }
+
+  submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]> {
+    return this.call("submit", [commands, options]) as Promise<Result[]>;
+  }
+
+  account(partnerId: string, accountId: string): Promise<Account | undefined> {
+    return this.call("account", [partnerId, accountId]) as Promise<Account | undefined>;
+  }
+
+  storedResult(partnerId: string, id: string): Promise<Result | undefined> {
+    return this.call("storedResult", [partnerId, id]) as Promise<Result | undefined>;
+  }
+
+  metrics(): Promise<ShardMetrics> {
+    return this.call("metrics", []) as Promise<ShardMetrics>;
+  }
+
+  /** Drain, snapshot and stop the worker. */
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      this.accepting = false;
+      this.worker.on("message", (message: FromWorker) => {
+        if (message.type === "closed") resolve();
+      });
+      this.flush();
+      this.worker.postMessage({ type: "close" });
+    }).then(() => this.worker.terminate().then(() => undefined));
+    return this.closed;
+  }
+
+  private call(op: ShardOperation, args: unknown[]): Promise<unknown> {
+    if (this.closed !== undefined) return Promise.reject(deserializeError({ name: "ShardUnavailableError", message: "shard closed", retryAfterMs: 0 }));
+    const id = this.nextId++;
+    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    this.outbox.push({ id, op, args });
+    return new Promise((resolve, reject) => this.calls.set(id, { resolve, reject }));
+  }
+
+  private flush(): void {
+    if (this.outbox.length === 0) return;
+    const requests = this.outbox;
+    this.outbox = [];
+    this.worker.postMessage({ type: "requests", requests });
+  }
+}

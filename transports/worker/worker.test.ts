@@ -1,0 +1,54 @@
+// Proves shards on worker threads behave like shards in process: commands, reads and metrics go through the
+// RoutingGateway to two worker shards, typed errors (InvalidCommandError with its path, OverloadedError) come back
+// as the same classes, and after close() a new worker recovers the same state from disk.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { InvalidCommandError, OverloadedError, ShardMap, type Command } from "../../core/index.ts";
+import { RoutingGateway } from "../gateway.ts";
+import { WorkerShard } from "./index.ts";
+
+const directory = mkdtempSync(join(tmpdir(), "hotledger-worker-test-"));
+after(() => rmSync(directory, { recursive: true, force: true }));
+
+const start = (index: number) =>
+  WorkerShard.start({ directory: join(directory, `shard-${index}`), fsync: "batch", accountsMax: 1024, idempotencyCommandsMax: 4096 }, () => {});
+
+test("a gateway over worker shards: commands, reads, metrics, typed errors, recovery after close", async () => {
+  let shards = [await start(0), await start(1)];
+  const map = new ShardMap({ shardCount: 2 });
+  const partners = ["partner-1", "partner-2"];
+  assert.notEqual(map.shardOf(partners[0]), map.shardOf(partners[1]), "the two partners live on different workers");
+  let gateway = new RoutingGateway(shards, map);
+  try {
+    assert.equal(gateway.ready(), true);
+    const opens: Command[] = partners.map((partnerId) => ({ type: "openAccount", id: "o", partnerId, accountId: "a", currency: "EUR" }));
+    assert.deepEqual((await gateway.submit(opens)).map((result) => result.code), ["ok", "ok"]);
+    const credits = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => gateway.submit([{ type: "credit", id: `c${i}`, partnerId: partners[i % 2], accountId: "a", amount: i + 1 }])),
+    );
+    assert.ok(credits.every(([result]) => result.code === "ok"));
+    assert.equal((await gateway.account(partners[0], "a"))?.balance, [...Array(20).keys()].reduce((sum, i) => sum + 2 * i + 1, 0));
+    assert.equal((await gateway.storedResult(partners[1], "c1"))?.balance, 2);
+    const metrics = await gateway.metrics();
+    assert.equal(metrics[0].resultsByCode[0] + metrics[1].resultsByCode[0], 42);
+    await assert.rejects(
+      gateway.submit([{ type: "credit", id: "", partnerId: partners[0], accountId: "a", amount: 1 }]),
+      (error: unknown) => error instanceof InvalidCommandError && error.path === "commands[0].id",
+    );
+    const tooMany = Array.from({ length: 1000 }, (_, i): Command => ({ type: "credit", id: `x${i}`, partnerId: partners[0], accountId: "a", amount: 1 }));
+    const flood = await Promise.allSettled(Array.from({ length: 12 }, () => gateway.submit(tooMany)));
+    assert.ok(flood.some((outcome) => outcome.status === "rejected" && outcome.reason instanceof OverloadedError), "a full ring is OverloadedError");
+    const balance = (await gateway.account(partners[0], "a"))?.balance;
+    await Promise.all(shards.map((shard) => shard.close()));
+    shards = [await start(0), await start(1)];
+    gateway = new RoutingGateway(shards, map);
+    assert.equal((await gateway.account(partners[0], "a"))?.balance, balance, "recovered from disk by a new worker");
+    const [retry] = await gateway.submit([{ type: "credit", id: "c0", partnerId: partners[0], accountId: "a", amount: 1 }]);
+    assert.equal(retry.duplicate, true);
+  } finally {
+    await Promise.all(shards.map((shard) => shard.close()));
+  }
+});
