@@ -19,6 +19,7 @@ import {
 } from "../../core/index.ts";
 import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import type { Gateway } from "../gateway.ts";
+import { openApiRoutes } from "./openapi.ts";
 import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
 
 export { HttpError } from "./validate.ts";
@@ -286,6 +287,7 @@ export function createHttpApp(options: HttpAppOptions) {
       raw,
     );
   }
+  app.use(openApiRoutes({ shortcuts: SHORTCUTS, adminRoutes: ADMIN_ROUTES, openAccountShape: OPEN_ACCOUNT_SHAPE, resultStatus: RESULT_STATUS }));
   return app;
 }
 
