@@ -2,7 +2,8 @@
 // a message naming the setting.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig } from "./config.ts";
+import { availableParallelism } from "node:os";
+import { ConfigError, loadConfig, WORKERS_CORES_MIN } from "./config.ts";
 
 test("defaults and environment overrides", () => {
   const defaults = loadConfig({});
@@ -10,8 +11,9 @@ test("defaults and environment overrides", () => {
   assert.equal(defaults.port, 3000);
   assert.equal(defaults.host, "127.0.0.1");
   assert.equal(defaults.fsync, "batch");
-  assert.equal(defaults.workers, true);
+  assert.equal(defaults.workers, availableParallelism() >= WORKERS_CORES_MIN);
   assert.equal(loadConfig({ HOTLEDGER_WORKERS: "0" }).workers, false);
+  assert.equal(loadConfig({ HOTLEDGER_WORKERS: "1" }).workers, true);
   const custom = loadConfig({ HOTLEDGER_SHARDS: "2", HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "interval", HOTLEDGER_DATA: "/tmp/x" });
   assert.deepEqual([custom.shards, custom.port, custom.fsync, custom.dataDirectory], [2, 0, "interval", "/tmp/x"]);
 });

@@ -3,6 +3,7 @@
  * Anything wrong fails at start with a message naming the setting; nothing is guessed.
  */
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import type { FsyncPolicy } from "../../adapters/journal-file/index.ts";
 import type { KeyConfig } from "../../transports/auth.ts";
 
@@ -18,7 +19,10 @@ export interface GatewayConfig {
   /** Accounts per shard (preallocated: ~190 B each). */
   accountsMax: number;
   idempotencyCommandsMax: number;
-  /** Shards on worker threads (default) or in the gateway's own thread. */
+  /**
+   * Shards on worker threads, or in the gateway's own thread. Default: workers when the machine has at least
+   * WORKERS_CORES_MIN cores; measured on 2 vCPUs (bench/README.md), in-thread shards were ~1.7x faster there.
+   */
   workers: boolean;
 }
 
@@ -26,6 +30,9 @@ export interface GatewayConfig {
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
+
+/** Cores from which shards go on worker threads by default. */
+export const WORKERS_CORES_MIN = 4;
 
 const DEFAULTS: GatewayConfig = {
   shards: 4,
@@ -37,7 +44,7 @@ const DEFAULTS: GatewayConfig = {
   keys: [],
   accountsMax: 1 << 16,
   idempotencyCommandsMax: 1 << 18,
-  workers: true,
+  workers: availableParallelism() >= WORKERS_CORES_MIN,
 };
 
 function integer(name: string, value: unknown, min: number, max: number): number {

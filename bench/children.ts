@@ -1,0 +1,147 @@
+/**
+ * Child processes for the transport benches (bench/http.ts, bench/nats.ts): the gateway and the yardstick
+ * servers each in their own process, load generators in theirs, so no number comes from one event loop serving
+ * itself. Every wait is bounded; `stopChild` is called in `finally` by the benches.
+ */
+import { createHash } from "node:crypto";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+const BUN = process.execPath;
+const ROOT = join(import.meta.dir, "..");
+/** How long a child may take to print its ready line. */
+const READY_MS_MAX = 30_000;
+/** How long a child may take to exit after SIGTERM before it is killed. */
+const STOP_MS_MAX = 15_000;
+
+export interface Child {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Everything the child printed on stdout and stderr (bounded), for error messages. */
+  output(): string;
+}
+
+/** Keep draining a stream (so the child never blocks on a full pipe), keeping the last 64 KiB of text. */
+function drain(stream: ReadableStream<Uint8Array>, sink: { text: string }, onText: () => void): void {
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      sink.text = (sink.text + decoder.decode(chunk, { stream: true })).slice(-65536);
+      onText();
+    }
+  })();
+}
+
+/** Start `bun <script>` with `env`, and wait until its output matches `ready` (bounded by READY_MS_MAX). */
+export async function startChild(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: Child; match: RegExpMatchArray }> {
+  const proc = Bun.spawn([BUN, join(ROOT, script), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const sink = { text: "" };
+  const child: Child = { proc, output: () => sink.text };
+  let wake = () => {};
+  drain(proc.stdout, sink, () => wake());
+  drain(proc.stderr, sink, () => wake());
+  const deadline = Date.now() + READY_MS_MAX;
+  try {
+    for (;;) {
+      const match = sink.text.match(ready);
+      if (match !== null) return { child, match };
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${script} exited before it was ready:\n${sink.text}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${script} not ready after ${READY_MS_MAX} ms:\n${sink.text}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(left, 100));
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+}
+
+/** SIGTERM, wait (bounded), then SIGKILL. Safe to call twice or on an exited child. */
+export async function stopChild(child: Child | undefined): Promise<void> {
+  if (child === undefined || child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  child.proc.kill("SIGTERM");
+  const exited = await Promise.race([child.proc.exited.then(() => true), Bun.sleep(STOP_MS_MAX).then(() => false)]);
+  if (!exited) {
+    child.proc.kill("SIGKILL");
+    await child.proc.exited;
+  }
+}
+
+/** Run a load generator (`bun <script> '<json config>'`) to completion; its last stdout line is its JSON result. */
+export async function runLoad<T>(script: string, config: unknown, timeoutMs: number): Promise<T> {
+  const proc = Bun.spawn([BUN, join(ROOT, script), JSON.stringify(config)], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  try {
+    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    if (code !== 0) throw new Error(`${script} exited with ${code} (signal ${proc.signalCode}):\n${stderr}\n${stdout}`);
+    const lines = stdout.trim().split("\n");
+    return JSON.parse(lines[lines.length - 1]) as T;
+  } finally {
+    clearTimeout(timer);
+    if (proc.exitCode === null) proc.kill("SIGKILL");
+  }
+}
+
+/** Partners of the benches, one per shard (pinned), each with its own key. */
+export const PARTNERS = [0, 1, 2, 3].map((index) => ({ partnerId: `bench-p${index}`, key: `bench-key-${index}-0123456789abcdef`, shard: index }));
+
+/** The gateway's JSON configuration file content for PARTNERS. */
+export function gatewayConfig(): string {
+  return JSON.stringify({
+    shards: PARTNERS.length,
+    fsync: "batch",
+    pinned: Object.fromEntries(PARTNERS.map((partner) => [partner.partnerId, partner.shard])),
+    keys: PARTNERS.map((partner) => ({ sha256: createHash("sha256").update(partner.key, "utf8").digest("hex"), partnerId: partner.partnerId })),
+  });
+}
+
+/** Open `accounts` accounts per partner and fund each with 10^12 (untimed setup), over HTTP; every code must be ok. */
+export async function openAccounts(url: string, accounts: number): Promise<void> {
+  const CHUNK = 1000;
+  for (const partner of PARTNERS) {
+    for (const phase of ["open", "fund"] as const) {
+      for (let start = 0; start < accounts; start += CHUNK) {
+        const commands = [];
+        for (let i = start; i < Math.min(accounts, start + CHUNK); i++) {
+          commands.push(
+            phase === "open"
+              ? { type: "openAccount", id: `open:acct:${i}`, partnerId: partner.partnerId, accountId: `acct:${i}`, currency: "USD" }
+              : { type: "credit", id: `fund:acct:${i}`, partnerId: partner.partnerId, accountId: `acct:${i}`, amount: 1e12 },
+          );
+        }
+        const response = await fetch(`${url}/v1/commands`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${partner.key}`, "content-type": "application/json" },
+          body: JSON.stringify({ commands }),
+        });
+        const text = await response.text();
+        if (response.status !== 200) throw new Error(`setup ${phase}: status ${response.status}: ${text}`);
+        const { results } = JSON.parse(text) as { results: { code: string }[] };
+        const bad = results.find((result) => result.code !== "ok");
+        if (bad !== undefined) throw new Error(`setup ${phase}: ${JSON.stringify(bad)}`);
+      }
+    }
+  }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+export function loadAverage(): number[] {
+  return loadavg().map((value) => Math.round(value * 100) / 100);
+}
+
+/** A percentile of the first `count` entries of `samples` (sorts them in place). */
+export function percentile(samples: Float64Array, count: number, p: number): number {
+  if (count === 0) return Number.NaN;
+  const sorted = samples.subarray(0, count).sort();
+  return sorted[Math.min(count - 1, Math.floor((p / 100) * count))];
+}

@@ -1,0 +1,129 @@
+/**
+ * How many commands per second does the gateway take over NATS request/reply, against a bare NATS echo responder
+ * on the same server in the same run? Napkin math in bench/README.md ("nats.ts").
+ *
+ * Run: `bun bench/nats.ts` (a table on stderr), `--json` (one JSON line on stdout), `--runs N` (default 1).
+ * Needs a nats-server (NATS_URL, default 127.0.0.1:4222). The gateway (examples/gateway, 4 shards, fsync "batch",
+ * journals in a temp dir removed at the end) subscribes to the default subject hotledger.v1.commands in queue
+ * hotledger: another gateway on the same server in the same queue would share the load (and the bench would fail
+ * on its unknown keys), so run it on a server nothing else uses. The echo responder runs in its own process on a
+ * unique subject. Each measurement is a load generator process (bench/load-nats.ts) with IN_FLIGHT requests
+ * outstanding on one connection. Every reply is checked (no error header, every result OK); errors are counted.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gatewayConfig, loadAverage, median, openAccounts, PARTNERS, runLoad, startChild, stopChild, type Child } from "./children.ts";
+
+// Bounds: every loop is bounded by one of these.
+const IN_FLIGHT = 64;
+const WARMUP_MS = 1_500;
+const DURATION_MS = 6_000;
+const REQUESTS_MAX = 5_000_000;
+const LOAD_TIMEOUT_MS = 60_000;
+const ACCOUNTS = 1_000;
+const BATCH = 100;
+const SERVERS = process.env.NATS_URL || "127.0.0.1:4222";
+const SUBJECT = "hotledger.v1.commands";
+
+const argv = process.argv.slice(2);
+const jsonMode = argv.includes("--json");
+const runsIndex = argv.indexOf("--runs");
+const RUNS = Math.min(10, Math.max(1, runsIndex >= 0 ? Number(argv[runsIndex + 1]) : 1));
+
+function log(message: string): void {
+  if (!jsonMode) process.stderr.write(`${message}\n`);
+}
+
+interface Load {
+  requests: number;
+  commands: number;
+  errors: number;
+  firstError?: string;
+  elapsedMs: number;
+  reqPerSec: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+const round = (value: number, digits = 0) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "hotledger-nats-"));
+const echoSubject = `bench.echo.${process.pid}.${Date.now().toString(36)}`;
+let gateway: Child | undefined;
+let echo: Child | undefined;
+try {
+  const configFile = join(root, "config.json");
+  writeFileSync(configFile, gatewayConfig());
+  const started = await startChild(
+    "examples/gateway/index.ts",
+    [],
+    { HOTLEDGER_CONFIG: configFile, HOTLEDGER_DATA: join(root, "data"), HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "batch", NATS_URL: SERVERS },
+    /listening on (http:\/\/\S+)/,
+  );
+  gateway = started.child;
+  const gatewayUrl = started.match[1];
+  if (!/NATS request\/reply/.test(gateway.output())) throw new Error(`the gateway did not start NATS:\n${gateway.output()}`);
+  echo = (await startChild("bench/echo-responder.ts", [SERVERS, echoSubject], {}, /echo ready/)).child;
+  log(`gateway ${gatewayUrl} + NATS ${SERVERS} subject ${SUBJECT}; echo on ${echoSubject}; data in ${root}`);
+  await openAccounts(gatewayUrl, ACCOUNTS);
+  log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners (over HTTP, untimed)`);
+
+  const base = { servers: SERVERS, inFlight: IN_FLIGHT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS };
+  const runs: { echo: Load; batch: Load; single: Load; loadAverage: number[] }[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const tag = `r${run}-${Date.now().toString(36)}`;
+    const echoLoad = await runLoad<Load>("bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: echo ${round(echoLoad.reqPerSec)} req/s p50 ${round(echoLoad.p50Ms, 2)} p99 ${round(echoLoad.p99Ms, 2)} ms, errors ${echoLoad.errors} ${echoLoad.firstError ?? ""}`);
+    const batch = await runLoad<Load>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: BATCH, tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: batch${BATCH} ${round(batch.opsPerSec)} ops/s (${round(batch.reqPerSec)} req/s) p50 ${round(batch.p50Ms, 2)} p99 ${round(batch.p99Ms, 2)} ms, errors ${batch.errors} ${batch.firstError ?? ""}`);
+    const single = await runLoad<Load>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: 1, tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: single ${round(single.reqPerSec)} req/s p50 ${round(single.p50Ms, 2)} p99 ${round(single.p99Ms, 2)} ms, errors ${single.errors} ${single.firstError ?? ""}`);
+    runs.push({ echo: echoLoad, batch, single, loadAverage: loadAverage() });
+  }
+
+  const echoReqPerSec = median(runs.map((run) => run.echo.reqPerSec));
+  const batch100OpsPerSec = median(runs.map((run) => run.batch.opsPerSec));
+  const singleReqPerSec = median(runs.map((run) => run.single.reqPerSec));
+  const result = {
+    bench: "nats",
+    runs: RUNS,
+    /** Shards on worker threads (the gateway's default) or in the gateway's thread (HOTLEDGER_WORKERS=0). */
+    workers: process.env.HOTLEDGER_WORKERS !== "0",
+    inFlight: IN_FLIGHT,
+    durationMs: DURATION_MS,
+    batch100OpsPerSec: round(batch100OpsPerSec),
+    batch100ReqPerSec: round(median(runs.map((run) => run.batch.reqPerSec))),
+    batch100P50Ms: round(median(runs.map((run) => run.batch.p50Ms)), 2),
+    batch100P99Ms: round(median(runs.map((run) => run.batch.p99Ms)), 2),
+    singleReqPerSec: round(singleReqPerSec),
+    singleP50Ms: round(median(runs.map((run) => run.single.p50Ms)), 2),
+    singleP99Ms: round(median(runs.map((run) => run.single.p99Ms)), 2),
+    echoReqPerSec: round(echoReqPerSec),
+    echoP50Ms: round(median(runs.map((run) => run.echo.p50Ms)), 2),
+    echoP99Ms: round(median(runs.map((run) => run.echo.p99Ms)), 2),
+    ratioBatch100ToEcho: round(batch100OpsPerSec / echoReqPerSec, 3),
+    ratioSingleToEcho: round(singleReqPerSec / echoReqPerSec, 3),
+    errors: runs.reduce((sum, run) => sum + run.echo.errors + run.batch.errors + run.single.errors, 0),
+    perRun: runs.map((run) => ({ echo: round(run.echo.reqPerSec), batch100Ops: round(run.batch.opsPerSec), single: round(run.single.reqPerSec) })),
+    loadAverage: runs[runs.length - 1].loadAverage,
+  };
+  if (jsonMode) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else {
+    log("");
+    log(`| metric | value | target |`);
+    log(`| --- | --- | --- |`);
+    log(`| batch100OpsPerSec | ${result.batch100OpsPerSec} | >= 500,000 |`);
+    log(`| singleReqPerSec | ${result.singleReqPerSec} (p50 ${result.singleP50Ms} / p99 ${result.singleP99Ms} ms) | |`);
+    log(`| echoReqPerSec | ${result.echoReqPerSec} | |`);
+    log(`| batch100 / echo, single / echo | ${result.ratioBatch100ToEcho}, ${result.ratioSingleToEcho} | |`);
+    log(`| errors | ${result.errors} | 0 |`);
+    log(`| load average | ${result.loadAverage.join(", ")} | |`);
+  }
+} finally {
+  await stopChild(gateway);
+  await stopChild(echo);
+  rmSync(root, { recursive: true, force: true });
+}
