@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gatewayConfig, loadAverage, median, openAccounts, PARTNERS, runLoad, startChild, stopChild, type Child } from "./children.ts";
+import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
 const CONNECTIONS = 64;
@@ -89,8 +90,8 @@ try {
   const result = {
     bench: "http",
     runs: RUNS,
-    /** Shards on worker threads (the gateway's default) or in the gateway's thread (HOTLEDGER_WORKERS=0). */
-    workers: process.env.HOTLEDGER_WORKERS !== "0",
+    /** Whether the gateway ran its shards on worker threads (HOTLEDGER_WORKERS, else its default for this machine). */
+    workers: loadConfig(process.env).workers,
     connections: CONNECTIONS,
     durationMs: DURATION_MS,
     batch20OrdersPerSec: round(batch20OrdersPerSec),

@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gatewayConfig, loadAverage, median, openAccounts, PARTNERS, runLoad, startChild, stopChild, type Child } from "./children.ts";
+import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
 const IN_FLIGHT = 64;
@@ -90,8 +91,8 @@ try {
   const result = {
     bench: "nats",
     runs: RUNS,
-    /** Shards on worker threads (the gateway's default) or in the gateway's thread (HOTLEDGER_WORKERS=0). */
-    workers: process.env.HOTLEDGER_WORKERS !== "0",
+    /** Whether the gateway ran its shards on worker threads (HOTLEDGER_WORKERS, else its default for this machine). */
+    workers: loadConfig(process.env).workers,
     inFlight: IN_FLIGHT,
     durationMs: DURATION_MS,
     batch100OpsPerSec: round(batch100OpsPerSec),
