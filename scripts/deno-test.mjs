@@ -1,4 +1,5 @@
-// `npm run test:deno`: runs the core suite under Deno, then prints how many leaf tests passed and failed.
+// `npm run test:deno`: runs the core suite and the storage adapters' suite under Deno, then prints how many leaf
+// tests passed and failed.
 //
 // Why the extra count: Deno runs a node:test describe() block as one test and its test() calls as steps, so its
 // own summary ("ok | 2 passed (9 steps) | 0 failed") counts describe blocks as tests. Bun and Node count only
@@ -6,8 +7,8 @@
 // counts the leaves in it (a testcase is a leaf unless it is the parent of another testcase).
 //
 // Flags: --no-check because `npm run typecheck` already checks the same files with the repository's TypeScript;
-// no --allow-* flags: the core suite needs no permissions (loading modules does not need --allow-read), and a
-// core test that wants one is a core test doing I/O. deno.json says which files run (core/ only).
+// permissions per suite: the core suite runs with none (loading modules does not need --allow-read; a core test
+// that wants one is a core test doing I/O); the file adapters' suite gets exactly file and environment access.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,21 +18,36 @@ import { fileURLToPath } from "node:url";
 const repositoryRoot = fileURLToPath(new URL("..", import.meta.url));
 const deno = join(repositoryRoot, "node_modules", ".bin", "deno");
 const scratch = mkdtempSync(join(tmpdir(), "hotledger-deno-"));
-const junitPath = join(scratch, "junit.xml");
+/** The suites: a folder and the permissions its tests need. */
+const SUITES = [
+  { folder: "core/", permissions: [] },
+  { folder: "adapters/", permissions: ["--allow-read", "--allow-write", "--allow-env"] },
+];
 
 try {
-  const result = spawnSync(deno, ["test", "--no-check", `--junit-path=${junitPath}`], {
-    cwd: repositoryRoot,
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  if (result.error) throw result.error;
-  if (existsSync(junitPath)) {
-    const { passed, failed } = countLeaves(readFileSync(junitPath, "utf8"));
-    console.log(`deno leaf tests: ${passed} passed, ${failed} failed`);
-  } else {
-    console.log("deno wrote no JUnit report: the run did not get as far as running tests");
+  let passed = 0;
+  let failed = 0;
+  let status = 0;
+  for (const [index, suite] of SUITES.entries()) {
+    const junitPath = join(scratch, `junit-${index}.xml`);
+    const result = spawnSync(deno, ["test", "--no-check", ...suite.permissions, `--junit-path=${junitPath}`, suite.folder], {
+      cwd: repositoryRoot,
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    if (result.error) throw result.error;
+    if (existsSync(junitPath)) {
+      const counts = countLeaves(readFileSync(junitPath, "utf8"));
+      console.log(`deno ${suite.folder}: ${counts.passed} passed, ${counts.failed} failed`);
+      passed += counts.passed;
+      failed += counts.failed;
+    } else {
+      console.log(`deno wrote no JUnit report for ${suite.folder}: the run did not get as far as running tests`);
+      failed += 1;
+    }
+    if ((result.status ?? 1) !== 0) status = result.status ?? 1;
   }
-  process.exitCode = result.status ?? 1;
+  console.log(`deno leaf tests: ${passed} passed, ${failed} failed`);
+  process.exitCode = status;
 } finally {
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -1,4 +1,5 @@
-// `npm run test:node` (after the build): runs the built core suite, dist/core/**/*.test.js, under `node --test`.
+// `npm run test:node` (after the build): runs the built core and adapters suites, dist/{core,adapters}/**/*.test.js,
+// under `node --test`.
 //
 // Node 20's `node --test` takes files or directories, not globs (globs arrived in Node 21), and given a directory
 // it also runs any test-*.js, *-test.js and every .js file under a folder named `test`. So this script lists the
@@ -10,18 +11,24 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repositoryRoot = fileURLToPath(new URL("..", import.meta.url));
-const builtCore = join(repositoryRoot, "dist", "core");
+const SUITES = ["core", "adapters"];
 
-if (!existsSync(builtCore)) {
-  console.error("dist/core is missing: build first (npm run build:node)");
-  process.exit(1);
+const files = [];
+for (const suite of SUITES) {
+  const built = join(repositoryRoot, "dist", suite);
+  if (!existsSync(built)) {
+    console.error(`dist/${suite} is missing: build first (npm run build:node)`);
+    process.exit(1);
+  }
+  files.push(
+    ...readdirSync(built, { recursive: true, encoding: "utf8" })
+      .filter((file) => file.endsWith(".test.js"))
+      .sort()
+      .map((file) => join("dist", suite, file)),
+  );
 }
-const files = readdirSync(builtCore, { recursive: true, encoding: "utf8" })
-  .filter((file) => file.endsWith(".test.js"))
-  .sort()
-  .map((file) => join("dist", "core", file));
 if (files.length === 0) {
-  console.error("no dist/core/**/*.test.js files: is the build empty?");
+  console.error("no dist/**/*.test.js files: is the build empty?");
   process.exit(1);
 }
 
