@@ -4,6 +4,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { availableParallelism } from "node:os";
 import { ConfigError, loadConfig, WORKERS_CORES_MIN } from "./config.ts";
+import { checkRouting } from "./index.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 test("defaults and environment overrides", () => {
   const defaults = loadConfig({});
@@ -23,4 +27,17 @@ test("bad configuration fails fast with the setting's name", () => {
   assert.throws(() => loadConfig({ HOTLEDGER_PORT: "70000" }), /HOTLEDGER_PORT/);
   assert.throws(() => loadConfig({ HOTLEDGER_FSYNC: "sometimes" }), /HOTLEDGER_FSYNC/);
   assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: "/nonexistent/config.json" }), /HOTLEDGER_CONFIG/);
+});
+
+test("the data directory keeps its routing: a different shard count or pinned map is refused", () => {
+  const dataDirectory = mkdtempSync(join(tmpdir(), "hotledger-routing-"));
+  try {
+    const config = { ...loadConfig({}), dataDirectory };
+    checkRouting(config);
+    checkRouting(config);
+    assert.throws(() => checkRouting({ ...config, shards: 8 }), (error: Error) => error instanceof ConfigError && /routing/.test(error.message));
+    assert.throws(() => checkRouting({ ...config, pinned: { hot: 1 } }), ConfigError);
+  } finally {
+    rmSync(dataDirectory, { recursive: true, force: true });
+  }
 });

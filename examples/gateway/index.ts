@@ -6,6 +6,7 @@
  * SIGTERM or SIGINT: stop accepting, drain, snapshot, close the journals, exit 0.
  */
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Shard, ShardMap } from "../../core/index.ts";
 import { FileJournal } from "../../adapters/journal-file/index.ts";
@@ -31,6 +32,7 @@ export async function startGateway(
   log: (line: string) => void = console.log,
   natsUrl: string | undefined = process.env.NATS_URL,
 ): Promise<RunningGateway> {
+  checkRouting(config);
   const shards: (ShardPort & { close(): Promise<void> })[] = [];
   for (let index = 0; index < config.shards; index++) {
     const directory = join(config.dataDirectory, `shard-${index}`);
@@ -84,6 +86,26 @@ export async function startGateway(
   };
 }
 
+/**
+ * The data directory remembers how partners were routed (shard count and pinned partners) the first time. A later
+ * start with different routing would send partners to shards that do not hold their accounts, so it is refused.
+ */
+export function checkRouting(config: GatewayConfig): void {
+  mkdirSync(config.dataDirectory, { recursive: true });
+  const path = join(config.dataDirectory, "routing.json");
+  const routing = JSON.stringify({ shards: config.shards, pinned: config.pinned });
+  if (!existsSync(path)) {
+    writeFileSync(path, `${routing}\n`);
+    return;
+  }
+  const stored = readFileSync(path, "utf8").trim();
+  if (stored !== routing) {
+    throw new ConfigError(
+      `${path} says the data was written with routing ${stored}, but the configuration is ${routing}: moving partners between shards is not supported`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
   let config: GatewayConfig;
   try {
@@ -93,7 +115,14 @@ async function main(): Promise<void> {
     console.error(`hotledger: bad configuration: ${error.message}`);
     process.exit(2);
   }
-  const running = await startGateway(config);
+  let running: RunningGateway;
+  try {
+    running = await startGateway(config);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`hotledger: bad configuration: ${error.message}`);
+    process.exit(2);
+  }
   const where = config.workers ? "on worker threads" : "in process";
   console.log(`hotledger gateway: ${config.shards} shards ${where}, data in ${config.dataDirectory}, listening on ${running.url}`);
   if (running.demo) {
