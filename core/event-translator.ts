@@ -6,17 +6,19 @@
  */
 import { Type } from "./codes.ts";
 import { InvalidCommandError } from "./errors.ts";
-import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, KEY_BYTES_MAX } from "./limits.ts";
+import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, CURRENCY_CLASS, IDENTIFIER_CLASS, KEY_BYTES_MAX } from "./limits.ts";
 import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
 import type { Command } from "./types.ts";
 
 /** 1 for each UTF-16 code unit allowed in an identifier; 64 KiB so any charCodeAt indexes it without a branch. */
-const IDENTIFIER = charTable("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-");
-const CURRENCY = charTable("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+const IDENTIFIER = charTable(IDENTIFIER_CLASS);
+const CURRENCY = charTable(CURRENCY_CLASS);
 
-function charTable(allowed: string): Uint8Array {
+/** 1 for each ASCII character in the regular-expression class `characterClass`; built once at load. */
+function charTable(characterClass: string): Uint8Array {
   const table = new Uint8Array(65536);
-  for (let i = 0; i < allowed.length; i++) table[allowed.charCodeAt(i)] = 1;
+  const allowed = new RegExp(`[${characterClass}]`);
+  for (let char = 0; char < 128; char++) if (allowed.test(String.fromCharCode(char))) table[char] = 1;
   return table;
 }
 
@@ -124,7 +126,7 @@ function writeIdentifier(ring: RingBuffer, index: number, field: number, value: 
     throw new InvalidCommandError(`${pathOf(position)}.${name}`, `must be 1-${KEY_BYTES_MAX} characters, got ${length}`);
   }
   if (!writeText(ring, index, field, value, IDENTIFIER)) {
-    throw new InvalidCommandError(`${pathOf(position)}.${name}`, `character ${firstBad(value, IDENTIFIER)} is not one of [A-Za-z0-9._:-]`);
+    throw new InvalidCommandError(`${pathOf(position)}.${name}`, `character ${firstBad(value, IDENTIFIER)} is not one of [${IDENTIFIER_CLASS}]`);
   }
   if (field === Field.id) ring.flags[index] |= Flag.id;
 }
@@ -136,7 +138,7 @@ function writeCurrency(ring: RingBuffer, index: number, value: unknown, position
     throw new InvalidCommandError(`${pathOf(position)}.currency`, `must be ${CURRENCY_BYTES_MIN}-${CURRENCY_BYTES_MAX} characters`);
   }
   if (!writeText(ring, index, Field.currency, value, CURRENCY)) {
-    throw new InvalidCommandError(`${pathOf(position)}.currency`, `character ${firstBad(value, CURRENCY)} is not one of [A-Z0-9]`);
+    throw new InvalidCommandError(`${pathOf(position)}.currency`, `character ${firstBad(value, CURRENCY)} is not one of [${CURRENCY_CLASS}]`);
   }
   ring.flags[index] |= Flag.currency;
 }

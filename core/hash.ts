@@ -29,8 +29,3 @@ export function finalize(h: number): number {
   h ^= h >>> 16;
   return h | 0;
 }
-
-/** Words needed to hold `byteLength` bytes. */
-export function wordsFor(byteLength: number): number {
-  return (byteLength + 3) >>> 2;
-}

@@ -12,6 +12,13 @@ export const CURRENCY_BYTES_MAX = 12;
 /** Shortest currency code. */
 export const CURRENCY_BYTES_MIN = 3;
 
+/**
+ * The characters of an identifier and of a currency code, as regular-expression character classes: the one
+ * definition the translator's lookup tables, the HTTP validation, the OpenAPI document and the messages share.
+ */
+export const IDENTIFIER_CLASS = "A-Za-z0-9._:-";
+export const CURRENCY_CLASS = "A-Z0-9";
+
 /** Largest amount and balance: 2^53-1 minor units, the largest integer a float64 holds exactly. */
 export const AMOUNT_MAX = Number.MAX_SAFE_INTEGER;
 

@@ -59,7 +59,8 @@ export class RoutingGateway implements Gateway {
     if (options.atomic === true && byShard.size > 1) {
       throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
     }
-    // Submit to every shard first (each throws synchronously for bad input or a full ring), then await.
+    // Submit to every shard before awaiting any, so the shards work in parallel. An in-process shard throws bad
+    // input or a full ring synchronously, a worker shard rejects: either way the request fails as a whole.
     const pending = [...byShard].map(([shard, group]) => ({ group, results: this.shards[shard].submit(group.commands, options) }));
     if (options.mode === "async") {
       await Promise.all(pending.map(({ results }) => results));

@@ -5,7 +5,7 @@
  * refused here rather than rounded). A failure throws `HttpError` 400 `invalid_request` naming the field path.
  */
 import type { Command, CommandType } from "../../core/index.ts";
-import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, GROUP_COMMANDS_MAX, KEY_BYTES_MAX } from "../../core/limits.ts";
+import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, CURRENCY_CLASS, GROUP_COMMANDS_MAX, IDENTIFIER_CLASS, KEY_BYTES_MAX } from "../../core/limits.ts";
 
 /** An error the transport answers itself (400, 401, 403, 404, 409, 413): one status, one code, maybe a path. */
 export class HttpError extends Error {
@@ -56,9 +56,9 @@ export const COMMAND_SHAPES: Readonly<Record<CommandType, Shape>> = {
 export const ADMIN_COMMAND_TYPES: ReadonlySet<string> = new Set(["setOverdraftLimit", "freeze", "unfreeze", "close"]);
 
 /** The characters of an identifier (length 1..KEY_BYTES_MAX is checked apart); exported for the OpenAPI document. */
-export const IDENTIFIER_PATTERN = /^[A-Za-z0-9._:-]+$/;
+export const IDENTIFIER_PATTERN = new RegExp(`^[${IDENTIFIER_CLASS}]+$`);
 /** The characters of a currency (length CURRENCY_BYTES_MIN..MAX is checked apart); exported for the OpenAPI document. */
-export const CURRENCY_PATTERN = /^[A-Z0-9]+$/;
+export const CURRENCY_PATTERN = new RegExp(`^[${CURRENCY_CLASS}]+$`);
 
 /** `prefix.name`, or `name` at the top level. */
 export function joinPath(prefix: string, name: string): string {
@@ -99,12 +99,12 @@ export function checkField(value: unknown, kind: FieldKind, path: string): void 
     case "identifier":
       if (typeof value !== "string") throw invalid(path, "must be a string");
       if (value.length < 1 || value.length > KEY_BYTES_MAX) throw invalid(path, `must be 1-${KEY_BYTES_MAX} characters`);
-      if (!IDENTIFIER_PATTERN.test(value)) throw invalid(path, "must be characters of [A-Za-z0-9._:-]");
+      if (!IDENTIFIER_PATTERN.test(value)) throw invalid(path, `must be characters of [${IDENTIFIER_CLASS}]`);
       return;
     case "currency":
       if (typeof value !== "string") throw invalid(path, "must be a string");
       if (value.length < CURRENCY_BYTES_MIN || value.length > CURRENCY_BYTES_MAX || !CURRENCY_PATTERN.test(value)) {
-        throw invalid(path, `must be ${CURRENCY_BYTES_MIN}-${CURRENCY_BYTES_MAX} characters of [A-Z0-9]`);
+        throw invalid(path, `must be ${CURRENCY_BYTES_MIN}-${CURRENCY_BYTES_MAX} characters of [${CURRENCY_CLASS}]`);
       }
       return;
     case "amount":
