@@ -83,6 +83,11 @@ export class Ledger {
   timeMs = 0;
   /** Sequence of the last command processed. */
   lastSequence = 0;
+  /**
+   * Sequence of the command being applied while an observer is told of a change; 0 while a unit's due holds
+   * expire (before its first command). Lets core/outputs.ts attribute each account change to its command.
+   */
+  applying = 0;
 
   readonly partners: KeyTable;
   readonly currencies: KeyTable;
@@ -273,6 +278,7 @@ export class Ledger {
   /** Apply `count` commands starting at `first` as one unit: a single command, or an atomic group. */
   private applyUnit(ring: RingBuffer, first: number, count: number): void {
     const firstIndex = first & ring.mask;
+    this.applying = 0;
     this.expireDue();
     if (count === 1 && ring.type[firstIndex] === Type.check) {
       this.applyCheck(ring, firstIndex, first);
@@ -291,6 +297,7 @@ export class Ledger {
     let failed = -1;
     for (let k = 0; k < count && failed < 0; k++) {
       const index = (first + k) & ring.mask;
+      this.applying = first + k;
       const code = this.applyCommand(ring, index, first + k, partner, k);
       ring.code[index] = code;
       if (code !== Code.ok) failed = k;

@@ -90,7 +90,7 @@ export interface FileJournalOptions {
 }
 
 /** A segment file: its first sequence and path. */
-interface Segment {
+export interface Segment {
   firstSequence: number;
   path: string;
 }
@@ -444,7 +444,7 @@ export class FileJournal implements Journal {
 }
 
 /** The segment files in `directory`, oldest first. A `.journal` file with any other name is an error. */
-async function listSegments(fileSystem: JournalFileSystem, directory: string): Promise<Segment[]> {
+export async function listSegments(fileSystem: JournalFileSystem, directory: string): Promise<Segment[]> {
   const names = (await fileSystem.readdir(directory)).filter((name) => name.endsWith(SEGMENT_EXTENSION)).sort();
   return names.map((name) => {
     const path = join(directory, name);

@@ -12,7 +12,6 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { connect, headers as natsHeaders, Match, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   COMMAND_TYPES,
-  Code,
   InvalidCommandError,
   OverloadedError,
   ShardUnavailableError,
@@ -23,10 +22,9 @@ import {
 import {
   CommandBatchSchema,
   ResultBatchSchema,
-  ResultSchema,
   type Command as ProtoCommand,
-  type Result as ProtoResult,
 } from "../../core/gen/hotledger/v1/ledger_pb.ts";
+import { resultToProto } from "../../core/wire.ts";
 import { GROUP_COMMANDS_MAX } from "../../core/limits.ts";
 import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import type { Gateway } from "../gateway.ts";
@@ -183,19 +181,6 @@ function decodeJson(data: Uint8Array): { commands: Command[]; atomic: boolean } 
     throw new NatsRequestError("invalid_request", `the payload is not valid JSON: ${(error as Error).message}`);
   }
   return checkCommandsBody(body);
-}
-
-/** A core result as a protobuf result. */
-export function resultToProto(result: Result): ProtoResult {
-  return create(ResultSchema, {
-    id: result.id,
-    code: Code[result.code],
-    seq: BigInt(result.seq),
-    balance: result.balance === undefined ? undefined : BigInt(result.balance),
-    held: result.held === undefined ? undefined : BigInt(result.held),
-    available: result.available === undefined ? undefined : BigInt(result.available),
-    duplicate: result.duplicate === true,
-  });
 }
 
 const EMPTY = new Uint8Array(0);

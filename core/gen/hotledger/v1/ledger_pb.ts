@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file hotledger/v1/ledger.proto.
  */
 export const file_hotledger_v1_ledger: GenFile = /*@__PURE__*/
-  fileDesc("Chlob3RsZWRnZXIvdjEvbGVkZ2VyLnByb3RvEgxob3RsZWRnZXIudjEioAIKB0NvbW1hbmQSJwoEdHlwZRgBIAEoDjIZLmhvdGxlZGdlci52MS5Db21tYW5kVHlwZRIKCgJpZBgCIAEoCRISCgpwYXJ0bmVyX2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSFQoNdG9fYWNjb3VudF9pZBgFIAEoCRIPCgdob2xkX2lkGAYgASgJEhMKBmFtb3VudBgHIAEoA0gAiAEBEhAKCGN1cnJlbmN5GAggASgJEhwKD292ZXJkcmFmdF9saW1pdBgJIAEoA0gBiAEBEhoKDWV4cGlyZXNfaW5fbXMYCiABKANIAogBAUIJCgdfYW1vdW50QhIKEF9vdmVyZHJhZnRfbGltaXRCEAoOX2V4cGlyZXNfaW5fbXMiRwoMQ29tbWFuZEJhdGNoEicKCGNvbW1hbmRzGAEgAygLMhUuaG90bGVkZ2VyLnYxLkNvbW1hbmQSDgoGYXRvbWljGAIgASgIIsABCgZSZXN1bHQSCgoCaWQYASABKAkSJgoEY29kZRgCIAEoDjIYLmhvdGxlZGdlci52MS5SZXN1bHRDb2RlEgsKA3NlcRgDIAEoBBIUCgdiYWxhbmNlGAQgASgDSACIAQESEQoEaGVsZBgFIAEoA0gBiAEBEhYKCWF2YWlsYWJsZRgGIAEoA0gCiAEBEhEKCWR1cGxpY2F0ZRgHIAEoCEIKCghfYmFsYW5jZUIHCgVfaGVsZEIMCgpfYXZhaWxhYmxlIjQKC1Jlc3VsdEJhdGNoEiUKB3Jlc3VsdHMYASADKAsyFC5ob3RsZWRnZXIudjEuUmVzdWx0InYKDUpvdXJuYWxSZWNvcmQSFgoOZmlyc3Rfc2VxdWVuY2UYASABKAQSDwoHdGltZV9tcxgCIAEoAxITCgtncm91cF9zaXplcxgDIAMoDRInCghjb21tYW5kcxgEIAMoCzIVLmhvdGxlZGdlci52MS5Db21tYW5kIvMCCghTbmFwc2hvdBIPCgd2ZXJzaW9uGAEgASgNEhUKDWxhc3Rfc2VxdWVuY2UYAiABKAQSDwoHdGltZV9tcxgDIAEoAxIQCghwYXJ0bmVycxgEIAMoCRISCgpjdXJyZW5jaWVzGAUgAygJEi4KCGFjY291bnRzGAYgASgLMhwuaG90bGVkZ2VyLnYxLkFjY291bnRDb2x1bW5zEigKBWhvbGRzGAcgASgLMhkuaG90bGVkZ2VyLnYxLkhvbGRDb2x1bW5zEisKBndpbmRvdxgIIAEoCzIbLmhvdGxlZGdlci52MS5XaW5kb3dDb2x1bW5zEhQKDGFjY291bnRzX21heBgJIAEoDRIRCglob2xkc19tYXgYCiABKA0SIAoYaWRlbXBvdGVuY3lfY29tbWFuZHNfbWF4GAsgASgNEiAKGGlkZW1wb3RlbmN5X3JldGVudGlvbl9tcxgMIAEoAxIUCgxwYXJ0bmVyc19tYXgYDSABKA0iygEKDkFjY291bnRDb2x1bW5zEg0KBWNvdW50GAEgASgNEhUKDXBhcnRuZXJfaW5kZXgYAiABKAwSEgoKa2V5X2xlbmd0aBgDIAEoDBIRCglrZXlfYnl0ZXMYBCABKAwSFgoOY3VycmVuY3lfaW5kZXgYBSABKAwSDgoGc3RhdHVzGAYgASgMEg8KB2JhbGFuY2UYByABKAwSDAoEaGVsZBgIIAEoDBIXCg9vdmVyZHJhZnRfbGltaXQYCSABKAwSCwoDc2VxGAogASgMIsoBCgtIb2xkQ29sdW1ucxINCgVjb3VudBgBIAEoDRIUCgxjbG9zZWRfY291bnQYAiABKA0SFQoNcGFydG5lcl9pbmRleBgDIAEoDBISCgprZXlfbGVuZ3RoGAQgASgMEhEKCWtleV9ieXRlcxgFIAEoDBIVCg1hY2NvdW50X2luZGV4GAYgASgMEg4KBmFtb3VudBgHIAEoDBIVCg1leHBpcmVzX2F0X21zGAggASgMEgsKA3NlcRgJIAEoDBINCgVzdGF0ZRgKIAEoDCLPAQoNV2luZG93Q29sdW1ucxINCgVjb3VudBgBIAEoDRIVCg1wYXJ0bmVyX2luZGV4GAIgASgMEhIKCmtleV9sZW5ndGgYAyABKAwSEQoJa2V5X2J5dGVzGAQgASgMEhMKC2ZpbmdlcnByaW50GAUgASgMEg8KB3RpbWVfbXMYBiABKAwSDAoEY29kZRgHIAEoDBILCgNzZXEYCCABKAwSDwoHYmFsYW5jZRgJIAEoDBIMCgRoZWxkGAogASgMEhEKCWF2YWlsYWJsZRgLIAEoDCKQAgoLT3V0cHV0RXZlbnQSEAoIZXZlbnRfaWQYASABKAkSDQoFc2hhcmQYAiABKA0SCwoDc2VxGAMgASgEEg8KB3RpbWVfbXMYBCABKAMSJgoHY29tbWFuZBgFIAEoCzIVLmhvdGxlZGdlci52MS5Db21tYW5kEiQKBnJlc3VsdBgGIAEoCzIULmhvdGxlZGdlci52MS5SZXN1bHQSFwoKdG9fYmFsYW5jZRgHIAEoA0gAiAEBEhQKB3RvX2hlbGQYCCABKANIAYgBARIZCgx0b19hdmFpbGFibGUYCSABKANIAogBAUINCgtfdG9fYmFsYW5jZUIKCghfdG9faGVsZEIPCg1fdG9fYXZhaWxhYmxlKusCCgtDb21tYW5kVHlwZRIcChhDT01NQU5EX1RZUEVfVU5TUEVDSUZJRUQQABIdChlDT01NQU5EX1RZUEVfT1BFTl9BQ0NPVU5UEAESFwoTQ09NTUFORF9UWVBFX0NSRURJVBACEhYKEkNPTU1BTkRfVFlQRV9ERUJJVBADEhkKFUNPTU1BTkRfVFlQRV9UUkFOU0ZFUhAEEhUKEUNPTU1BTkRfVFlQRV9IT0xEEAUSGAoUQ09NTUFORF9UWVBFX0NBUFRVUkUQBhIYChRDT01NQU5EX1RZUEVfUkVMRUFTRRAHEhYKEkNPTU1BTkRfVFlQRV9DSEVDSxAIEiQKIENPTU1BTkRfVFlQRV9TRVRfT1ZFUkRSQUZUX0xJTUlUEAkSFwoTQ09NTUFORF9UWVBFX0ZSRUVaRRAKEhkKFUNPTU1BTkRfVFlQRV9VTkZSRUVaRRALEhYKEkNPTU1BTkRfVFlQRV9DTE9TRRAMKsYECgpSZXN1bHRDb2RlEhIKDlJFU1VMVF9DT0RFX09LEAASIgoeUkVTVUxUX0NPREVfSU5TVUZGSUNJRU5UX0ZVTkRTEAESIQodUkVTVUxUX0NPREVfQUNDT1VOVF9OT1RfRk9VTkQQAhIeChpSRVNVTFRfQ09ERV9BQ0NPVU5UX0VYSVNUUxADEh4KGlJFU1VMVF9DT0RFX0FDQ09VTlRfRlJPWkVOEAQSHgoaUkVTVUxUX0NPREVfQUNDT1VOVF9DTE9TRUQQBRIhCh1SRVNVTFRfQ09ERV9DVVJSRU5DWV9NSVNNQVRDSBAGEh4KGlJFU1VMVF9DT0RFX0FNT1VOVF9JTlZBTElEEAcSHwobUkVTVUxUX0NPREVfQU1PVU5UX09WRVJGTE9XEAgSHgoaUkVTVUxUX0NPREVfSE9MRF9OT1RfRk9VTkQQCRIcChhSRVNVTFRfQ09ERV9IT0xEX0VYUElSRUQQChIbChdSRVNVTFRfQ09ERV9IT0xEX0NMT1NFRBALEiQKIFJFU1VMVF9DT0RFX0NBUFRVUkVfRVhDRUVEU19IT0xEEAwSGQoVUkVTVUxUX0NPREVfSURfUkVVU0VEEA0SHQoZUkVTVUxUX0NPREVfTElOS0VEX0ZBSUxFRBAOEh0KGVJFU1VMVF9DT0RFX0NMT1NFX05PTlpFUk8QDxIcChhSRVNVTFRfQ09ERV9TQU1FX0FDQ09VTlQQEBIhCh1SRVNVTFRfQ09ERV9DQVBBQ0lUWV9FWENFRURFRBARKmAKDUFjY291bnRTdGF0dXMSGQoVQUNDT1VOVF9TVEFUVVNfQUNUSVZFEAASGQoVQUNDT1VOVF9TVEFUVVNfRlJPWkVOEAESGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAJiBnByb3RvMw");
+  fileDesc("Chlob3RsZWRnZXIvdjEvbGVkZ2VyLnByb3RvEgxob3RsZWRnZXIudjEioAIKB0NvbW1hbmQSJwoEdHlwZRgBIAEoDjIZLmhvdGxlZGdlci52MS5Db21tYW5kVHlwZRIKCgJpZBgCIAEoCRISCgpwYXJ0bmVyX2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSFQoNdG9fYWNjb3VudF9pZBgFIAEoCRIPCgdob2xkX2lkGAYgASgJEhMKBmFtb3VudBgHIAEoA0gAiAEBEhAKCGN1cnJlbmN5GAggASgJEhwKD292ZXJkcmFmdF9saW1pdBgJIAEoA0gBiAEBEhoKDWV4cGlyZXNfaW5fbXMYCiABKANIAogBAUIJCgdfYW1vdW50QhIKEF9vdmVyZHJhZnRfbGltaXRCEAoOX2V4cGlyZXNfaW5fbXMiRwoMQ29tbWFuZEJhdGNoEicKCGNvbW1hbmRzGAEgAygLMhUuaG90bGVkZ2VyLnYxLkNvbW1hbmQSDgoGYXRvbWljGAIgASgIIsABCgZSZXN1bHQSCgoCaWQYASABKAkSJgoEY29kZRgCIAEoDjIYLmhvdGxlZGdlci52MS5SZXN1bHRDb2RlEgsKA3NlcRgDIAEoBBIUCgdiYWxhbmNlGAQgASgDSACIAQESEQoEaGVsZBgFIAEoA0gBiAEBEhYKCWF2YWlsYWJsZRgGIAEoA0gCiAEBEhEKCWR1cGxpY2F0ZRgHIAEoCEIKCghfYmFsYW5jZUIHCgVfaGVsZEIMCgpfYXZhaWxhYmxlIjQKC1Jlc3VsdEJhdGNoEiUKB3Jlc3VsdHMYASADKAsyFC5ob3RsZWRnZXIudjEuUmVzdWx0InYKDUpvdXJuYWxSZWNvcmQSFgoOZmlyc3Rfc2VxdWVuY2UYASABKAQSDwoHdGltZV9tcxgCIAEoAxITCgtncm91cF9zaXplcxgDIAMoDRInCghjb21tYW5kcxgEIAMoCzIVLmhvdGxlZGdlci52MS5Db21tYW5kIvMCCghTbmFwc2hvdBIPCgd2ZXJzaW9uGAEgASgNEhUKDWxhc3Rfc2VxdWVuY2UYAiABKAQSDwoHdGltZV9tcxgDIAEoAxIQCghwYXJ0bmVycxgEIAMoCRISCgpjdXJyZW5jaWVzGAUgAygJEi4KCGFjY291bnRzGAYgASgLMhwuaG90bGVkZ2VyLnYxLkFjY291bnRDb2x1bW5zEigKBWhvbGRzGAcgASgLMhkuaG90bGVkZ2VyLnYxLkhvbGRDb2x1bW5zEisKBndpbmRvdxgIIAEoCzIbLmhvdGxlZGdlci52MS5XaW5kb3dDb2x1bW5zEhQKDGFjY291bnRzX21heBgJIAEoDRIRCglob2xkc19tYXgYCiABKA0SIAoYaWRlbXBvdGVuY3lfY29tbWFuZHNfbWF4GAsgASgNEiAKGGlkZW1wb3RlbmN5X3JldGVudGlvbl9tcxgMIAEoAxIUCgxwYXJ0bmVyc19tYXgYDSABKA0iygEKDkFjY291bnRDb2x1bW5zEg0KBWNvdW50GAEgASgNEhUKDXBhcnRuZXJfaW5kZXgYAiABKAwSEgoKa2V5X2xlbmd0aBgDIAEoDBIRCglrZXlfYnl0ZXMYBCABKAwSFgoOY3VycmVuY3lfaW5kZXgYBSABKAwSDgoGc3RhdHVzGAYgASgMEg8KB2JhbGFuY2UYByABKAwSDAoEaGVsZBgIIAEoDBIXCg9vdmVyZHJhZnRfbGltaXQYCSABKAwSCwoDc2VxGAogASgMIsoBCgtIb2xkQ29sdW1ucxINCgVjb3VudBgBIAEoDRIUCgxjbG9zZWRfY291bnQYAiABKA0SFQoNcGFydG5lcl9pbmRleBgDIAEoDBISCgprZXlfbGVuZ3RoGAQgASgMEhEKCWtleV9ieXRlcxgFIAEoDBIVCg1hY2NvdW50X2luZGV4GAYgASgMEg4KBmFtb3VudBgHIAEoDBIVCg1leHBpcmVzX2F0X21zGAggASgMEgsKA3NlcRgJIAEoDBINCgVzdGF0ZRgKIAEoDCLPAQoNV2luZG93Q29sdW1ucxINCgVjb3VudBgBIAEoDRIVCg1wYXJ0bmVyX2luZGV4GAIgASgMEhIKCmtleV9sZW5ndGgYAyABKAwSEQoJa2V5X2J5dGVzGAQgASgMEhMKC2ZpbmdlcnByaW50GAUgASgMEg8KB3RpbWVfbXMYBiABKAwSDAoEY29kZRgHIAEoDBILCgNzZXEYCCABKAwSDwoHYmFsYW5jZRgJIAEoDBIMCgRoZWxkGAogASgMEhEKCWF2YWlsYWJsZRgLIAEoDCLJAQoLT3V0cHV0RXZlbnQSEAoIZXZlbnRfaWQYASABKAkSDQoFc2hhcmQYAiABKA0SCwoDc2VxGAMgASgEEg8KB3RpbWVfbXMYBCABKAMSJgoHY29tbWFuZBgFIAEoCzIVLmhvdGxlZGdlci52MS5Db21tYW5kEiQKBnJlc3VsdBgGIAEoCzIULmhvdGxlZGdlci52MS5SZXN1bHQSLQoIYWNjb3VudHMYByADKAsyGy5ob3RsZWRnZXIudjEuQWNjb3VudENoYW5nZSLsAQoNQWNjb3VudENoYW5nZRISCgpwYXJ0bmVyX2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkSEAoIY3VycmVuY3kYAyABKAkSDwoHYmFsYW5jZRgEIAEoAxIMCgRoZWxkGAUgASgDEhEKCWF2YWlsYWJsZRgGIAEoAxIXCg9vdmVyZHJhZnRfbGltaXQYByABKAMSKwoGc3RhdHVzGAggASgOMhsuaG90bGVkZ2VyLnYxLkFjY291bnRTdGF0dXMSFQoNYmFsYW5jZV9kZWx0YRgJIAEoAxISCgpoZWxkX2RlbHRhGAogASgDIj0KEE91dHB1dEV2ZW50QmF0Y2gSKQoGZXZlbnRzGAEgAygLMhkuaG90bGVkZ2VyLnYxLk91dHB1dEV2ZW50KusCCgtDb21tYW5kVHlwZRIcChhDT01NQU5EX1RZUEVfVU5TUEVDSUZJRUQQABIdChlDT01NQU5EX1RZUEVfT1BFTl9BQ0NPVU5UEAESFwoTQ09NTUFORF9UWVBFX0NSRURJVBACEhYKEkNPTU1BTkRfVFlQRV9ERUJJVBADEhkKFUNPTU1BTkRfVFlQRV9UUkFOU0ZFUhAEEhUKEUNPTU1BTkRfVFlQRV9IT0xEEAUSGAoUQ09NTUFORF9UWVBFX0NBUFRVUkUQBhIYChRDT01NQU5EX1RZUEVfUkVMRUFTRRAHEhYKEkNPTU1BTkRfVFlQRV9DSEVDSxAIEiQKIENPTU1BTkRfVFlQRV9TRVRfT1ZFUkRSQUZUX0xJTUlUEAkSFwoTQ09NTUFORF9UWVBFX0ZSRUVaRRAKEhkKFUNPTU1BTkRfVFlQRV9VTkZSRUVaRRALEhYKEkNPTU1BTkRfVFlQRV9DTE9TRRAMKsYECgpSZXN1bHRDb2RlEhIKDlJFU1VMVF9DT0RFX09LEAASIgoeUkVTVUxUX0NPREVfSU5TVUZGSUNJRU5UX0ZVTkRTEAESIQodUkVTVUxUX0NPREVfQUNDT1VOVF9OT1RfRk9VTkQQAhIeChpSRVNVTFRfQ09ERV9BQ0NPVU5UX0VYSVNUUxADEh4KGlJFU1VMVF9DT0RFX0FDQ09VTlRfRlJPWkVOEAQSHgoaUkVTVUxUX0NPREVfQUNDT1VOVF9DTE9TRUQQBRIhCh1SRVNVTFRfQ09ERV9DVVJSRU5DWV9NSVNNQVRDSBAGEh4KGlJFU1VMVF9DT0RFX0FNT1VOVF9JTlZBTElEEAcSHwobUkVTVUxUX0NPREVfQU1PVU5UX09WRVJGTE9XEAgSHgoaUkVTVUxUX0NPREVfSE9MRF9OT1RfRk9VTkQQCRIcChhSRVNVTFRfQ09ERV9IT0xEX0VYUElSRUQQChIbChdSRVNVTFRfQ09ERV9IT0xEX0NMT1NFRBALEiQKIFJFU1VMVF9DT0RFX0NBUFRVUkVfRVhDRUVEU19IT0xEEAwSGQoVUkVTVUxUX0NPREVfSURfUkVVU0VEEA0SHQoZUkVTVUxUX0NPREVfTElOS0VEX0ZBSUxFRBAOEh0KGVJFU1VMVF9DT0RFX0NMT1NFX05PTlpFUk8QDxIcChhSRVNVTFRfQ09ERV9TQU1FX0FDQ09VTlQQEBIhCh1SRVNVTFRfQ09ERV9DQVBBQ0lUWV9FWENFRURFRBARKmAKDUFjY291bnRTdGF0dXMSGQoVQUNDT1VOVF9TVEFUVVNfQUNUSVZFEAASGQoVQUNDT1VOVF9TVEFUVVNfRlJPWkVOEAESGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAJiBnByb3RvMw");
 
 /**
  * One command, flat: which fields matter depends on `type` (see core/types.ts for the per-type shapes).
@@ -557,7 +557,9 @@ export const WindowColumnsSchema: GenMessage<WindowColumns> = /*@__PURE__*/
   messageDesc(file_hotledger_v1_ledger, 8);
 
 /**
- * One per processed command, for Kafka, JetStream and Postgres. id = "<shard>:<seq>", stable across replays.
+ * One per processed command (every sequence, rejected and duplicate ones included), for Kafka, JetStream and
+ * Postgres. event_id = "<shard>:<seq>", stable across replays: the journal is the outbox and events are derived from
+ * it deterministically (core/outputs.ts).
  *
  * @generated from message hotledger.v1.OutputEvent
  */
@@ -593,21 +595,12 @@ export type OutputEvent = Message<"hotledger.v1.OutputEvent"> & {
   result?: Result | undefined;
 
   /**
-   * The target account after a transfer.
+   * Every account this command changed, with its state right after the command (for a transfer: both sides; for a
+   * capture or release: the hold's account). Empty for rejections, duplicates and checks.
    *
-   * @generated from field: optional int64 to_balance = 7;
+   * @generated from field: repeated hotledger.v1.AccountChange accounts = 7;
    */
-  toBalance?: bigint | undefined;
-
-  /**
-   * @generated from field: optional int64 to_held = 8;
-   */
-  toHeld?: bigint | undefined;
-
-  /**
-   * @generated from field: optional int64 to_available = 9;
-   */
-  toAvailable?: bigint | undefined;
+  accounts: AccountChange[];
 };
 
 /**
@@ -616,6 +609,91 @@ export type OutputEvent = Message<"hotledger.v1.OutputEvent"> & {
  */
 export const OutputEventSchema: GenMessage<OutputEvent> = /*@__PURE__*/
   messageDesc(file_hotledger_v1_ledger, 9);
+
+/**
+ * One account's state after a command, and by how much the command moved its balance and held amount.
+ *
+ * @generated from message hotledger.v1.AccountChange
+ */
+export type AccountChange = Message<"hotledger.v1.AccountChange"> & {
+  /**
+   * @generated from field: string partner_id = 1;
+   */
+  partnerId: string;
+
+  /**
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string currency = 3;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: int64 balance = 4;
+   */
+  balance: bigint;
+
+  /**
+   * @generated from field: int64 held = 5;
+   */
+  held: bigint;
+
+  /**
+   * @generated from field: int64 available = 6;
+   */
+  available: bigint;
+
+  /**
+   * @generated from field: int64 overdraft_limit = 7;
+   */
+  overdraftLimit: bigint;
+
+  /**
+   * @generated from field: hotledger.v1.AccountStatus status = 8;
+   */
+  status: AccountStatus;
+
+  /**
+   * The balance change (a ledger entry when non-zero), and the held change.
+   *
+   * @generated from field: int64 balance_delta = 9;
+   */
+  balanceDelta: bigint;
+
+  /**
+   * @generated from field: int64 held_delta = 10;
+   */
+  heldDelta: bigint;
+};
+
+/**
+ * Describes the message hotledger.v1.AccountChange.
+ * Use `create(AccountChangeSchema)` to create a new message.
+ */
+export const AccountChangeSchema: GenMessage<AccountChange> = /*@__PURE__*/
+  messageDesc(file_hotledger_v1_ledger, 10);
+
+/**
+ * Several consecutive events of one shard in one message ("batch envelopes", for throughput).
+ *
+ * @generated from message hotledger.v1.OutputEventBatch
+ */
+export type OutputEventBatch = Message<"hotledger.v1.OutputEventBatch"> & {
+  /**
+   * @generated from field: repeated hotledger.v1.OutputEvent events = 1;
+   */
+  events: OutputEvent[];
+};
+
+/**
+ * Describes the message hotledger.v1.OutputEventBatch.
+ * Use `create(OutputEventBatchSchema)` to create a new message.
+ */
+export const OutputEventBatchSchema: GenMessage<OutputEventBatch> = /*@__PURE__*/
+  messageDesc(file_hotledger_v1_ledger, 11);
 
 /**
  * Numbers are part of the contract: they are stored in ring slots, journals and snapshots.

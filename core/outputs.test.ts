@@ -1,0 +1,177 @@
+// Proves that output events are a faithful, replayable account of the journal: one event per sequence with the
+// shard's own result, account changes that chain and add up to the final balances (double entry for transfers,
+// nothing for rejections and duplicates, nothing from a rolled-back group), the same events from a snapshot, and a
+// relay that delivers every event to every sink in order across outages, lost acknowledgements and restarts.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Engine, EventDeriver, Relay, Shard, type OutputEvent, type Result } from "./index.ts";
+import { MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
+import { MemoryJournalTail, MemorySink } from "./testing/memory-outputs.ts";
+import { randomWorkload, workloadOpenings, type WorkloadBatch } from "./testing/workload.ts";
+
+/** Keeps every record, so a test can derive all events from the start after a snapshot. */
+class KeepingJournal extends MemoryJournal {
+  override async compact(): Promise<void> {}
+}
+
+const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 512, idempotencyCommandsMax: 4096, ringSlots: 64 };
+
+/** A shard whose clock moves 0-5 ms per journal record, so short holds expire along the way. */
+async function openShard(journal: MemoryJournal, snapshots: MemorySnapshotStore) {
+  let now = 1_000_000;
+  let tick = 0;
+  return Shard.open({ ...SIZES, journal, snapshots, clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
+}
+
+/** Submits every batch in one turn (so sequences follow submission order) and returns the flat results. */
+async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<Result[]> {
+  const pending: Promise<Result[]>[] = [];
+  for (let i = 0; i < batches.length; i++) {
+    pending.push(shard.submit(batches[i].commands, { atomic: batches[i].atomic }));
+    if (i % 5 === 4) await Promise.all(pending.slice(-5)); // several journal records
+  }
+  return (await Promise.all(pending)).flat();
+}
+
+function derive(journal: MemoryJournal, engine = new Engine(SIZES)): OutputEvent[] {
+  const deriver = new EventDeriver(engine, 3);
+  const events: OutputEvent[] = [];
+  for (const record of journal.records) deriver.apply(record, events);
+  return events;
+}
+
+const key = (partnerId: string, accountId: string) => `${partnerId}/${accountId}`;
+
+describe("output events", () => {
+  test("one per sequence with the shard's result; changes chain, add up to the final state, and are double entry", async () => {
+    const journal = new KeepingJournal();
+    const shard = await openShard(journal, new MemorySnapshotStore());
+    const results = await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
+    const events = derive(journal);
+    assert.equal(events.length, shard.lastSequence);
+    assert.ok(events.length > 1500, `a large enough workload (${events.length})`);
+    const codes = new Set<string>();
+    let transfers = 0;
+    let expiries = 0;
+    const state = new Map<string, { balance: number; held: number; sumBalance: number; sumHeld: number }>();
+    events.forEach((event, i) => {
+      assert.equal(event.seq, i + 1);
+      assert.equal(event.eventId, `3:${i + 1}`);
+      assert.deepEqual(event.result, results[i], `event ${event.eventId} carries the shard's result`);
+      codes.add(event.result.code);
+      const moved = event.accounts.filter((change) => change.balanceDelta !== 0);
+      if (event.result.code !== "ok" || event.result.duplicate === true || event.command.type === "check") {
+        assert.equal(moved.length, 0, `${event.eventId} (${event.result.code}) moves no balance`);
+      }
+      if (event.command.type === "transfer" && event.result.code === "ok" && event.result.duplicate !== true) {
+        transfers++;
+        assert.deepEqual(moved.map((change) => change.balanceDelta).sort((a, b) => a - b), [-event.command.amount, event.command.amount]);
+      }
+      for (const change of event.accounts) {
+        const k = key(change.partnerId, change.accountId);
+        const before = state.get(k) ?? { balance: 0, held: 0, sumBalance: 0, sumHeld: 0 };
+        assert.equal(change.balance, before.balance + change.balanceDelta, `${event.eventId} ${k} balance chains`);
+        assert.equal(change.held, before.held + change.heldDelta, `${event.eventId} ${k} held chains`);
+        assert.equal(change.available, change.balance - change.held + change.overdraftLimit);
+        if (change.heldDelta < 0 && event.command.type !== "capture" && event.command.type !== "release") expiries++;
+        state.set(k, { balance: change.balance, held: change.held, sumBalance: before.sumBalance + change.balanceDelta, sumHeld: before.sumHeld + change.heldDelta });
+      }
+    });
+    for (const [k, s] of state) {
+      const [partnerId, accountId] = k.split("/");
+      const account = shard.account(partnerId, accountId)!;
+      assert.equal(s.sumBalance, account.balance, `${k}: entries add up to the balance`);
+      assert.equal(s.sumHeld, account.held, `${k}: held changes add up to held`);
+    }
+    assert.ok(transfers > 20 && expiries > 0, `transfers ${transfers}, expiries ${expiries}`);
+    for (const code of ["ok", "insufficient_funds", "linked_failed", "id_reused", "hold_not_found", "account_frozen"]) {
+      assert.ok(codes.has(code), `the workload produces ${code}`);
+    }
+    await shard.close();
+  });
+
+  test("a follower restored from a snapshot derives the same events after it", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openShard(journal, snapshots);
+    await submitAll(shard, [...workloadOpenings(), ...randomWorkload(11, 150)]);
+    await shard.takeSnapshot();
+    const at = shard.lastSequence;
+    await submitAll(shard, randomWorkload(12, 150, "x"));
+    const all = derive(journal);
+    const [sequence] = await snapshots.list();
+    assert.equal(sequence, at);
+    const fromSnapshot = derive(journal, Engine.restore(await snapshots.load(sequence), SIZES));
+    assert.deepEqual(fromSnapshot, all.slice(at));
+    await shard.close();
+  });
+});
+
+describe("relay", () => {
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+  test("every sink gets every event in order, across outages, lost acks and a relay restart", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openShard(journal, snapshots);
+    const steady = new MemorySink("steady");
+    const flaky = new MemorySink("flaky");
+    const relayOptions = {
+      ...SIZES, shard: 3, sinks: [steady, flaky], snapshots, sleep, retryMs: 2, deliverEventsMax: 50,
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    };
+    let relay = await Relay.start(relayOptions);
+    await submitAll(shard, workloadOpenings());
+    flaky.failNext = 3;
+    const first = submitAll(shard, randomWorkload(21, 100));
+    await sleep(5);
+    flaky.loseAckNext = 2;
+    await first;
+    await relay.caughtUp(shard.lastSequence);
+    const status = relay.status();
+    assert.equal(status[1].failures, 5);
+    assert.equal(status[1].cursor, shard.lastSequence);
+    assert.equal(status[0].lagEvents, 0);
+    await relay.stop();
+    // A snapshot, more commands, and a new relay: it starts from the snapshot and resumes at the cursors.
+    await shard.takeSnapshot();
+    await submitAll(shard, randomWorkload(22, 100, "y"));
+    relay = await Relay.start(relayOptions);
+    await relay.caughtUp(shard.lastSequence);
+    await relay.stop();
+    const expected = derive(journal).map((event) => event.eventId);
+    assert.deepEqual(steady.received.map((event) => event.eventId), expected, "exactly once, in order");
+    const seen = new Set<string>();
+    let previous = 0;
+    for (const event of flaky.received) {
+      assert.ok(event.seq <= previous + 1, `no gap before ${event.eventId}`);
+      previous = Math.max(previous, event.seq);
+      seen.add(event.eventId);
+    }
+    assert.deepEqual([...seen], expected, "every event at least once, in order");
+    await shard.close();
+  });
+
+  test("starts at the newest snapshot not after the slowest sink", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openShard(journal, snapshots);
+    await submitAll(shard, [...workloadOpenings(), ...randomWorkload(31, 50)]);
+    await shard.takeSnapshot();
+    const snapshotAt = shard.lastSequence;
+    await submitAll(shard, randomWorkload(32, 50, "z"));
+    const sink = new MemorySink();
+    sink.cursors.set(3, snapshotAt + 5);
+    const lines: string[] = [];
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, log: (line) => lines.push(line),
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    });
+    await relay.caughtUp(shard.lastSequence);
+    await relay.stop();
+    assert.match(lines[0], new RegExp(`follower at ${snapshotAt}, sinks at ${snapshotAt + 5}`));
+    assert.equal(sink.received[0].seq, snapshotAt + 6);
+    assert.deepEqual(sink.received, derive(journal).slice(snapshotAt + 5));
+    await shard.close();
+  });
+});

@@ -1,0 +1,371 @@
+/**
+ * Outputs: one event per processed command, derived from the journal, delivered to sinks (Kafka, NATS JetStream,
+ * Postgres) at least once with a durable cursor per sink, in sequence order per shard.
+ *
+ * The journal is the outbox. The shard never builds events and never waits for a sink: a Relay tails the shard's
+ * journal, re-applies the commands to its own follower Engine (restored from the shard's newest snapshot that is
+ * not ahead of the slowest sink) and turns each command into an OutputEvent. Replaying the same journal always
+ * gives the same events, so an event's id, `<shard>:<seq>`, is stable across relay restarts, shard restarts and
+ * replays, and a consumer can dedupe by it. The follower is the same seam a hot standby will use.
+ *
+ * Pure ECMAScript over ports (JournalTail, SnapshotStore, OutputSink); waiting is injected (`sleep`).
+ */
+import { assert } from "./assert.ts";
+import { ACCOUNT_STATUSES, Code, Type, type AccountStatus } from "./codes.ts";
+import { Engine, type EngineOptions } from "./engine.ts";
+import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec.ts";
+import type { LedgerObserver } from "./ledger.ts";
+import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
+import { decodeSnapshot } from "./snapshot.ts";
+import type { Command, Result } from "./types.ts";
+
+/** One account's state right after a command, and how much the command moved its balance and held amount. */
+export interface AccountChange {
+  partnerId: string;
+  accountId: string;
+  currency: string;
+  balance: number;
+  held: number;
+  available: number;
+  overdraftLimit: number;
+  status: AccountStatus;
+  /** Non-zero: a ledger entry (for a transfer, one per side: double entry). */
+  balanceDelta: number;
+  heldDelta: number;
+}
+
+/** What happened to one command: its result and the accounts it changed. */
+export interface OutputEvent {
+  /** `<shard>:<seq>`: unique, stable across replays. */
+  eventId: string;
+  shard: number;
+  seq: number;
+  /** The stamped time of the command's journal record. */
+  timeMs: number;
+  command: Command;
+  result: Result;
+  /** Empty for rejections, duplicates and checks. Holds that expired before the command are reported on it. */
+  accounts: AccountChange[];
+}
+
+/** Where events go. Each sink keeps its own durable cursor: the last sequence it has delivered, per shard. */
+export interface OutputSink {
+  /** Names the sink in status and logs ("postgres", "jetstream", "kafka"...). */
+  readonly name: string;
+  /** The last sequence of `shard` this sink has durably delivered (0 for none), read from the sink's own storage. */
+  cursor(shard: number): Promise<number>;
+  /**
+   * Deliver `events`: consecutive sequences of `shard`, the first right after the cursor. Resolves once they are
+   * delivered and the cursor moved past them durably; rejects when that is not certain. The relay then waits,
+   * reads `cursor` again and resends from there, so a sink must tolerate a resend of events it already has
+   * (exactly-once effect where it can, e.g. in the same transaction as the cursor; else dedupe by event id).
+   */
+  deliver(shard: number, events: readonly OutputEvent[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A journal being read as it grows: records in sequence order, each call returning what is there now. */
+export interface JournalTail {
+  /**
+   * The next records (at least one), waiting until there are some; null once closed. The first call starts at
+   * the record holding `afterSequence + 1`.
+   */
+  next(): Promise<StoredRecord[] | null>;
+  /** The last sequence seen in the journal so far (for lag). */
+  lastSequence(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Turns journal records into events: applies them to `engine` one unit (command or atomic group) at a time and
+ * watches, as the engine's only ledger observer, every account change to attribute it to its command.
+ */
+export class EventDeriver implements LedgerObserver {
+  /** Change log of the unit being applied: account, attributed sequence (0 = a hold expiring), state before. */
+  private logAccount: number[] = [];
+  private logSequence: number[] = [];
+  private logBalance: number[] = [];
+  private logHeld: number[] = [];
+
+  constructor(
+    readonly engine: Engine,
+    readonly shard: number,
+  ) {
+    assert(engine.ledger.observer === undefined, "the engine already has a ledger observer");
+    engine.ledger.observer = this;
+  }
+
+  beforeAccountChange(account: number): void {
+    const ledger = this.engine.ledger;
+    this.logAccount.push(account);
+    this.logSequence.push(ledger.applying);
+    this.logBalance.push(ledger.balance[account]);
+    this.logHeld.push(ledger.held[account]);
+  }
+
+  beforeWindowEvict(): void {}
+
+  /** Apply the commands of `record` after the engine's last sequence; push one event per command onto `out`. */
+  apply(record: StoredRecord, out: OutputEvent[]): void {
+    const engine = this.engine;
+    const header = readRecordHeader(record.bytes);
+    const skip = engine.lastSequence + 1 - header.firstSequence;
+    if (skip >= header.commandCount) return;
+    if (skip < 0) {
+      throw new JournalCorruptError("journal", header.firstSequence,
+        `records resume at sequence ${header.firstSequence} but the outputs are at ${engine.lastSequence}`);
+    }
+    const count = header.commandCount - skip;
+    const high = engine.sequencer.tryNext(count);
+    assert(high >= 0, "a journal record larger than the relay's ring (ringSlots must match the shard's)");
+    const ring = engine.ring;
+    decodeRecordInto(record.bytes, header, ring, high - count + 1, skip);
+    for (let first = high - count + 1; first <= high; ) {
+      const size = ring.groupSize[first & ring.mask];
+      assert(size >= 1, "a record resumes inside an atomic group");
+      this.logAccount.length = this.logSequence.length = this.logBalance.length = this.logHeld.length = 0;
+      engine.sequencer.publish(first + size - 1);
+      engine.drain();
+      this.emitUnit(first, size, header.timeMs, out);
+      first += size;
+    }
+  }
+
+  private emitUnit(first: number, size: number, timeMs: number, out: OutputEvent[]): void {
+    const engine = this.engine;
+    const ring = engine.ring;
+    // A failed group was rolled back: its own changes vanish; holds that expired before it stay.
+    // (In a failed group every command has a code other than ok: its own, or linked_failed.)
+    const failedGroup = size > 1 && ring.code[first & ring.mask] !== Code.ok;
+    for (let sequence = first; sequence < first + size; sequence++) {
+      const index = sequence & ring.mask;
+      const command = readCommand(ring, index);
+      const result = engine.resultAt(index, command.id ?? "");
+      const accounts: AccountChange[] = [];
+      for (let i = 0; i < this.logAccount.length; i++) {
+        const attributed = this.logSequence[i];
+        if (attributed === 0 ? sequence !== first : attributed !== sequence || failedGroup) continue;
+        this.addChange(accounts, i);
+      }
+      if (result.code === "ok" && result.duplicate !== true && ring.type[index] === Type.openAccount) {
+        this.addOpened(accounts, command);
+      }
+      out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs, command, result, accounts });
+    }
+  }
+
+  /** The change logged at `i`, merged into `accounts`: its state after is the next logged state or the current. */
+  private addChange(accounts: AccountChange[], i: number): void {
+    const ledger = this.engine.ledger;
+    const account = this.logAccount[i];
+    let balance = ledger.balance[account];
+    let held = ledger.held[account];
+    for (let j = i + 1; j < this.logAccount.length; j++) {
+      if (this.logAccount[j] === account) {
+        balance = this.logBalance[j];
+        held = this.logHeld[j];
+        break;
+      }
+    }
+    const balanceDelta = balance - this.logBalance[i];
+    const heldDelta = held - this.logHeld[i];
+    const partnerId = ledger.partners.keyString(ledger.accounts.owner[account]);
+    const accountId = ledger.accounts.keyString(account);
+    const existing = accounts.find((change) => change.accountId === accountId && change.partnerId === partnerId);
+    if (existing !== undefined) {
+      existing.balance = balance;
+      existing.held = held;
+      existing.available = balance - held + existing.overdraftLimit;
+      existing.balanceDelta += balanceDelta;
+      existing.heldDelta += heldDelta;
+      return;
+    }
+    const overdraftLimit = ledger.overdraftLimit[account];
+    accounts.push({
+      partnerId,
+      accountId,
+      currency: ledger.currencies.keyString(ledger.currency[account]),
+      balance,
+      held,
+      available: balance - held + overdraftLimit,
+      overdraftLimit,
+      status: ACCOUNT_STATUSES[ledger.status[account]],
+      balanceDelta,
+      heldDelta,
+    });
+  }
+
+  /** A new account is not a change of an existing row, so the observer never sees it: report its opening state. */
+  private addOpened(accounts: AccountChange[], command: Command): void {
+    if (command.type !== "openAccount") return;
+    const account = this.engine.account(command.partnerId, command.accountId);
+    assert(account !== undefined, "an opened account is missing");
+    accounts.push({
+      partnerId: account.partnerId,
+      accountId: account.accountId,
+      currency: account.currency,
+      balance: account.balance,
+      held: account.held,
+      available: account.available,
+      overdraftLimit: account.overdraftLimit,
+      status: account.status,
+      balanceDelta: 0,
+      heldDelta: 0,
+    });
+  }
+}
+
+/** Options of a Relay: the shard's engine options (they must match the shard's, as a replay's must). */
+export interface RelayOptions extends EngineOptions {
+  shard: number;
+  sinks: readonly OutputSink[];
+  /** The shard's snapshots (read only): where the follower starts. */
+  snapshots: SnapshotStore;
+  /** Opens the shard's journal for tailing after `afterSequence`. */
+  openTail(afterSequence: number): Promise<JournalTail>;
+  /** Waits `ms` (the core has no timers). */
+  sleep(ms: number): Promise<void>;
+  /** Wait after a failed delivery before asking the sink for its cursor again. Default 1000 ms. */
+  retryMs?: number;
+  /** Most events per `deliver` call. Default 5000. */
+  deliverEventsMax?: number;
+  log?: (line: string) => void;
+}
+
+/** One sink's progress, for /metrics and GET /v1/outputs. */
+export interface SinkStatus {
+  name: string;
+  shard: number;
+  /** The last sequence delivered. */
+  cursor: number;
+  /** The journal's last sequence minus the cursor. */
+  lagEvents: number;
+  delivered: number;
+  failures: number;
+  lastError: string | null;
+}
+
+/**
+ * Tails one shard's journal and feeds every sink, each from its own cursor. Sinks of one relay move on together
+ * (a batch is released when every sink has it); give a sink its own relay to keep an outage of one from holding
+ * back the others.
+ */
+export class Relay {
+  private readonly cursors: number[];
+  private readonly statuses: SinkStatus[];
+  private stopping = false;
+  private readonly done: Promise<void>;
+
+  private constructor(
+    private readonly options: RelayOptions,
+    private readonly deriver: EventDeriver,
+    private readonly tail: JournalTail,
+    cursors: number[],
+  ) {
+    this.cursors = cursors;
+    this.statuses = options.sinks.map((sink, i) => ({
+      name: sink.name, shard: options.shard, cursor: cursors[i], lagEvents: 0, delivered: 0, failures: 0, lastError: null,
+    }));
+    this.done = this.run();
+  }
+
+  /**
+   * Reads every sink's cursor, restores the follower from the newest shard snapshot at or before the slowest
+   * cursor (or from empty), and starts tailing. Throws when the journal no longer reaches back that far.
+   */
+  static async start(options: RelayOptions): Promise<Relay> {
+    assert(options.sinks.length > 0, "a relay needs at least one sink");
+    const cursors = await Promise.all(options.sinks.map((sink) => sink.cursor(options.shard)));
+    const from = Math.min(...cursors);
+    const engine = await restoreAtOrBefore(options, from);
+    const tail = await options.openTail(engine.lastSequence);
+    options.log?.(`relay shard ${options.shard}: follower at ${engine.lastSequence}, sinks at ${cursors.join(", ")}`);
+    return new Relay(options, new EventDeriver(engine, options.shard), tail, cursors);
+  }
+
+  /** Every sink's progress (copies). */
+  status(): SinkStatus[] {
+    const last = Math.max(this.tail.lastSequence(), this.deriver.engine.lastSequence);
+    return this.statuses.map((status, i) => ({ ...status, cursor: this.cursors[i], lagEvents: Math.max(0, last - this.cursors[i]) }));
+  }
+
+  /** The follower's last applied sequence. */
+  get appliedSequence(): number {
+    return this.deriver.engine.lastSequence;
+  }
+
+  /** Resolves when every sink has delivered up to `sequence` (tests, graceful shutdown). */
+  async caughtUp(sequence: number, pollMs = 5): Promise<void> {
+    while (Math.min(...this.cursors) < sequence) {
+      if (this.stopping) throw new Error("relay stopped");
+      await this.options.sleep(pollMs);
+    }
+  }
+
+  /** Stop after the delivery in progress; closes the tail and the sinks. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.tail.close();
+    await this.done;
+    await Promise.all(this.options.sinks.map((sink) => sink.close()));
+  }
+
+  private async run(): Promise<void> {
+    const events: OutputEvent[] = [];
+    try {
+      for (;;) {
+        const records = await this.tail.next();
+        if (records === null || this.stopping) return;
+        events.length = 0;
+        for (const record of records) this.deriver.apply(record, events);
+        await Promise.all(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
+      }
+    } catch (error) {
+      this.options.log?.(`relay shard ${this.options.shard} stopped: ${(error as Error).message}`);
+      this.stopping = true;
+    }
+  }
+
+  /** Deliver what sink `i` has not got of `events`, in chunks, retrying (after `retryMs`) until it succeeds or the relay stops. */
+  private async deliverTo(sink: OutputSink, i: number, events: readonly OutputEvent[]): Promise<void> {
+    const max = this.options.deliverEventsMax ?? 5000;
+    const status = this.statuses[i];
+    const shard = this.options.shard;
+    while (!this.stopping) {
+      const start = events.findIndex((event) => event.seq > this.cursors[i]);
+      if (start < 0) return;
+      if (events[start].seq !== this.cursors[i] + 1) {
+        throw new Error(`sink ${sink.name} is at ${this.cursors[i]} but the next event is ${events[start].seq}`);
+      }
+      const chunk = events.slice(start, start + max);
+      try {
+        await sink.deliver(shard, chunk);
+        this.cursors[i] = chunk[chunk.length - 1].seq;
+        status.delivered += chunk.length;
+      } catch (error) {
+        status.failures++;
+        status.lastError = (error as Error).message;
+        this.options.log?.(`relay shard ${shard}: ${sink.name} delivery failed, retrying: ${status.lastError}`);
+        await this.options.sleep(this.options.retryMs ?? 1000);
+        try {
+          this.cursors[i] = await sink.cursor(shard);
+        } catch (cursorError) {
+          status.lastError = (cursorError as Error).message;
+        }
+      }
+    }
+  }
+}
+
+/** A follower engine at the newest snapshot not after `sequence` (falling back past damaged ones), else empty. */
+async function restoreAtOrBefore(options: RelayOptions, sequence: number): Promise<Engine> {
+  for (const snapshotSequence of await options.snapshots.list()) {
+    if (snapshotSequence > sequence) continue;
+    try {
+      return new Engine(options, decodeSnapshot(await options.snapshots.load(snapshotSequence), options));
+    } catch (error) {
+      options.log?.(`relay: snapshot ${snapshotSequence} is unusable, trying an older one: ${(error as Error).message}`);
+    }
+  }
+  return new Engine(options);
+}
