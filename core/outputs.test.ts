@@ -174,4 +174,51 @@ describe("relay", () => {
     assert.deepEqual(sink.received, derive(journal).slice(snapshotAt + 5));
     await shard.close();
   });
+
+  test("own snapshots: taken when the sinks have caught up, restarted from, and the journal floor follows them", async () => {
+    const journal = new KeepingJournal();
+    const shardSnapshots = new MemorySnapshotStore();
+    const shard = await openShard(journal, shardSnapshots);
+    const sink = new MemorySink();
+    const ownSnapshots = new MemorySnapshotStore();
+    const floors: number[] = [];
+    const lines: string[] = [];
+    const options = {
+      ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots, snapshotEveryEvents: 200, sleep,
+      saveJournalFloor: async (sequence: number) => void floors.push(sequence), log: (line: string) => lines.push(line),
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    };
+    let relay = await Relay.start(options);
+    await submitAll(shard, workloadOpenings());
+    for (let round = 0; round < 4; round++) {
+      await submitAll(shard, randomWorkload(41 + round, 80, `r${round}`));
+      await relay.caughtUp(shard.lastSequence);
+    }
+    await relay.stop();
+    const own = await ownSnapshots.list();
+    assert.ok(own.length >= 2, `own snapshots taken (${own})`);
+    assert.equal(floors[0], 0, "at start the floor is where the follower started");
+    assert.equal(floors[floors.length - 1], Math.min(...own), "then the oldest own snapshot");
+    for (const sequence of own) {
+      assert.equal(Engine.restore(await ownSnapshots.load(sequence), SIZES).stateHash(), followerHashAt(journal, sequence));
+    }
+    relay = await Relay.start(options);
+    await relay.stop();
+    assert.match(lines[lines.length - 1], new RegExp(`follower at ${own[0]}, sinks at ${sink.cursors.get(3)}`));
+    assert.deepEqual(sink.received.map((event) => event.seq), Array.from({ length: shard.lastSequence }, (_, i) => i + 1));
+    await shard.close();
+  });
 });
+
+/** The state hash of an engine that applied the journal up to `sequence`. */
+function followerHashAt(journal: MemoryJournal, sequence: number): string {
+  const engine = new Engine(SIZES);
+  const deriver = new EventDeriver(engine, 3);
+  for (const record of journal.records) {
+    if (record.firstSequence + record.commandCount - 1 > sequence) break;
+    deriver.apply(record, []);
+  }
+  assert.equal(engine.lastSequence, sequence, "own snapshots are taken at record boundaries");
+  engine.ledger.observer = undefined;
+  return engine.stateHash();
+}

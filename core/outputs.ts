@@ -17,6 +17,7 @@ import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec
 import type { LedgerObserver } from "./ledger.ts";
 import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
 import { decodeSnapshot } from "./snapshot.ts";
+import { SnapshotJob, type YieldToEventLoop } from "./snapshot-job.ts";
 import type { Command, Result } from "./types.ts";
 
 /** One account's state right after a command, and how much the command moved its balance and held amount. */
@@ -219,8 +220,23 @@ export class EventDeriver implements LedgerObserver {
 export interface RelayOptions extends EngineOptions {
   shard: number;
   sinks: readonly OutputSink[];
-  /** The shard's snapshots (read only): where the follower starts. */
+  /** The shard's snapshots, read only: where a new follower starts. */
   snapshots: SnapshotStore;
+  /**
+   * The relay's own snapshots of its follower, taken when every sink has caught up with it, so a restart does
+   * not depend on the shard still keeping an old enough snapshot. Optional: without, only the shard's are used.
+   */
+  ownSnapshots?: SnapshotStore;
+  /** Take an own snapshot after this many events since the last. Default 1,000,000. */
+  snapshotEveryEvents?: number;
+  /**
+   * Tells the shard's side the oldest sequence the relay may still need from the journal (the sequence of the
+   * snapshot it would restart from); the shard must not compact the journal past it. Called at start and after
+   * each own snapshot.
+   */
+  saveJournalFloor?: (sequence: number) => Promise<void>;
+  /** Lets the event loop run between the chunks of an own snapshot. Default: no yield. */
+  yieldToEventLoop?: YieldToEventLoop;
   /** Opens the shard's journal for tailing after `afterSequence`. */
   openTail(afterSequence: number): Promise<JournalTail>;
   /** Waits `ms` (the core has no timers). */
@@ -255,6 +271,7 @@ export class Relay {
   private readonly statuses: SinkStatus[];
   private stopping = false;
   private readonly done: Promise<void>;
+  private snapshotSequence: number;
 
   private constructor(
     private readonly options: RelayOptions,
@@ -263,6 +280,7 @@ export class Relay {
     cursors: number[],
   ) {
     this.cursors = cursors;
+    this.snapshotSequence = deriver.engine.lastSequence;
     this.statuses = options.sinks.map((sink, i) => ({
       name: sink.name, shard: options.shard, cursor: cursors[i], lagEvents: 0, delivered: 0, failures: 0, lastError: null,
     }));
@@ -278,6 +296,7 @@ export class Relay {
     const cursors = await Promise.all(options.sinks.map((sink) => sink.cursor(options.shard)));
     const from = Math.min(...cursors);
     const engine = await restoreAtOrBefore(options, from);
+    await options.saveJournalFloor?.(engine.lastSequence);
     const tail = await options.openTail(engine.lastSequence);
     options.log?.(`relay shard ${options.shard}: follower at ${engine.lastSequence}, sinks at ${cursors.join(", ")}`);
     return new Relay(options, new EventDeriver(engine, options.shard), tail, cursors);
@@ -319,10 +338,32 @@ export class Relay {
         events.length = 0;
         for (const record of records) this.deriver.apply(record, events);
         await Promise.all(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
+        if (!this.stopping) await this.maybeSnapshot();
       }
     } catch (error) {
       this.options.log?.(`relay shard ${this.options.shard} stopped: ${(error as Error).message}`);
       this.stopping = true;
+    }
+  }
+
+  /** Every sink has every event applied so far: a good moment for an own snapshot, if one is due. */
+  private async maybeSnapshot(): Promise<void> {
+    const store = this.options.ownSnapshots;
+    const engine = this.deriver.engine;
+    if (store === undefined) return;
+    if (engine.lastSequence - this.snapshotSequence < (this.options.snapshotEveryEvents ?? 1_000_000)) return;
+    const ledger = engine.ledger;
+    // Nothing is applied while the job runs (this loop is waiting for it), so the deriver can step aside.
+    ledger.observer = undefined;
+    try {
+      const bytes = await new SnapshotJob(ledger).run(this.options.yieldToEventLoop ?? (() => Promise.resolve()));
+      await store.save(engine.lastSequence, bytes);
+      this.snapshotSequence = engine.lastSequence;
+      await this.options.saveJournalFloor?.(Math.min(...(await store.list())));
+    } catch (error) {
+      this.options.log?.(`relay shard ${this.options.shard}: own snapshot failed: ${(error as Error).message}`);
+    } finally {
+      ledger.observer = this.deriver;
     }
   }
 
@@ -357,14 +398,24 @@ export class Relay {
   }
 }
 
-/** A follower engine at the newest snapshot not after `sequence` (falling back past damaged ones), else empty. */
+/**
+ * A follower engine at the newest snapshot not after `sequence`, own or the shard's (falling back past damaged or
+ * vanished ones: the shard prunes its snapshots while we read), else empty.
+ */
 async function restoreAtOrBefore(options: RelayOptions, sequence: number): Promise<Engine> {
-  for (const snapshotSequence of await options.snapshots.list()) {
-    if (snapshotSequence > sequence) continue;
+  const candidates: { store: SnapshotStore; sequence: number }[] = [];
+  for (const store of [options.ownSnapshots, options.snapshots]) {
+    if (store === undefined) continue;
+    for (const snapshotSequence of await store.list()) {
+      if (snapshotSequence <= sequence) candidates.push({ store, sequence: snapshotSequence });
+    }
+  }
+  candidates.sort((a, b) => b.sequence - a.sequence);
+  for (const candidate of candidates) {
     try {
-      return new Engine(options, decodeSnapshot(await options.snapshots.load(snapshotSequence), options));
+      return new Engine(options, decodeSnapshot(await candidate.store.load(candidate.sequence), options));
     } catch (error) {
-      options.log?.(`relay: snapshot ${snapshotSequence} is unusable, trying an older one: ${(error as Error).message}`);
+      options.log?.(`relay: snapshot ${candidate.sequence} is unusable, trying an older one: ${(error as Error).message}`);
     }
   }
   return new Engine(options);

@@ -107,4 +107,19 @@ describe("durable shard", () => {
     assert.equal(retry.duplicate, true, "the idempotency window survives recovery");
     assert.equal(retry.seq, 7);
   });
+
+  test("compaction keeps the journal from the floor an output relay still needs", async () => {
+    const journal = new MemoryJournal();
+    let floor = 3;
+    const shard = await open(journal, new MemorySnapshotStore(), { journalFloor: async () => floor });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    for (let i = 0; i < 10; i++) await shard.submit([credit(`c${i}`, i + 1)]);
+    await shard.takeSnapshot();
+    assert.equal(journal.records[0].firstSequence, floor + 1, "every record after the floor is kept");
+    floor = Number.POSITIVE_INFINITY;
+    await shard.submit([credit("c10", 1)]);
+    await shard.takeSnapshot();
+    assert.equal(journal.records[0].firstSequence, 12, "without a floor only the oldest snapshot (at 11) bounds it");
+    await shard.close();
+  });
 });

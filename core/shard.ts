@@ -31,6 +31,12 @@ export interface ShardOptions extends EngineOptions {
   snapshotEveryMs?: number;
   /** How long `unavailable` lasts after a journal failure before the next submit tries the disk again. */
   retryAfterMs?: number;
+  /**
+   * The oldest sequence someone else still needs from the journal (an output relay that has not delivered past
+   * it; see core/outputs.ts). Compaction never deletes a segment holding it or anything after. Read before each
+   * compaction; when it throws, nothing is compacted.
+   */
+  journalFloor?: () => Promise<number>;
   /** Where operational lines go (recovery, truncation, failures). Default: nowhere. */
   log?: (line: string) => void;
   /**
@@ -424,7 +430,8 @@ export class Shard {
       // Keep the journal from the oldest retained snapshot on, so a damaged newest snapshot can fall back.
       const retained = await this.snapshots.list();
       const oldest = retained[retained.length - 1] ?? 0;
-      await this.journal.compact(oldest);
+      const floor = this.options.journalFloor === undefined ? oldest : await this.options.journalFloor();
+      await this.journal.compact(Math.min(oldest, floor));
     } catch (error) {
       this.options.log?.(`snapshot at ${sequence} failed: ${(error as Error).message}`);
     } finally {

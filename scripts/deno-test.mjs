@@ -21,7 +21,8 @@ const scratch = mkdtempSync(join(tmpdir(), "hotledger-deno-"));
 /** The suites: a folder and the permissions its tests need. */
 const SUITES = [
   { folder: "core/", permissions: [] },
-  { folder: "adapters/", permissions: ["--allow-read", "--allow-write", "--allow-env"] },
+  // The storage adapters. The output adapters (postgres, jetstream, kafka) run under Bun only, with the services.
+  { folder: "adapters/journal-file/ adapters/snapshot-file/", permissions: ["--allow-read", "--allow-write", "--allow-env"] },
 ];
 
 try {
@@ -30,7 +31,7 @@ try {
   let status = 0;
   for (const [index, suite] of SUITES.entries()) {
     const junitPath = join(scratch, `junit-${index}.xml`);
-    const result = spawnSync(deno, ["test", "--no-check", ...suite.permissions, `--junit-path=${junitPath}`, suite.folder], {
+    const result = spawnSync(deno, ["test", "--no-check", ...suite.permissions, `--junit-path=${junitPath}`, ...suite.folder.split(" ")], {
       cwd: repositoryRoot,
       stdio: ["ignore", "inherit", "inherit"],
     });

@@ -18,6 +18,7 @@ import {
   type JournalFileHandle,
   type JournalFileSystem,
 } from "./index.ts";
+import { FileJournalTail } from "./tail.ts";
 
 /** A record as the tests append it: a first sequence, a command count and deterministic bytes. */
 interface TestRecord {
@@ -656,5 +657,80 @@ describe("fsync policy", () => {
     await appendAll(journal, records.slice(3));
     await journal.close();
     await assertHoldsExactly(directory, records);
+  });
+});
+
+describe("FileJournalTail", () => {
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+  const tailOf = (directory: string, afterSequence: number) =>
+    FileJournalTail.open({ directory, afterSequence, sleep, pollMsMax: 2, readBytesMax: 4096 });
+
+  /** Reads until the tail has handed out every sequence up to `last` (bounded by `deadlineMs`). */
+  async function readThrough(tail: FileJournalTail, last: number, deadlineMs = 10_000): Promise<TestRecord[]> {
+    const records: TestRecord[] = [];
+    const deadline = Date.now() + deadlineMs;
+    while (tail.lastSequence() < last) {
+      assert.ok(Date.now() < deadline, `the tail reached only ${tail.lastSequence()} of ${last}`);
+      const batch = await tail.next();
+      assert.ok(batch !== null);
+      records.push(...batch.map(copyRecord));
+    }
+    return records;
+  }
+
+  test("follows appends across segment rotations, from the start or from any sequence", async () => {
+    const records = makeRecords(200, 700, 31);
+    const directory = await freshDirectory();
+    const journal = await open(directory, { segmentBytesMax: 8 << 10 });
+    const fromStart = await tailOf(directory, 0);
+    const reading = readThrough(fromStart, records[records.length - 1].firstSequence + records[records.length - 1].commandCount - 1);
+    for (const record of records) {
+      await journal.append(record.bytes, record.firstSequence, record.commandCount);
+      if (record.firstSequence % 7 === 0) await sleep(1);
+    }
+    assert.deepEqual(await reading, records);
+    assert.ok((await segmentFiles(directory)).length > 5, "several segments");
+    // After a sequence inside a record of several commands: the tail starts at that record.
+    const inside = records.findIndex((record, index) => index > 90 && record.commandCount > 1);
+    const fromMiddle = await tailOf(directory, records[inside].firstSequence);
+    const rest = await readThrough(fromMiddle, journal.lastSequence());
+    assert.deepEqual(rest, records.slice(inside), "starts at the record holding the next sequence");
+    await Promise.all([fromStart.close(), fromMiddle.close(), journal.close()]);
+  });
+
+  test("a frame that is not whole yet is not handed out; it is once complete", async () => {
+    const records = makeRecords(3, 300, 37);
+    const directory = await journalWith(records.slice(0, 2));
+    const [segment] = await segmentFiles(directory);
+    const path = join(directory, segment);
+    const whole = await readFile(path);
+    // The third frame, written by a journal elsewhere, then copied here in two halves.
+    const other = await journalWith(records);
+    const full = await readFile(join(other, segment));
+    const third = full.subarray(whole.length);
+    const tail = await tailOf(directory, 0);
+    assert.deepEqual(await readThrough(tail, records[1].firstSequence + records[1].commandCount - 1), records.slice(0, 2));
+    await writeFile(path, Buffer.concat([whole, third.subarray(0, third.length - 5)]));
+    const waiting = tail.next();
+    const late = await Promise.race([waiting, sleep(50).then(() => "still waiting" as const)]);
+    assert.equal(late, "still waiting");
+    await writeFile(path, full);
+    const [record] = (await waiting)!;
+    assert.deepEqual(copyRecord(record), records[2]);
+    await tail.close();
+  });
+
+  test("a sequence no longer in the journal is refused; close ends next() with null", async () => {
+    const records = makeRecords(60, 400, 41);
+    const directory = await journalWith(records, { segmentBytesMax: 2 << 10 });
+    const journal = await open(directory, { segmentBytesMax: 2 << 10 });
+    await journal.compact(records[30].firstSequence);
+    await journal.close();
+    const early = await tailOf(directory, 0);
+    await assert.rejects(early.next(), (error: unknown) => error instanceof JournalCorruptError && /segments were deleted/.test(error.message));
+    const idle = await tailOf(directory, records[59].firstSequence + records[59].commandCount - 1);
+    const pending = idle.next();
+    await idle.close();
+    assert.equal(await pending, null);
   });
 });

@@ -30,6 +30,11 @@ export interface FileSnapshotStoreOptions {
   keep?: number;
   /** Where cleanup lines go (default console.warn). */
   log?: (line: string) => void;
+  /**
+   * Open another component's store to read it (an output relay reading the shard's snapshots): no cleanup of
+   * `.tmp` files (the owner may be writing one), and save() is refused.
+   */
+  readOnly?: boolean;
 }
 
 const SNAPSHOT_NAME = /^(\d{20})\.snapshot$/;
@@ -48,6 +53,7 @@ export class FileSnapshotStore implements SnapshotStore {
     private readonly directory: string,
     private readonly keep: number,
     private readonly log: (line: string) => void,
+    private readonly readOnly: boolean,
   ) {}
 
   /** Opens (or creates) the store in `options.directory`, deleting `.tmp` files left by interrupted saves. */
@@ -56,17 +62,19 @@ export class FileSnapshotStore implements SnapshotStore {
     const log = options.log ?? ((line: string) => console.warn(line));
     assert(Number.isSafeInteger(keep) && keep >= 1 && keep <= SNAPSHOTS_KEEP_MAX, `keep ${keep} out of range`);
     await fs.mkdir(options.directory, { recursive: true });
-    for (const name of await fs.readdir(options.directory)) {
+    const readOnly = options.readOnly === true;
+    for (const name of readOnly ? [] : await fs.readdir(options.directory)) {
       if (!name.endsWith(TMP_SUFFIX)) continue;
       await fs.unlink(join(options.directory, name));
       log(`deleted stale ${join(options.directory, name)} (an interrupted snapshot save)`);
     }
-    return new FileSnapshotStore(options.directory, keep, log);
+    return new FileSnapshotStore(options.directory, keep, log, readOnly);
   }
 
   async save(sequence: number, bytes: Uint8Array): Promise<void> {
     assert(Number.isSafeInteger(sequence) && sequence >= 0, "sequence must be an integer >= 0");
     assert(!this.saving, "two saves in flight");
+    assert(!this.readOnly, `${this.directory} was opened read only`);
     this.saving = true;
     try {
       const path = join(this.directory, snapshotName(sequence));

@@ -93,6 +93,18 @@ describe("FileSnapshotStore", () => {
     assert.deepEqual(await reopened.list(), [10]);
   });
 
+  test("read only: another component's store is read without touching its .tmp, and save is refused", async () => {
+    const directory = freshDirectory();
+    const owner = await FileSnapshotStore.open({ directory });
+    await owner.save(10, snapshotBytes(10));
+    const inProgress = join(directory, `${snapshotName(20)}.tmp`);
+    await writeFile(inProgress, snapshotBytes(20).subarray(0, 100));
+    const reader = await FileSnapshotStore.open({ directory, readOnly: true });
+    assert.deepEqual(await readdir(directory), [snapshotName(10), `${snapshotName(20)}.tmp`]);
+    assert.deepEqual(await reader.load(10), snapshotBytes(10));
+    await assert.rejects(reader.save(30, snapshotBytes(30)), AssertionError);
+  });
+
   test("files that are not snapshots are ignored", async () => {
     const directory = freshDirectory();
     const store = await FileSnapshotStore.open({ directory });
