@@ -4,7 +4,7 @@
  * core `Shard` in this process satisfies it as it is; `WorkerShard` (transports/worker) is one on a worker thread;
  * a shard on another machine over NATS would be a third.
  */
-import { InvalidCommandError, type Account, type Command, type Result, type ShardMetrics } from "../core/index.ts";
+import { InvalidCommandError, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
 
 /** Routes commands and reads to shards. Every method may throw the shard's typed errors. */
@@ -91,4 +91,25 @@ export class RoutingGateway implements Gateway {
   async metrics(): Promise<ShardMetrics[]> {
     return Promise.all(this.shards.map((shard) => shard.metrics()));
   }
+}
+
+/** Most entries one history page may hold, and the default. */
+export const HISTORY_PAGE_MAX = 1000;
+export const HISTORY_PAGE_DEFAULT = 100;
+
+/** One page of an account's ledger entries, oldest first; `next` is the `after` of the next page, null at the end. */
+export interface HistoryPage {
+  entries: readonly object[];
+  next: number | null;
+}
+
+/** Account history from a projection (the Postgres output sink): keyset pages by sequence. */
+export interface HistoryReader {
+  entries(partnerId: string, accountId: string, page: { after: number; limit: number }): Promise<HistoryPage>;
+}
+
+/** The output side as transports see it: every relay's progress per sink, and history when a projection keeps it. */
+export interface OutputsView {
+  status(): SinkStatus[];
+  history: HistoryReader | null;
 }

@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { OverloadedError, RESULT_CODES, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
 import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { hashKey, KeyRing } from "../auth.ts";
-import { RoutingGateway, type Gateway } from "../gateway.ts";
+import { RoutingGateway, type Gateway, type OutputsView } from "../gateway.ts";
 import { createHttpApp } from "./index.ts";
 
 const A = "partner-a";
@@ -30,16 +30,23 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startWith(gateway: Gateway, extra: { bodyBytesMax?: number; logged?: unknown[] } = {}): Promise<Server> {
+interface Extra {
+  bodyBytesMax?: number;
+  logged?: unknown[];
+  outputs?: OutputsView;
+}
+
+async function startWith(gateway: Gateway, extra: Extra = {}): Promise<Server> {
   const log = (line: string, error: unknown) => extra.logged?.push(error);
-  const app = createHttpApp({ gateway, keys: keyRing, bodyBytesMax: extra.bodyBytesMax, log }).listen({ hostname: "127.0.0.1", port: 0 });
+  const app = createHttpApp({ gateway, keys: keyRing, bodyBytesMax: extra.bodyBytesMax, log, outputs: extra.outputs })
+    .listen({ hostname: "127.0.0.1", port: 0 });
   const port = app.server?.port;
   assert.ok(typeof port === "number" && port > 0);
   return { base: `http://127.0.0.1:${port}`, gateway, stop: async () => void (await app.stop()) };
 }
 
 /** A server over two real shards; partner A and partner B live on different shards. */
-async function start(extra: { bodyBytesMax?: number } = {}): Promise<Server> {
+async function start(extra: Extra = {}): Promise<Server> {
   let now = 1_000;
   const shards = await Promise.all(
     [0, 1].map(() =>
@@ -592,5 +599,50 @@ test("POST /v1/commands mode async: 202 {accepted, ids} once durable; results re
   } finally {
     await app.stop();
     await shards[0].close();
+  }
+});
+
+test("history and outputs: GET entries pages from the projection (400/404/501), GET /v1/outputs internal only, lag in /metrics", async () => {
+  const asked: unknown[] = [];
+  const sinks = [{ name: "postgres", shard: 1, cursor: 7, lagEvents: 3, delivered: 7, failures: 1, lastError: "boom" }];
+  const outputs: OutputsView = {
+    status: () => sinks,
+    history: {
+      entries: async (partnerId, accountId, page) => {
+        asked.push({ partnerId, accountId, ...page });
+        return { entries: [{ seq: 4, amount: 100, balanceAfter: 100 }], next: null };
+      },
+    },
+  };
+  const server = await start({ outputs });
+  const bare = await start();
+  try {
+    await seed(server);
+    const page = await call(server, "GET", `/v1/accounts/${A}/a1/entries?after=3&limit=2`, KEYS.a);
+    assert.equal(page.status, 200);
+    assert.deepEqual(page.body, { entries: [{ seq: 4, amount: 100, balanceAfter: 100 }], next: null });
+    assert.equal((await call(server, "GET", `/v1/accounts/${A}/a1/entries`, KEYS.a)).status, 200);
+    assert.deepEqual(asked, [{ partnerId: A, accountId: "a1", after: 3, limit: 2 }, { partnerId: A, accountId: "a1", after: 0, limit: 100 }]);
+    for (const [query, path] of [["limit=0", "limit"], ["limit=1001", "limit"], ["after=-1", "after"], ["after=1.5", "after"], ["limit=x", "limit"]]) {
+      const bad = await call(server, "GET", `/v1/accounts/${A}/a1/entries?${query}`, KEYS.a);
+      assert.equal(bad.status, 400, query);
+      assert.equal(bad.body.error.path, path, query);
+    }
+    assert.equal((await call(server, "GET", `/v1/accounts/${A}/nope/entries`, KEYS.a)).body.error.code, "account_not_found");
+    assert.equal((await call(server, "GET", `/v1/accounts/${A}/a1/entries`, KEYS.b)).status, 403);
+    assert.equal((await call(server, "GET", `/v1/accounts/${A}/a1/entries`, undefined)).status, 401);
+    assert.equal(asked.length, 2, "refused requests never reach the projection");
+    const none = await call(bare, "GET", `/v1/accounts/${A}/a1/entries`, KEYS.a);
+    assert.deepEqual([none.status, none.body.error.code], [501, "history_unavailable"]);
+
+    assert.equal((await call(server, "GET", "/v1/outputs", KEYS.a)).status, 403);
+    assert.deepEqual((await call(server, "GET", "/v1/outputs", KEYS.internal)).body, { sinks });
+    assert.deepEqual((await call(bare, "GET", "/v1/outputs", KEYS.internal)).body, { sinks: [] });
+    const metrics = await (await fetch(`${server.base}/metrics`)).text();
+    assert.match(metrics, /^hotledger_output_lag_events\{shard="1",sink="postgres"\} 3$/m);
+    assert.match(metrics, /^hotledger_output_failures_total\{shard="1",sink="postgres"\} 1$/m);
+  } finally {
+    await server.stop();
+    await bare.stop();
   }
 });

@@ -16,9 +16,10 @@ import {
   type ShardMetrics,
   type ResultCode,
   type Result,
+  type SinkStatus,
 } from "../../core/index.ts";
 import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
-import type { Gateway } from "../gateway.ts";
+import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, type Gateway, type OutputsView } from "../gateway.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
 
@@ -35,6 +36,8 @@ export interface HttpAppOptions {
   bodyBytesMax?: number;
   /** Where unexpected errors (500s) are logged. Default: console.error. */
   log?: (line: string, error: unknown) => void;
+  /** Output relays and the history projection, for `GET /v1/outputs`, history and /metrics. Default: none. */
+  outputs?: OutputsView;
 }
 
 /** The one table from result codes to HTTP statuses, for shortcut and admin routes (`/v1/commands` is always 200). */
@@ -197,6 +200,7 @@ export function createHttpApp(options: HttpAppOptions) {
   const { gateway, keys } = options;
   const bodyBytesMax = options.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT;
   const log = options.log ?? ((line: string, error: unknown) => console.error(line, error));
+  const outputs: OutputsView = options.outputs ?? { status: () => [], history: null };
   if (!Number.isSafeInteger(bodyBytesMax) || bodyBytesMax < 1) throw new RangeError(`bodyBytesMax must be a positive integer, got ${bodyBytesMax}`);
 
   /** Run a route; every exception becomes a response in `errorResponse`. */
@@ -217,7 +221,32 @@ export function createHttpApp(options: HttpAppOptions) {
     })
     .get("/healthz", () => json(200, { ok: true }))
     .get("/readyz", () => (gateway.ready() ? json(200, { ok: true }) : json(503, { ok: false })))
-    .get("/metrics", async () => new Response(prometheusText(await gateway.metrics()), { headers: { "content-type": "text/plain; version=0.0.4" } }))
+    .get("/metrics", async () =>
+      new Response(prometheusText(await gateway.metrics(), outputs.status()), { headers: { "content-type": "text/plain; version=0.0.4" } }))
+    .get(
+      "/v1/outputs",
+      guarded(async (request) => {
+        requireInternal(authenticate(request, keys));
+        return json(200, { sinks: outputs.status() });
+      }),
+    )
+    .get(
+      "/v1/accounts/:partnerId/:accountId/entries",
+      guarded(async (request, params) => {
+        const principal = authenticate(request, keys);
+        checkField(params.partnerId, "identifier", "partnerId");
+        checkField(params.accountId, "identifier", "accountId");
+        authorize(principal, params.partnerId, "partnerId");
+        const query = new URL(request.url).searchParams;
+        const after = queryInteger(query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
+        const limit = queryInteger(query, "limit", 1, HISTORY_PAGE_MAX, HISTORY_PAGE_DEFAULT);
+        if (outputs.history === null) throw new HttpError(501, "history_unavailable", "no history projection is configured");
+        if ((await gateway.account(params.partnerId, params.accountId)) === undefined) {
+          throw new HttpError(404, "account_not_found", "no such account");
+        }
+        return json(200, await outputs.history.entries(params.partnerId, params.accountId, { after, limit }));
+      }),
+    )
     .post(
       "/v1/commands",
       guarded(async (request) => {
@@ -324,8 +353,17 @@ async function openAccount(gateway: Gateway, body: Record<string, unknown>): Pro
   throw new HttpError(409, "account_exists", "the account exists with another currency or overdraft limit");
 }
 
-/** The shards' counters in the Prometheus text format. */
-export function prometheusText(shards: readonly ShardMetrics[]): string {
+/** A query parameter that must be a decimal integer in [min, max]; `fallback` when absent. */
+function queryInteger(query: URLSearchParams, name: string, min: number, max: number, fallback: number): number {
+  const text = query.get(name);
+  if (text === null) return fallback;
+  const value = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(value >= min && value <= max)) throw new HttpError(400, "invalid_request", `must be an integer in ${min}..${max}`, name);
+  return value;
+}
+
+/** The shards' counters and the output sinks' progress in the Prometheus text format. */
+export function prometheusText(shards: readonly ShardMetrics[], sinks: readonly SinkStatus[] = []): string {
   const lines: string[] = [];
   const family = (name: string, type: "counter" | "gauge", help: string, rows: (shard: ShardMetrics, index: number) => string[]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -347,5 +385,13 @@ export function prometheusText(shards: readonly ShardMetrics[]): string {
     `hotledger_ring_occupancy{shard="${index}"} ${shard.ringOccupancy}`,
   ]);
   family("hotledger_ring_slots", "gauge", "Size of the shard's ring.", (shard, index) => [`hotledger_ring_slots{shard="${index}"} ${shard.ringSlots}`]);
+  const sinkFamily = (name: string, type: "counter" | "gauge", help: string, value: (sink: SinkStatus) => number) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const sink of sinks) lines.push(`${name}{shard="${sink.shard}",sink="${sink.name}"} ${value(sink)}`);
+  };
+  sinkFamily("hotledger_output_cursor", "gauge", "The last sequence an output sink has delivered.", (sink) => sink.cursor);
+  sinkFamily("hotledger_output_lag_events", "gauge", "Journaled commands an output sink has not delivered yet.", (sink) => sink.lagEvents);
+  sinkFamily("hotledger_output_delivered_total", "counter", "Events delivered to an output sink (resends included).", (sink) => sink.delivered);
+  sinkFamily("hotledger_output_failures_total", "counter", "Failed deliveries to an output sink (each retried).", (sink) => sink.failures);
   return `${lines.join("\n")}\n`;
 }

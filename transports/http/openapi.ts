@@ -8,6 +8,7 @@
 import { Elysia } from "elysia";
 import { ACCOUNT_STATUSES, RESULT_CODES, type CommandType, type ResultCode } from "../../core/index.ts";
 import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, GROUP_COMMANDS_MAX, KEY_BYTES_MAX } from "../../core/limits.ts";
+import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX } from "../gateway.ts";
 import { COMMAND_SHAPES, CURRENCY_PATTERN, IDENTIFIER_PATTERN, type FieldKind, type Shape } from "./validate.ts";
 
 /** The route tables of `createHttpApp`, passed in so the document describes exactly the routes it registers. */
@@ -34,6 +35,8 @@ interface Operation {
   /** True when `Authorization: Bearer <key>` is required. */
   auth: boolean;
   pathParameters: readonly string[];
+  /** Optional query parameters and their schemas. */
+  queryParameters?: Readonly<Record<string, JsonSchema>>;
   body: JsonSchema | undefined;
   responses: Responses;
 }
@@ -218,6 +221,45 @@ export function httpOperations(tables: HttpRouteTables): Operation[] {
         errorResponses({ auth: true, body: false, params: true }),
       ),
     },
+    {
+      method: "get",
+      path: "/v1/accounts/{partnerId}/{accountId}/entries",
+      summary: "The account's ledger entries from the history projection, oldest first (keyset pages by seq)",
+      auth: true,
+      pathParameters: accountParams,
+      queryParameters: {
+        after: { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0, description: "the `next` of the previous page" },
+        limit: { type: "integer", minimum: 1, maximum: HISTORY_PAGE_MAX, default: HISTORY_PAGE_DEFAULT },
+      },
+      body: undefined,
+      responses: mergeResponses(
+        {
+          ...ok(
+            {
+              type: "object",
+              properties: { entries: { type: "array", items: ref("Entry") }, next: { type: ["integer", "null"], description: "null on the last page" } },
+              required: ["entries", "next"],
+            },
+            "one page; the projection may lag the ledger by the sink's lag (GET /v1/outputs)",
+          ),
+          "404": { description: "account_not_found", content: jsonContent(ref("Error")) },
+          "501": { description: "history_unavailable: no projection is configured", content: jsonContent(ref("Error")) },
+        },
+        errorResponses({ auth: true, body: false, params: true }),
+      ),
+    },
+    {
+      method: "get",
+      path: "/v1/outputs",
+      summary: "Output sinks' progress per shard: cursor, lag, deliveries, failures (internal key only)",
+      auth: true,
+      pathParameters: [],
+      body: undefined,
+      responses: mergeResponses(
+        ok({ type: "object", properties: { sinks: { type: "array", items: ref("SinkStatus") } }, required: ["sinks"] }, "every sink of every shard"),
+        errorResponses({ auth: true, body: false, params: false }),
+      ),
+    },
   ];
   for (const [path, type] of Object.entries(tables.shortcuts)) {
     operations.push({
@@ -297,6 +339,33 @@ function componentSchemas(): Record<string, JsonSchema> {
       required: ["partnerId", "accountId", "currency", "balance", "held", "available", "overdraftLimit", "status", "seq"],
       additionalProperties: false,
     },
+    Entry: {
+      type: "object",
+      description: "a ledger entry: one balance change of one account (a transfer makes two, one per side)",
+      properties: {
+        seq: { type: "integer", minimum: 1, description: "the command's sequence on its shard" },
+        eventId: { type: "string" },
+        commandId: { type: "string" },
+        type: { type: "string" },
+        amount: { ...integer, description: "signed: credit positive, debit negative" },
+        balanceAfter: integer,
+        timeMs: { type: "integer", minimum: 0 },
+      },
+      required: ["seq", "amount", "balanceAfter"],
+    },
+    SinkStatus: {
+      type: "object",
+      properties: {
+        name: { type: "string" },
+        shard: { type: "integer", minimum: 0 },
+        cursor: { type: "integer", minimum: 0 },
+        lagEvents: { type: "integer", minimum: 0 },
+        delivered: { type: "integer", minimum: 0 },
+        failures: { type: "integer", minimum: 0 },
+        lastError: { type: ["string", "null"] },
+      },
+      required: ["name", "shard", "cursor", "lagEvents", "delivered", "failures", "lastError"],
+    },
     Error: {
       type: "object",
       properties: {
@@ -325,9 +394,11 @@ export function openApiDocument(tables: HttpRouteTables): Record<string, unknown
       security: operation.auth ? [{ bearer: [] }] : [],
       responses: operation.responses,
     };
-    if (operation.pathParameters.length > 0) {
-      entry.parameters = operation.pathParameters.map((name) => ({ name, in: "path", required: true, schema: fieldSchema("identifier") }));
-    }
+    const parameters = [
+      ...operation.pathParameters.map((name) => ({ name, in: "path", required: true, schema: fieldSchema("identifier") })),
+      ...Object.entries(operation.queryParameters ?? {}).map(([name, schema]) => ({ name, in: "query", required: false, schema })),
+    ];
+    if (parameters.length > 0) entry.parameters = parameters;
     if (operation.body !== undefined) entry.requestBody = { required: true, content: jsonContent(operation.body) };
     paths[operation.path] = { ...paths[operation.path], [operation.method]: entry };
   }
