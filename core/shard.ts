@@ -74,6 +74,8 @@ export interface ShardMetrics {
   commitMsSum: number;
   /** Commands sequenced but not yet released, now. */
   ringOccupancy: number;
+  /** The last sequence given to a command (journaled, or being journaled). */
+  lastSequenced: number;
   ringSlots: number;
 }
 
@@ -230,6 +232,7 @@ export class Shard {
       recordCommands: this.recordCommands,
       commitMsSum: this.commitMsSum,
       ringOccupancy: this.ringOccupancy,
+      lastSequenced: this.engine.sequencer.cursor.value,
       ringSlots: this.engine.ring.size,
     };
   }

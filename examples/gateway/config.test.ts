@@ -41,3 +41,15 @@ test("the data directory keeps its routing: a different shard count or pinned ma
     rmSync(dataDirectory, { recursive: true, force: true });
   }
 });
+
+test("outputs: postgres by default, jetstream and kafka when their servers are configured, a chosen list, or none", () => {
+  assert.deepEqual(loadConfig({}).outputs, ["postgres"]);
+  assert.deepEqual(loadConfig({ NATS_URL: "nats://127.0.0.1:4222" }).outputs, ["postgres", "jetstream"]);
+  assert.deepEqual(loadConfig({ KAFKA_BROKERS: "127.0.0.1:9092" }).outputs, ["postgres", "kafka"]);
+  assert.deepEqual(loadConfig({ HOTLEDGER_OUTPUTS: "none", NATS_URL: "nats://127.0.0.1:4222" }).outputs, []);
+  assert.deepEqual(loadConfig({ HOTLEDGER_OUTPUTS: "jetstream, postgres", NATS_URL: "nats://x" }).outputs, ["jetstream", "postgres"]);
+  assert.equal(loadConfig({ DATABASE_URL: "postgres://127.0.0.1/test" }).databaseUrl, "postgres://127.0.0.1/test");
+  assert.throws(() => loadConfig({ HOTLEDGER_OUTPUTS: "postgres,s3" }), (error: Error) => error instanceof ConfigError && /unknown output "s3"/.test(error.message));
+  assert.throws(() => loadConfig({ HOTLEDGER_OUTPUTS: "jetstream" }), /needs NATS_URL/);
+  assert.throws(() => loadConfig({ HOTLEDGER_OUTPUTS: "kafka" }), /needs KAFKA_BROKERS/);
+});

@@ -24,7 +24,26 @@ export interface GatewayConfig {
    * WORKERS_CORES_MIN cores; measured on 2 vCPUs (bench/README.md), in-thread shards were ~1.7x faster there.
    */
   workers: boolean;
+  /**
+   * Output sinks fed by one relay per shard (core/outputs.ts). Default: "postgres" (a PGlite projection under
+   * <data>/projection, or DATABASE_URL), plus "jetstream" when NATS_URL is set and "kafka" when KAFKA_BROKERS is.
+   * HOTLEDGER_OUTPUTS=none turns them off; HOTLEDGER_OUTPUTS=postgres,jetstream picks.
+   */
+  outputs: OutputName[];
+  /** Postgres for the projection; undefined: PGlite under <data>/projection. */
+  databaseUrl: string | undefined;
+  /** NATS for JetStream output (and the NATS transport). */
+  natsUrl: string | undefined;
+  /** Kafka brokers, comma separated, for the Kafka output. */
+  kafkaBrokers: string | undefined;
+  kafkaTopic: string;
+  /** "inline": the gateway runs the output relays; "separate": `examples/gateway/relay.ts` does (HOTLEDGER_RELAY). */
+  relay: "inline" | "separate";
 }
+
+/** The output sinks the gateway can run. */
+export const OUTPUT_NAMES = ["postgres", "jetstream", "kafka"] as const;
+export type OutputName = (typeof OUTPUT_NAMES)[number];
 
 /** Thrown for configuration that cannot work; the message names the setting. */
 export class ConfigError extends Error {
@@ -45,6 +64,12 @@ const DEFAULTS: GatewayConfig = {
   accountsMax: 1 << 16,
   idempotencyCommandsMax: 1 << 18,
   workers: availableParallelism() >= WORKERS_CORES_MIN,
+  outputs: ["postgres"],
+  databaseUrl: undefined,
+  natsUrl: undefined,
+  kafkaBrokers: undefined,
+  kafkaTopic: "hotledger.events",
+  relay: "inline",
 };
 
 function integer(name: string, value: unknown, min: number, max: number): number {
@@ -72,8 +97,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (fsync !== "batch" && fsync !== "interval" && fsync !== "never") {
     throw new ConfigError(`HOTLEDGER_FSYNC must be batch, interval or never, got ${JSON.stringify(fsync)}`);
   }
+  const natsUrl = env.NATS_URL ?? merged.natsUrl;
+  const kafkaBrokers = env.KAFKA_BROKERS ?? merged.kafkaBrokers;
+  const outputs = outputList(env.HOTLEDGER_OUTPUTS, file.outputs, natsUrl, kafkaBrokers);
+  if (outputs.includes("jetstream") && !natsUrl) throw new ConfigError("the jetstream output needs NATS_URL");
+  if (outputs.includes("kafka") && !kafkaBrokers) throw new ConfigError("the kafka output needs KAFKA_BROKERS");
+  const relay = env.HOTLEDGER_RELAY ?? merged.relay;
+  if (relay !== "inline" && relay !== "separate") throw new ConfigError(`HOTLEDGER_RELAY must be inline or separate, got ${JSON.stringify(relay)}`);
   return {
     ...merged,
+    outputs,
+    databaseUrl: env.DATABASE_URL ?? merged.databaseUrl,
+    natsUrl,
+    kafkaBrokers,
+    kafkaTopic: env.HOTLEDGER_KAFKA_TOPIC ?? merged.kafkaTopic,
+    relay,
     shards: integer("HOTLEDGER_SHARDS", env.HOTLEDGER_SHARDS ?? merged.shards, 1, 64),
     port: integer("HOTLEDGER_PORT", env.HOTLEDGER_PORT ?? merged.port, 0, 65535),
     host: env.HOTLEDGER_HOST ?? merged.host,
@@ -83,4 +121,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fsync,
     workers: env.HOTLEDGER_WORKERS === undefined ? merged.workers !== false : env.HOTLEDGER_WORKERS !== "0",
   };
+}
+
+/** HOTLEDGER_OUTPUTS (or the file's `outputs`), else the default: postgres, plus what the environment enables. */
+function outputList(env: string | undefined, file: unknown, natsUrl: string | undefined, kafkaBrokers: string | undefined): OutputName[] {
+  if (env === undefined && file === undefined) {
+    return [...DEFAULTS.outputs, ...(natsUrl ? ["jetstream" as const] : []), ...(kafkaBrokers ? ["kafka" as const] : [])];
+  }
+  const names = env !== undefined ? (env.trim() === "none" ? [] : env.split(",").map((name) => name.trim())) : file;
+  if (!Array.isArray(names)) throw new ConfigError(`outputs must be a list of ${OUTPUT_NAMES.join(", ")}`);
+  for (const name of names) {
+    if (!OUTPUT_NAMES.includes(name)) {
+      throw new ConfigError(`HOTLEDGER_OUTPUTS: unknown output ${JSON.stringify(name)} (known: ${OUTPUT_NAMES.join(", ")}, or none)`);
+    }
+  }
+  return [...new Set(names as OutputName[])];
 }

@@ -8,8 +8,9 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Shard, ShardMap } from "../../core/index.ts";
+import { Shard, ShardMap, type Relay } from "../../core/index.ts";
 import { FileJournal } from "../../adapters/journal-file/index.ts";
+import { readJournalFloor } from "../../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
 import { RoutingGateway, type ShardPort } from "../../transports/gateway.ts";
@@ -17,6 +18,7 @@ import { WorkerShard } from "../../transports/worker/index.ts";
 import { createHttpApp } from "../../transports/http/index.ts";
 import { startNatsTransport, type NatsTransport } from "../../transports/nats/index.ts";
 import { ConfigError, loadConfig, type GatewayConfig } from "./config.ts";
+import { shardDirectories, startOutputs } from "./outputs.ts";
 
 /** A started gateway. */
 export interface RunningGateway {
@@ -26,12 +28,14 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** Open (recover) every shard, then listen on HTTP, and on NATS when `natsUrl` is given. */
-export async function startGateway(
-  config: GatewayConfig,
-  log: (line: string) => void = console.log,
-  natsUrl: string | undefined = process.env.NATS_URL,
-): Promise<RunningGateway> {
+/** How long a graceful stop waits for the outputs to deliver what the shards applied before it stops them. */
+const OUTPUTS_DRAIN_MS_MAX = 5_000;
+
+/**
+ * Open (recover) every shard, start the outputs (unless HOTLEDGER_RELAY=separate: then `examples/gateway/relay.ts`
+ * runs them), then listen on HTTP, and on NATS when `config.natsUrl` is set.
+ */
+export async function startGateway(config: GatewayConfig, log: (line: string) => void = console.log): Promise<RunningGateway> {
   checkRouting(config);
   const shards: (ShardPort & { close(): Promise<void> })[] = [];
   for (let index = 0; index < config.shards; index++) {
@@ -46,9 +50,11 @@ export async function startGateway(
       );
       continue;
     }
+    const journalDirectory = shardDirectories(config, index).journal;
     shards.push(
       await Shard.open({
-        journal: await FileJournal.open({ directory: join(directory, "journal"), fsync: config.fsync, log: shardLog }),
+        journal: await FileJournal.open({ directory: journalDirectory, fsync: config.fsync, log: shardLog }),
+        journalFloor: () => readJournalFloor(journalDirectory),
         snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log: shardLog }),
         accountsMax: config.accountsMax,
         idempotencyCommandsMax: config.idempotencyCommandsMax,
@@ -68,12 +74,13 @@ export async function startGateway(
   }
   const gateway = new RoutingGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
   const keyRing = new KeyRing(keys);
-  const app = createHttpApp({ gateway, keys: keyRing }).listen({ hostname: config.host, port: config.port });
+  const outputs = config.relay === "inline" && config.outputs.length > 0 ? startOutputs(config, log) : undefined;
+  const app = createHttpApp({ gateway, keys: keyRing, outputs }).listen({ hostname: config.host, port: config.port });
   const url = `http://${config.host}:${app.server?.port}`;
   let nats: NatsTransport | undefined;
-  if (natsUrl) {
-    nats = await startNatsTransport({ servers: natsUrl, gateway, keys: keyRing });
-    log(`hotledger gateway: NATS request/reply on ${natsUrl}, subject hotledger.v1.commands, queue hotledger`);
+  if (config.natsUrl) {
+    nats = await startNatsTransport({ servers: config.natsUrl, gateway, keys: keyRing });
+    log(`hotledger gateway: NATS request/reply on ${config.natsUrl}, subject hotledger.v1.commands, queue hotledger`);
   }
   return {
     url,
@@ -81,9 +88,25 @@ export async function startGateway(
     async stop() {
       await app.stop();
       await nats?.stop();
+      // Nothing new arrives now; what is sequenced is journaled by close, and then the relays can deliver it.
+      const lastSequences = (await gateway.metrics()).map((metrics) => metrics.lastSequenced);
       await Promise.all(shards.map((shard) => shard.close()));
+      if (outputs !== undefined) {
+        if (outputs.relays.length > 0) await drainOutputs(outputs.relays, lastSequences, log);
+        await outputs.stop();
+      }
     },
   };
+}
+
+/** Give the relays a bounded moment to deliver up to `lastSequences` (one per shard); log what is left. */
+async function drainOutputs(relays: readonly Relay[], lastSequences: readonly number[], log: (line: string) => void): Promise<void> {
+  const deadline = AbortSignal.timeout(OUTPUTS_DRAIN_MS_MAX);
+  const caughtUp = Promise.all(relays.map((relay, index) => relay.caughtUp(lastSequences[index])));
+  const timedOut = new Promise<"timeout">((resolve) => deadline.addEventListener("abort", () => resolve("timeout")));
+  if ((await Promise.race([caughtUp, timedOut])) === "timeout") {
+    log(`outputs: not caught up after ${OUTPUTS_DRAIN_MS_MAX} ms; they resume from their cursors at the next start`);
+  }
 }
 
 /**

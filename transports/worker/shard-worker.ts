@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { Shard } from "../../core/index.ts";
 import { FileJournal } from "../../adapters/journal-file/index.ts";
+import { readJournalFloor } from "../../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { serializeError, type FromWorker, type ShardReply, type ShardRequest, type ShardWorkerInit, type ToWorker } from "./messages.ts";
 
@@ -15,10 +16,13 @@ const send = (message: FromWorker) => port.postMessage(message);
 const init = workerData as ShardWorkerInit;
 const log = (line: string) => send({ type: "log", line });
 
+const journalDirectory = join(init.directory, "journal");
 let shard: Shard;
 try {
   shard = await Shard.open({
-    journal: await FileJournal.open({ directory: join(init.directory, "journal"), fsync: init.fsync, log }),
+    journal: await FileJournal.open({ directory: journalDirectory, fsync: init.fsync, log }),
+    // Output relays (wherever they run) record what they still need here; compaction keeps it.
+    journalFloor: () => readJournalFloor(journalDirectory),
     snapshots: await FileSnapshotStore.open({ directory: join(init.directory, "snapshots"), log }),
     accountsMax: init.accountsMax,
     idempotencyCommandsMax: init.idempotencyCommandsMax,

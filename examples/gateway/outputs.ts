@@ -1,0 +1,144 @@
+/**
+ * The gateway's outputs: one Relay per shard (core/outputs.ts) tailing that shard's journal under the data
+ * directory and feeding the configured sinks, each with its own durable cursor. The gateway runs them in its own
+ * process by default; `bun examples/gateway/relay.ts` runs the same relays as a separate process (the deployment
+ * where an adapter crash or a slow broker cannot touch the gateway), with the same configuration.
+ *
+ * The relays need the shards' engine options (accountsMax, idempotency window): they re-apply the journal, so the
+ * configuration must be the one the shards run with.
+ */
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Relay, ShardUnavailableError, type OutputSink, type SinkStatus } from "../../core/index.ts";
+import { FileJournalTail } from "../../adapters/journal-file/tail.ts";
+import { writeJournalFloor } from "../../adapters/journal-file/floor.ts";
+import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
+import { openPgliteSink, openPostgresSink, type PostgresSink } from "../../adapters/postgres/index.ts";
+import type { HistoryReader, OutputsView } from "../../transports/gateway.ts";
+import type { GatewayConfig } from "./config.ts";
+
+/** Running relays, as the HTTP transport sees them, plus stop. */
+export interface RunningOutputs extends OutputsView {
+  /** Resolves once every relay runs (never rejects: a failed start is logged and retried). */
+  ready: Promise<void>;
+  /** Every shard's relay, by shard index; empty until ready. */
+  relays: readonly Relay[];
+  stop(): Promise<void>;
+}
+
+/** Wait between attempts to open the sinks when a server is unreachable at start. */
+const OPEN_RETRY_MS = 2_000;
+
+/** The journal, snapshots and relay state directories of shard `index`. */
+export function shardDirectories(config: GatewayConfig, index: number) {
+  const directory = join(config.dataDirectory, `shard-${index}`);
+  return {
+    journal: join(directory, "journal"),
+    snapshots: join(directory, "snapshots"),
+    relaySnapshots: join(directory, "relay-snapshots"),
+  };
+}
+
+/**
+ * Start the outputs in the background and return at once: the ledger never waits for them (PGlite alone takes
+ * seconds to start, and a database may be down). Until they run, history answers "unavailable, retry later" and
+ * status lists nothing; a failed start (a server unreachable) is logged and retried every OPEN_RETRY_MS.
+ */
+export function startOutputs(config: GatewayConfig, log: (line: string) => void): RunningOutputs {
+  const relays: Relay[] = [];
+  let projection: PostgresSink | null = null;
+  let stopped = false;
+  let stopOpened = async () => {};
+  const history: HistoryReader = {
+    entries(partnerId, accountId, page) {
+      if (projection === null || relays.length < config.shards) {
+        throw new ShardUnavailableError("the history projection is starting", OPEN_RETRY_MS);
+      }
+      return projection.entries(partnerId, accountId, page);
+    },
+  };
+  const ready = (async () => {
+    for (let attempt = 1; !stopped; attempt++) {
+      try {
+        const opened = await openOutputs(config, log);
+        if (stopped) {
+          await opened.stop();
+          return;
+        }
+        projection = opened.projection;
+        relays.push(...opened.relays);
+        stopOpened = opened.stop;
+        return;
+      } catch (error) {
+        log(`outputs: start failed (attempt ${attempt}), retrying in ${OPEN_RETRY_MS} ms: ${(error as Error).message}`);
+        await sleep(OPEN_RETRY_MS);
+      }
+    }
+  })();
+  return {
+    ready,
+    relays,
+    history: config.outputs.includes("postgres") ? history : null,
+    status: (): SinkStatus[] => relays.flatMap((relay) => relay.status()),
+    async stop() {
+      stopped = true;
+      await ready;
+      await stopOpened();
+    },
+  };
+}
+
+/** Open the configured sinks and start a relay per shard; on any failure close what was opened and throw. */
+async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
+  const shared: { close(): Promise<void> }[] = [];
+  let projection: PostgresSink | null = null;
+  const relays: Relay[] = [];
+  const stop = async () => {
+    await Promise.all(relays.map((relay) => relay.stop()));
+    await Promise.all(shared.map((sink) => sink.close()));
+  };
+  try {
+    if (config.outputs.includes("postgres")) {
+      projection = config.databaseUrl
+        ? await openPostgresSink({ url: config.databaseUrl })
+        : await openPgliteSink({ dataDir: join(config.dataDirectory, "projection") });
+      shared.push(projection);
+    }
+    for (let index = 0; index < config.shards; index++) {
+      const directories = shardDirectories(config, index);
+      const sinks: OutputSink[] = [];
+      if (projection !== null) sinks.push(unclosable(projection));
+      relays.push(
+        await Relay.start({
+          shard: index,
+          sinks,
+          accountsMax: config.accountsMax,
+          idempotencyCommandsMax: config.idempotencyCommandsMax,
+          snapshots: await FileSnapshotStore.open({ directory: directories.snapshots, readOnly: true, log }),
+          ownSnapshots: await FileSnapshotStore.open({ directory: directories.relaySnapshots, log }),
+          saveJournalFloor: (sequence) => writeJournalFloor(directories.journal, sequence),
+          openTail: (afterSequence) => FileJournalTail.open({ directory: directories.journal, afterSequence, sleep, log }),
+          sleep,
+          yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
+          log: (line) => log(`outputs: ${line}`),
+        }),
+      );
+    }
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const where = projection !== null && !config.databaseUrl ? ` (PGlite under ${join(config.dataDirectory, "projection")})` : "";
+  log(`outputs: ${config.outputs.join(", ")} running for ${config.shards} shards${where}`);
+  return { projection, relays, stop };
+}
+
+/** A shared sink as one relay's: the relay's stop must not close what the other relays still use. */
+function unclosable(sink: OutputSink): OutputSink {
+  return {
+    name: sink.name,
+    cursor: (shard) => sink.cursor(shard),
+    deliver: (shard, events) => sink.deliver(shard, events),
+    close: async () => {},
+  };
+}
