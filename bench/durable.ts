@@ -14,23 +14,19 @@ import { join } from "node:path";
 import { Shard, type Command, type ShardOptions } from "../core/index.ts";
 import { FileJournal, type FsyncPolicy } from "../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../adapters/snapshot-file/index.ts";
+import { median, percentile } from "./children.ts";
+import { openAccounts, opsRun, PRODUCERS, REQUEST_COMMANDS, request, type OpsRun } from "./shard-load.ts";
 
 // Bounds: every loop below is bounded by one of these.
 
 /** Timed runs of the ops bench; the median is reported. */
 const RUNS = 3;
-/** Concurrent producers (requests in flight). */
-const PRODUCERS = 64;
-/** Commands per request. */
-const REQUEST_COMMANDS = 100;
 /** An ops run stops after this many commands... */
 const RUN_COMMANDS_MAX = 2_000_000;
 /** ...or this long. */
 const RUN_MS_MAX = 8_000;
 /** Accounts of the ops bench (10k, as bench:core). */
 const ACCOUNTS = 10_000;
-/** Partners the accounts are spread over. */
-const PARTNERS = 16;
 /** Accounts of the recovery and stall benches. */
 const ACCOUNTS_BIG = 1_000_000;
 /** Commands in the journal after the snapshot for the recovery bench. RECOVER_COMMANDS env overrides. */
@@ -78,91 +74,14 @@ async function openShard(name: string, fsync: FsyncPolicy, extra: Partial<ShardO
   return { shard, journal };
 }
 
-const partnerId = (account: number) => `partner-${account % PARTNERS}`;
-const accountId = (account: number) => `acct-${String(account).padStart(7, "0")}`;
-
-/** Open and fund `count` accounts through the shard, in requests of 1000. */
-async function openAccounts(shard: Shard, count: number): Promise<void> {
-  for (let start = 0; start < count; start += 1000) {
-    const batch: Command[] = [];
-    for (let k = start; k < Math.min(count, start + 1000); k++) {
-      batch.push({ type: "openAccount", id: `open-${k}`, partnerId: partnerId(k), accountId: accountId(k), currency: "EUR" });
-    }
-    const results = await shard.submit(batch);
-    assert(results.every((result) => result.code === "ok"), "open accounts");
-    const funding = batch.map((open, i): Command => ({
-      type: "credit",
-      id: `fund-${start + i}`,
-      partnerId: open.partnerId,
-      accountId: (open as { accountId: string }).accountId,
-      amount: 1_000_000_000_000,
-    }));
-    assert((await shard.submit(funding)).every((result) => result.code === "ok"), "fund accounts");
-  }
-}
-
-/** Request `index` of a producer: REQUEST_COMMANDS credits and debits of one partner (any accounts). */
-function request(tag: string, index: number, accounts: number): Command[] {
-  const commands: Command[] = new Array(REQUEST_COMMANDS);
-  for (let i = 0; i < REQUEST_COMMANDS; i++) {
-    const account = ((index * REQUEST_COMMANDS + i) * 7919) % accounts;
-    commands[i] = {
-      type: i % 2 === 0 ? "credit" : "debit",
-      id: `${tag}-${index}-${i}`,
-      partnerId: partnerId(account),
-      accountId: accountId(account),
-      amount: 1 + (i % 1000),
-    } as Command;
-  }
-  return commands;
-}
-
-interface OpsRun {
-  opsPerSec: number;
-  latencies: Float64Array;
-  latencyCount: number;
-}
-
-/** PRODUCERS concurrent producers until RUN_COMMANDS_MAX or RUN_MS_MAX. */
-async function opsRun(shard: Shard, tag: string, accounts: number): Promise<OpsRun> {
-  const latencies = new Float64Array(Math.ceil(RUN_COMMANDS_MAX / REQUEST_COMMANDS) + PRODUCERS);
-  let latencyCount = 0;
-  let next = 0;
-  let done = 0;
-  const begin = performance.now();
-  const producer = async (): Promise<void> => {
-    while (done < RUN_COMMANDS_MAX && performance.now() - begin < RUN_MS_MAX) {
-      const commands = request(tag, next++, accounts);
-      const sent = performance.now();
-      const results = await shard.submit(commands);
-      latencies[latencyCount++] = performance.now() - sent;
-      for (const result of results) assert(result.code === "ok", `bench command rejected: ${result.code}`);
-      done += commands.length;
-    }
-  };
-  await Promise.all(Array.from({ length: PRODUCERS }, producer));
-  const elapsed = performance.now() - begin;
-  return { opsPerSec: (done / elapsed) * 1000, latencies, latencyCount };
-}
-
-function percentile(values: Float64Array, count: number, p: number): number {
-  const sorted = values.slice(0, count).sort();
-  return sorted[Math.min(count - 1, Math.floor((count * p) / 100))];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1];
-}
-
 async function benchOps() {
   log(`opsPerSec: one shard, fsync per batch, ${PRODUCERS} producers x ${REQUEST_COMMANDS} commands`);
   const { shard, journal } = await openShard("ops", "batch");
   await openAccounts(shard, ACCOUNTS);
-  await opsRun(shard, "warm", ACCOUNTS);
+  await opsRun(shard, "warm", ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS_MAX);
   const runs: OpsRun[] = [];
   for (let run = 0; run < RUNS; run++) {
-    runs.push(await opsRun(shard, `run${run}`, ACCOUNTS));
+    runs.push(await opsRun(shard, `run${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS_MAX));
     const last = runs[run];
     log(`  run ${run + 1}: ${Math.round(last.opsPerSec)}/s, commit p50 ${percentile(last.latencies, last.latencyCount, 50).toFixed(2)} ms p99 ${percentile(last.latencies, last.latencyCount, 99).toFixed(2)} ms`);
   }

@@ -34,6 +34,8 @@ export interface GatewayConfig {
   databaseUrl: string | undefined;
   /** NATS for JetStream output (and the NATS transport). */
   natsUrl: string | undefined;
+  /** JetStream output: one message per journal batch of events instead of one per event (HOTLEDGER_JETSTREAM_ENVELOPE=1). */
+  jetstreamEnvelope: boolean;
   /** Kafka brokers, comma separated, for the Kafka output. */
   kafkaBrokers: string | undefined;
   kafkaTopic: string;
@@ -68,6 +70,7 @@ const DEFAULTS: GatewayConfig = {
   databaseUrl: undefined,
   natsUrl: undefined,
   kafkaBrokers: undefined,
+  jetstreamEnvelope: false,
   kafkaTopic: "hotledger.events",
   relay: "inline",
 };
@@ -112,6 +115,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     kafkaBrokers,
     kafkaTopic: env.HOTLEDGER_KAFKA_TOPIC ?? merged.kafkaTopic,
     relay,
+    jetstreamEnvelope: env.HOTLEDGER_JETSTREAM_ENVELOPE === undefined ? merged.jetstreamEnvelope === true : env.HOTLEDGER_JETSTREAM_ENVELOPE === "1",
     shards: integer("HOTLEDGER_SHARDS", env.HOTLEDGER_SHARDS ?? merged.shards, 1, 64),
     port: integer("HOTLEDGER_PORT", env.HOTLEDGER_PORT ?? merged.port, 0, 65535),
     host: env.HOTLEDGER_HOST ?? merged.host,

@@ -14,6 +14,7 @@ import { FileJournalTail } from "../../adapters/journal-file/tail.ts";
 import { writeJournalFloor } from "../../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { openPgliteSink, openPostgresSink, type PostgresSink } from "../../adapters/postgres/index.ts";
+import { openJetStreamSink } from "../../adapters/jetstream/index.ts";
 import type { HistoryReader, OutputsView } from "../../transports/gateway.ts";
 import type { GatewayConfig } from "./config.ts";
 
@@ -88,9 +89,13 @@ export function startOutputs(config: GatewayConfig, log: (line: string) => void)
   };
 }
 
-/** Open the configured sinks and start a relay per shard; on any failure close what was opened and throw. */
+/**
+ * Open the configured sinks and start a relay per shard; on any failure close what was opened and throw. Every
+ * sink is one connection shared by all relays: each relay delivers only its own shard's events (its own cursor
+ * row, its own subject), and a sink takes concurrent deliveries of different shards.
+ */
 async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
-  const shared: { close(): Promise<void> }[] = [];
+  const shared: OutputSink[] = [];
   let projection: PostgresSink | null = null;
   const relays: Relay[] = [];
   const stop = async () => {
@@ -104,10 +109,12 @@ async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
         : await openPgliteSink({ dataDir: join(config.dataDirectory, "projection") });
       shared.push(projection);
     }
+    if (config.outputs.includes("jetstream")) {
+      shared.push(await openJetStreamSink({ servers: config.natsUrl!, envelope: config.jetstreamEnvelope, log: (line) => log(`outputs: ${line}`) }));
+    }
     for (let index = 0; index < config.shards; index++) {
       const directories = shardDirectories(config, index);
-      const sinks: OutputSink[] = [];
-      if (projection !== null) sinks.push(unclosable(projection));
+      const sinks: OutputSink[] = shared.map(unclosable);
       relays.push(
         await Relay.start({
           shard: index,

@@ -1,0 +1,198 @@
+/**
+ * What do the outputs cost, and how fast do they deliver? Napkin math in bench/README.md ("Outputs").
+ *
+ * Run: `bun bench/outputs.ts` (a table) or `--json` (one JSON line on stdout). `--envelope` publishes JetStream
+ * batch envelopes instead of one message per event.
+ *
+ * - engineOpsPerSecWithout / engineOpsPerSecWithOutputs: one durable shard in this process (fsync per batch,
+ *   bench/shard-load.ts: 64 producers x 100 commands), with no relay and then with the relay process
+ *   (examples/gateway/relay.ts: Postgres + JetStream) tailing its journal, alternated RUNS times in the same run;
+ *   medians. The relay runs in its own process, as deployed, so on this 2-core machine it competes for the CPU.
+ * - jetstreamEventsPerSec / postgresEventsPerSec: after the engine runs, the relay process delivers the journal
+ *   (millions of events) to one sink at a time from a fresh cursor; the rate is read off the sink's own cursor,
+ *   from its first movement until SINK_EVENTS_MAX events or SINK_MS_MAX. It includes deriving the events from the
+ *   journal (the follower engine), encoding and the sink's round trips: the end-to-end rate of a lagging sink.
+ *
+ * Postgres: the machine's server (127.0.0.1:5432, fsync on), a fresh database per measurement, dropped after.
+ * NATS: a private nats-server with a file store (runtime-tests/services.ts), removed after.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Shard } from "../core/index.ts";
+import { FileJournal } from "../adapters/journal-file/index.ts";
+import { readJournalFloor } from "../adapters/journal-file/floor.ts";
+import { FileSnapshotStore } from "../adapters/snapshot-file/index.ts";
+import { HEADER_LAST_SEQ, STREAM_DEFAULT, SUBJECT_PREFIX_DEFAULT } from "../adapters/jetstream/index.ts";
+import { loadConfig } from "../examples/gateway/config.ts";
+import { PrivateNats } from "../runtime-tests/services.ts";
+import { loadAverage, median, startChild, stopChild, type Child } from "./children.ts";
+import { openAccounts, opsRun } from "./shard-load.ts";
+
+// Bounds: every loop below is bounded by one of these.
+/** Alternations of (without, with); medians are reported. */
+const RUNS = 3;
+/** One engine run: at most this long or this many commands. */
+const RUN_MS = 5_000;
+const RUN_COMMANDS_MAX = 5_000_000;
+const ACCOUNTS = 10_000;
+/** A sink measurement stops after this many events or this long. */
+const SINK_EVENTS_MAX = 2_000_000;
+const SINK_MS_MAX = 20_000;
+const POLL_MS = 100;
+
+const argv = process.argv.slice(2);
+const jsonMode = argv.includes("--json");
+const envelope = argv.includes("--envelope");
+const BASE_DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+function log(message: string): void {
+  if (!jsonMode) process.stderr.write(`${message}\n`);
+}
+
+const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "hotledger-outputs-"));
+const dataDirectory = join(root, "data");
+const admin = postgres(BASE_DATABASE_URL, { max: 1, onnotice: () => {} });
+const databases: string[] = [];
+
+/** A fresh database on the machine's Postgres; its URL. */
+async function freshDatabase(): Promise<string> {
+  const name = `hotledger_bench_${process.pid}_${databases.length}`;
+  await admin.unsafe(`drop database if exists ${name} with (force)`);
+  await admin.unsafe(`create database ${name}`);
+  databases.push(name);
+  const url = new URL(BASE_DATABASE_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** The relay process for shard 0 of `dataDirectory`, with `outputs`. */
+function startRelay(outputs: string, databaseUrl: string, natsUrl: string): Promise<{ child: Child }> {
+  return startChild("examples/gateway/relay.ts", [], {
+    HOTLEDGER_DATA: dataDirectory,
+    HOTLEDGER_SHARDS: "1",
+    HOTLEDGER_OUTPUTS: outputs,
+    DATABASE_URL: databaseUrl,
+    NATS_URL: natsUrl,
+    HOTLEDGER_JETSTREAM_ENVELOPE: envelope ? "1" : "0",
+  }, /hotledger relay: running/);
+}
+
+/** Events per second read off a sink's cursor: from its first movement to SINK_EVENTS_MAX or SINK_MS_MAX. */
+async function sinkRate(cursor: () => Promise<number>, total: number): Promise<{ eventsPerSec: number; events: number }> {
+  const target = Math.min(total, SINK_EVENTS_MAX);
+  const startDeadline = Date.now() + 60_000;
+  let first = await cursor();
+  while (first === 0) {
+    if (Date.now() > startDeadline) throw new Error("the sink never moved");
+    await Bun.sleep(10);
+    first = await cursor();
+  }
+  const begin = performance.now();
+  let at = first;
+  while (at < target && performance.now() - begin < SINK_MS_MAX) {
+    await Bun.sleep(POLL_MS);
+    at = await cursor();
+  }
+  const elapsed = performance.now() - begin;
+  return { eventsPerSec: ((at - first) / elapsed) * 1000, events: at - first };
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig({ HOTLEDGER_DATA: dataDirectory, HOTLEDGER_SHARDS: "1" });
+  const nats = await PrivateNats.create();
+  const journalDirectory = join(dataDirectory, "shard-0", "journal");
+  const journal = await FileJournal.open({ directory: journalDirectory, fsync: "batch", log: () => {} });
+  let timeMs = 1_700_000_000_000;
+  const shard = await Shard.open({
+    journal,
+    snapshots: await FileSnapshotStore.open({ directory: join(dataDirectory, "shard-0", "snapshots"), log: () => {} }),
+    journalFloor: () => readJournalFloor(journalDirectory),
+    // The relay re-applies the journal with the gateway's options: the shard must run with the same.
+    accountsMax: config.accountsMax,
+    idempotencyCommandsMax: config.idempotencyCommandsMax,
+    snapshotEveryCommands: 1_000_000,
+    snapshotEveryMs: Number.MAX_SAFE_INTEGER,
+    clock: () => timeMs++,
+    yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
+  });
+  let relay: Child | undefined;
+  try {
+    await openAccounts(shard, ACCOUNTS);
+    await opsRun(shard, "warm", ACCOUNTS, RUN_COMMANDS_MAX, 2_000);
+    const databaseUrl = await freshDatabase();
+    const without: number[] = [];
+    const withOutputs: number[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      await stopChild(relay);
+      relay = undefined;
+      without.push((await opsRun(shard, `without${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
+      relay = (await startRelay("postgres,jetstream", databaseUrl, nats.url)).child;
+      withOutputs.push((await opsRun(shard, `with${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
+      log(`run ${run + 1}: without outputs ${Math.round(without[run])}/s, with ${Math.round(withOutputs[run])}/s`);
+    }
+    await stopChild(relay);
+    relay = undefined;
+    const total = shard.lastSequence;
+    log(`journal: ${total} commands`);
+
+    // JetStream alone, from an empty stream.
+    const nc = await connect({ servers: nats.url });
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(STREAM_DEFAULT);
+    relay = (await startRelay("jetstream", "", nats.url)).child;
+    const jetstreamCursor = async () => {
+      const message = await jsm.streams.getMessage(STREAM_DEFAULT, { last_by_subj: `${SUBJECT_PREFIX_DEFAULT}.0` }).catch(() => null);
+      return Number(message?.header.get(HEADER_LAST_SEQ) ?? 0);
+    };
+    const jetstream = await sinkRate(jetstreamCursor, total);
+    log(`jetstream (${envelope ? "envelopes" : "one message per event"}): ${jetstream.events} events at ${Math.round(jetstream.eventsPerSec)}/s`);
+    await stopChild(relay);
+    relay = undefined;
+    await nc.close();
+
+    // Postgres alone, into a fresh database.
+    const sinkDatabase = await freshDatabase();
+    relay = (await startRelay("postgres", sinkDatabase, nats.url)).child;
+    const sql = postgres(sinkDatabase, { max: 1, onnotice: () => {} });
+    const postgresCursor = async () => {
+      const rows = await sql<{ seq: string }[]>`select seq from hotledger_cursors where shard = 0`.catch(() => []);
+      return Number(rows[0]?.seq ?? 0);
+    };
+    const projection = await sinkRate(postgresCursor, total);
+    log(`postgres: ${projection.events} events at ${Math.round(projection.eventsPerSec)}/s`);
+    await stopChild(relay);
+    relay = undefined;
+    await sql.end();
+
+    const engineOpsPerSecWithout = median(without);
+    const engineOpsPerSecWithOutputs = median(withOutputs);
+    const result = {
+      jetstreamEventsPerSec: Math.round(jetstream.eventsPerSec),
+      postgresEventsPerSec: Math.round(projection.eventsPerSec),
+      engineOpsPerSecWithOutputs: Math.round(engineOpsPerSecWithOutputs),
+      engineOpsPerSecWithout: Math.round(engineOpsPerSecWithout),
+      ratioWithToWithout: Number((engineOpsPerSecWithOutputs / engineOpsPerSecWithout).toFixed(3)),
+      jetstreamMode: envelope ? "envelope" : "per-event",
+      runsWithout: without.map(Math.round),
+      runsWith: withOutputs.map(Math.round),
+      journaledCommands: total,
+      loadAverage: loadAverage(),
+      bunVersion: process.versions.bun ?? null,
+    };
+    if (jsonMode) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else process.stdout.write(`${Object.entries(result).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join("\n")}\n`);
+  } finally {
+    await stopChild(relay);
+    await journal.close();
+    await nats.destroy();
+    for (const name of databases) await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.end();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,86 @@
+/**
+ * Load on one durable shard, shared by the benches that drive a Shard directly (bench/durable.ts,
+ * bench/outputs.ts): funded accounts spread over partners, and PRODUCERS async producers each submitting requests
+ * of REQUEST_COMMANDS credits and debits and awaiting their durable results. Every result code is checked, so no
+ * number comes from a broken run.
+ */
+import type { Command, Shard } from "../core/index.ts";
+
+/** Concurrent producers (requests in flight). */
+export const PRODUCERS = 64;
+/** Commands per request. */
+export const REQUEST_COMMANDS = 100;
+/** Partners the accounts are spread over. */
+const PARTNERS = 16;
+
+function assert(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(`bench assertion: ${message}`);
+}
+
+const partnerId = (account: number) => `partner-${account % PARTNERS}`;
+const accountId = (account: number) => `acct-${String(account).padStart(7, "0")}`;
+
+/** Open and fund `count` accounts through the shard, in requests of 1000. */
+export async function openAccounts(shard: Shard, count: number): Promise<void> {
+  for (let start = 0; start < count; start += 1000) {
+    const batch: Command[] = [];
+    for (let k = start; k < Math.min(count, start + 1000); k++) {
+      batch.push({ type: "openAccount", id: `open-${k}`, partnerId: partnerId(k), accountId: accountId(k), currency: "EUR" });
+    }
+    const results = await shard.submit(batch);
+    assert(results.every((result) => result.code === "ok"), "open accounts");
+    const funding = batch.map((open, i): Command => ({
+      type: "credit",
+      id: `fund-${start + i}`,
+      partnerId: open.partnerId,
+      accountId: (open as { accountId: string }).accountId,
+      amount: 1_000_000_000_000,
+    }));
+    assert((await shard.submit(funding)).every((result) => result.code === "ok"), "fund accounts");
+  }
+}
+
+/** Request `index` of a producer: REQUEST_COMMANDS credits and debits of one partner (any accounts). */
+export function request(tag: string, index: number, accounts: number): Command[] {
+  const commands: Command[] = new Array(REQUEST_COMMANDS);
+  for (let i = 0; i < REQUEST_COMMANDS; i++) {
+    const account = ((index * REQUEST_COMMANDS + i) * 7919) % accounts;
+    commands[i] = {
+      type: i % 2 === 0 ? "credit" : "debit",
+      id: `${tag}-${index}-${i}`,
+      partnerId: partnerId(account),
+      accountId: accountId(account),
+      amount: 1 + (i % 1000),
+    } as Command;
+  }
+  return commands;
+}
+
+export interface OpsRun {
+  opsPerSec: number;
+  latencies: Float64Array;
+  latencyCount: number;
+}
+
+/** PRODUCERS concurrent producers until commandsMax or msMax. */
+export async function opsRun(shard: Shard, tag: string, accounts: number, commandsMax: number, msMax: number): Promise<OpsRun> {
+  const latencies = new Float64Array(Math.ceil(commandsMax / REQUEST_COMMANDS) + PRODUCERS);
+  let latencyCount = 0;
+  let next = 0;
+  let done = 0;
+  const begin = performance.now();
+  const producer = async (): Promise<void> => {
+    while (done < commandsMax && performance.now() - begin < msMax) {
+      const commands = request(tag, next++, accounts);
+      const sent = performance.now();
+      const results = await shard.submit(commands);
+      latencies[latencyCount++] = performance.now() - sent;
+      for (const result of results) assert(result.code === "ok", `bench command rejected: ${result.code}`);
+      done += commands.length;
+    }
+  };
+  await Promise.all(Array.from({ length: PRODUCERS }, producer));
+  const elapsed = performance.now() - begin;
+  return { opsPerSec: (done / elapsed) * 1000, latencies, latencyCount };
+}
+
