@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 
 const root = new URL("../", import.meta.url);
 
-for (const name of ["01-embedded", "02-durable"]) {
+for (const name of ["01-embedded", "02-durable", "03-outputs"]) {
   test(`README embeds examples/${name}.ts verbatim`, () => {
     const readme = readFileSync(new URL("README.md", root), "utf8");
     const example = readFileSync(new URL(`examples/${name}.ts`, root), "utf8");
@@ -16,7 +16,8 @@ for (const name of ["01-embedded", "02-durable"]) {
     assert.equal(block[1], example);
   });
 
-  test(`examples/${name}.ts runs and prints what the README shows`, () => {
+  // 03-outputs starts PGlite: seconds on a busy machine.
+  test(`examples/${name}.ts runs and prints what the README shows`, { timeout: 60_000 }, () => {
     const run = spawnSync(process.execPath, [`examples/${name}.ts`], { cwd: root, encoding: "utf8", timeout: 30_000 });
     assert.equal(run.status, 0, run.stderr);
     const readme = readFileSync(new URL("README.md", root), "utf8");

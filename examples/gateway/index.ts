@@ -161,6 +161,9 @@ async function main(): Promise<void> {
       `  curl -s -X POST ${running.url}/v1/credit -H 'Authorization: Bearer ${partnerKey}' -H 'Content-Type: application/json' ` +
         `-d '{"id":"topup-1","partnerId":"${partnerId}","accountId":"wallet:alice","amount":10000}'`,
     );
+    if (config.outputs.includes("postgres")) {
+      console.log(`  curl -s ${running.url}/v1/accounts/${partnerId}/wallet:alice/entries -H 'Authorization: Bearer ${partnerKey}'`);
+    }
   }
   let stopping = false;
   const shutdown = async (signal: string) => {
