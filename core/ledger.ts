@@ -32,7 +32,8 @@ const Undo = { accountState: 1, accountOpened: 2, holdPlaced: 3, holdClosed: 4, 
 const UNDO_COLUMNS = 7;
 /** Bits of the per-batch filter of inserted window hashes: 4096 bits = 512 B, reset once per batch. */
 const INSERTED_FILTER_BITS = 4096;
-const NO_ACCOUNT = -1;
+/** "No account" in account-index slots (`unitAccount`). */
+export const NO_ACCOUNT = -1;
 /** Odd multipliers of the fingerprint's two lanes (golden ratio and MurmurHash3's c1). */
 const LANE_A = 0x9e3779b1 | 0;
 const LANE_B = 0xcc9e2d51 | 0;
@@ -141,7 +142,11 @@ export class Ledger {
   /** Per command of the unit being applied: its fingerprint (2 words), id hash, and result account. */
   private readonly unitFingerprint = new Int32Array(GROUP_COMMANDS_MAX * 2);
   private readonly unitIdHash = new Int32Array(GROUP_COMMANDS_MAX);
-  private readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
+  /**
+   * The account each command of the unit being (or last) applied reached, or NO_ACCOUNT: the account its result's
+   * balances are of (a transfer's source, a capture's hold account). Read by core/outputs.ts after a unit.
+   */
+  readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly scratchNumber = new Float64Array(1);
   private readonly scratchWords = new Int32Array(this.scratchNumber.buffer);
 
@@ -279,6 +284,7 @@ export class Ledger {
   private applyUnit(ring: RingBuffer, first: number, count: number): void {
     const firstIndex = first & ring.mask;
     this.applying = 0;
+    this.unitAccount.fill(NO_ACCOUNT, 0, count);
     this.expireDue();
     if (count === 1 && ring.type[firstIndex] === Type.check) {
       this.applyCheck(ring, firstIndex, first);

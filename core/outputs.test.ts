@@ -59,6 +59,15 @@ describe("output events", () => {
       assert.equal(event.eventId, `3:${i + 1}`);
       assert.deepEqual(event.result, results[i], `event ${event.eventId} carries the shard's result`);
       codes.add(event.result.code);
+      const command = event.command;
+      if (command.type === "capture" || command.type === "release") {
+        if (event.result.code === "ok" && event.result.duplicate !== true) {
+          const own = event.accounts.find((change) => change.partnerId === command.partnerId && change.accountId === event.accountId);
+          assert.ok(own !== undefined && own.balance === event.result.balance && own.held === event.result.held, `${event.eventId}: the hold's account`);
+        }
+      } else {
+        assert.equal(event.accountId, command.type === "transfer" ? command.fromAccountId : command.accountId, `${event.eventId}: the command's account`);
+      }
       const moved = event.accounts.filter((change) => change.balanceDelta !== 0);
       if (event.result.code !== "ok" || event.result.duplicate === true || event.command.type === "check") {
         assert.equal(moved.length, 0, `${event.eventId} (${event.result.code}) moves no balance`);

@@ -14,7 +14,7 @@ import { assert } from "./assert.ts";
 import { ACCOUNT_STATUSES, Code, Type, type AccountStatus } from "./codes.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec.ts";
-import type { LedgerObserver } from "./ledger.ts";
+import { NO_ACCOUNT, type LedgerObserver } from "./ledger.ts";
 import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
 import { decodeSnapshot } from "./snapshot.ts";
 import { SnapshotJob, type YieldToEventLoop } from "./snapshot-job.ts";
@@ -45,7 +45,17 @@ export interface OutputEvent {
   timeMs: number;
   command: Command;
   result: Result;
-  /** Empty for rejections, duplicates and checks. Holds that expired before the command are reported on it. */
+  /**
+   * The account the result's balance, held and available are of: the command's account (a transfer's source), or
+   * for capture and release the hold's account. When the command reached no account: the account it names (e.g.
+   * account_not_found), or "" for a capture or release that found no hold (or a duplicate of one). The natural
+   * partition key, with the partner.
+   */
+  accountId: string;
+  /**
+   * Every account the command changed, with its state after it. Empty for rejections, duplicates and checks, but
+   * for holds (of any partner of the shard) that expired just before the command: they are reported on it.
+   */
   accounts: AccountChange[];
 }
 
@@ -151,8 +161,19 @@ export class EventDeriver implements LedgerObserver {
       if (result.code === "ok" && result.duplicate !== true && ring.type[index] === Type.openAccount) {
         this.addOpened(accounts, command);
       }
-      out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs, command, result, accounts });
+      const accountId = this.resultAccount(sequence - first, command);
+      out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs, command, result, accountId, accounts });
     }
+  }
+
+  /** The account of the unit's `k`th command's result (see OutputEvent.accountId). */
+  private resultAccount(k: number, command: Command): string {
+    const ledger = this.engine.ledger;
+    const account = ledger.unitAccount[k];
+    if (account !== NO_ACCOUNT) return ledger.accounts.keyString(account);
+    // Answered without reaching the ledger's accounts (a duplicate from the window, a check): the command's own.
+    if (command.type === "transfer") return command.fromAccountId;
+    return "accountId" in command ? command.accountId : "";
   }
 
   /** The change logged at `i`, merged into `accounts`: its state after is the next logged state or the current. */

@@ -60,6 +60,7 @@ export function outputEventToProto(event: OutputEvent): ProtoOutputEvent {
     timeMs: BigInt(event.timeMs),
     command: commandToProto(event.command),
     result: resultToProto(event.result),
+    accountId: event.accountId,
     accounts: event.accounts.map((change) => ({
       partnerId: change.partnerId,
       accountId: change.accountId,

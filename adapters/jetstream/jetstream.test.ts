@@ -1,0 +1,527 @@
+// Proves the JetStream sink against the real nats-server at 127.0.0.1:4222 (override with NATS_URL), with events
+// derived by a real Shard and EventDeriver: every event id lands exactly once and in order on its shard's subject,
+// decodes back to the event (protobuf OutputEvent, OutputEventBatch envelopes, JSON), the cursor read from the
+// stream is the last sequence, a resent chunk adds nothing (Nats-Msg-Id), a hole left by a refused message is
+// filled, an incompatible existing stream is refused, and a Relay delivers end to end, also while a private
+// nats-server (its own port and store directory, spawned here) is killed and restarted under load.
+// Every stream and subject is unique to this run and deleted afterwards. When the shared server is unreachable the
+// suite is skipped with a message, except in CI (CI=true), where it fails; likewise for the nats-server binary.
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { equals, fromBinary } from "@bufbuild/protobuf";
+import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamManager } from "@nats-io/jetstream";
+import { connect, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { AssertionError, Engine, EventDeriver, Relay, Shard, type OutputEvent } from "../../core/index.ts";
+import { OutputEventBatchSchema, OutputEventSchema } from "../../core/gen/hotledger/v1/ledger_pb.ts";
+import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
+import { MemoryJournalTail } from "../../core/testing/memory-outputs.ts";
+import { randomWorkload, workloadOpenings, type WorkloadBatch } from "../../core/testing/workload.ts";
+import { encodeOutputEvent, outputEventToProto } from "../../core/wire.ts";
+import {
+  CONTENT_TYPES,
+  HEADER_CONTENT_TYPE,
+  HEADER_FIRST_SEQ,
+  HEADER_LAST_SEQ,
+  JetStreamCursorError,
+  JetStreamPublishError,
+  JetStreamStreamConfigError,
+  openJetStreamSink,
+  subjectFilterCovers,
+  type JetStreamSinkSettings,
+} from "./index.ts";
+
+const SERVER = process.env.NATS_URL ?? "127.0.0.1:4222";
+const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
+const RUN = randomBytes(6).toString("hex");
+const SHARD = 3;
+const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 4096, idempotencyCommandsMax: 1 << 15, ringSlots: 1024 };
+/** Bounds of the waits in this file. */
+const READ_TIMEOUT_MS = 20_000;
+const SERVER_START_TIMEOUT_MS = 10_000;
+const CATCH_UP_TIMEOUT_MS = 40_000;
+
+/** Whether the server answers; a connection failure is the answer "no", with the reason. */
+async function probe(): Promise<{ up: true } | { up: false; reason: string }> {
+  try {
+    const nc = await connect({ servers: SERVER, timeout: 2_000, reconnect: false });
+    await nc.close();
+    return { up: true };
+  } catch (error) {
+    return { up: false, reason: (error as Error).message };
+  }
+}
+
+const server = await probe();
+const skip = server.up ? false : `nats-server at ${SERVER} is unreachable (${server.reason}); JetStream sink tests skipped`;
+if (!server.up && process.env.CI !== "true") console.warn(`SKIP: ${skip}`);
+if (!server.up && process.env.CI === "true") {
+  test("nats-server is reachable (required in CI)", () => {
+    assert.fail(`nats-server at ${SERVER} is unreachable in CI: ${server.reason}`);
+  });
+}
+const binaryMissing = existsSync(NATS_SERVER_BIN) ? false : `${NATS_SERVER_BIN} is missing (NATS_SERVER_BIN); the restart test is skipped`;
+if (binaryMissing && process.env.CI !== "true") console.warn(`SKIP: ${binaryMissing}`);
+if (binaryMissing && process.env.CI === "true") {
+  test("the nats-server binary is present (required in CI)", () => {
+    assert.fail(`${NATS_SERVER_BIN} is missing in CI`);
+  });
+}
+
+let streams = 0;
+
+/** A stream name and subject prefix no other run (or other test of this run) uses. */
+function uniqueNames(): { stream: string; subjectPrefix: string } {
+  streams++;
+  return { stream: `HOTLEDGER_TEST_${RUN}_${streams}`, subjectPrefix: `hotledger.test.${RUN}.${streams}` };
+}
+
+/** Keeps every record, so a test can derive all events from the start. */
+class KeepingJournal extends MemoryJournal {
+  override async compact(): Promise<void> {}
+}
+
+/** A shard whose clock moves 0-5 ms per journal record, so short holds expire along the way. */
+async function openShard(journal: MemoryJournal): Promise<Shard> {
+  let now = 1_000_000;
+  let tick = 0;
+  return Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
+}
+
+/** Submits the batches five at a time (so sequences follow submission order and there are several records). */
+async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<void> {
+  for (let i = 0; i < batches.length; i += 5) {
+    await Promise.all(batches.slice(i, i + 5).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
+  }
+}
+
+function derive(journal: MemoryJournal): OutputEvent[] {
+  const deriver = new EventDeriver(new Engine(SIZES), SHARD);
+  const events: OutputEvent[] = [];
+  for (const record of journal.records) deriver.apply(record, events);
+  return events;
+}
+
+/** The events of a seeded workload (~1800, every command type), derived once. */
+async function workloadEvents(): Promise<OutputEvent[]> {
+  const journal = new KeepingJournal();
+  const shard = await openShard(journal);
+  await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
+  await shard.close();
+  return derive(journal);
+}
+
+const events = server.up ? await workloadEvents() : [];
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+interface StoredMessage {
+  data: Uint8Array;
+  headers: MsgHdrs;
+}
+
+/** Every message of `stream` (one subject per test stream), in stream order, read by an ordered consumer. */
+async function readStream(nc: NatsConnection, stream: string): Promise<StoredMessage[]> {
+  const manager = await jetstreamManager(nc);
+  const count = (await manager.streams.info(stream)).state.messages;
+  const out: StoredMessage[] = [];
+  if (count === 0) return out;
+  const consumer = await jetstream(nc).consumers.get(stream);
+  const messages = await consumer.consume({ max_messages: 1000 });
+  const timer = setTimeout(() => messages.stop(), READ_TIMEOUT_MS);
+  try {
+    for await (const message of messages) {
+      assert.ok(message.headers !== undefined, "every message has headers");
+      out.push({ data: message.data, headers: message.headers });
+      if (out.length === count) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    messages.stop();
+  }
+  assert.equal(out.length, count, `read all ${count} messages of ${stream}`);
+  return out;
+}
+
+/** The event ids a stream holds, in order: from per-event messages or from envelopes, checking headers. */
+function storedEventIds(messages: StoredMessage[], envelope: boolean): string[] {
+  const ids: string[] = [];
+  for (const { data, headers } of messages) {
+    const batch = envelope ? fromBinary(OutputEventBatchSchema, data).events : [fromBinary(OutputEventSchema, data)];
+    assert.equal(headers.get(HEADER_LAST_SEQ), String(batch[batch.length - 1].seq));
+    if (envelope && batch.length > 1) assert.equal(headers.get(HEADER_FIRST_SEQ), String(batch[0].seq));
+    assert.equal(headers.get("Nats-Msg-Id"), envelope ? `${SHARD}:${batch[0].seq}-${batch[batch.length - 1].seq}` : batch[0].eventId);
+    for (const event of batch) ids.push(event.eventId);
+  }
+  return ids;
+}
+
+/** The bytes of a per-event message's NATS header block (the server counts them in max_msg_size). */
+function headerBytes(event: OutputEvent): number {
+  const lines = [`${HEADER_LAST_SEQ}: ${event.seq}`, `${HEADER_CONTENT_TYPE}: ${CONTENT_TYPES.protobuf.event}`, `Nats-Msg-Id: ${event.eventId}`];
+  return "NATS/1.0\r\n".length + lines.reduce((sum, line) => sum + line.length + 2, 0) + 2;
+}
+
+/**
+ * A message size limit that refuses some of messages `sizes` and lets a later one through, in the widest gap
+ * between sizes (so that a few bytes of difference in how the server counts cannot move it).
+ */
+function holeMakingLimit(sizes: number[]): number {
+  const distinct = [...new Set(sizes)].sort((a, b) => a - b);
+  let best = { gap: 0, limit: 0 };
+  for (let i = 1; i < distinct.length; i++) {
+    const limit = Math.floor((distinct[i - 1] + distinct[i]) / 2);
+    const firstRefused = sizes.findIndex((size) => size > limit);
+    const laterStored = sizes.slice(firstRefused + 1).some((size) => size <= limit);
+    if (laterStored && distinct[i] - distinct[i - 1] > best.gap) best = { gap: distinct[i] - distinct[i - 1], limit };
+  }
+  assert.ok(best.gap >= 8, `a size gap of at least 8 bytes with a smaller message after a larger one (${best.gap})`);
+  return best.limit;
+}
+
+/** A connection and manager for checking and deleting the test's streams. */
+async function openChecker(servers = SERVER): Promise<{ nc: NatsConnection; manager: JetStreamManager }> {
+  const nc = await connect({ servers });
+  return { nc, manager: await jetstreamManager(nc) };
+}
+
+/** Opens a sink on a fresh stream, runs `body`, deletes the stream and closes everything. */
+async function withSink(
+  settings: JetStreamSinkSettings,
+  body: (sink: Awaited<ReturnType<typeof openJetStreamSink>>, checker: { nc: NatsConnection; manager: JetStreamManager }) => Promise<void>,
+): Promise<void> {
+  const names = uniqueNames();
+  const checker = await openChecker();
+  const sink = await openJetStreamSink({ servers: SERVER, ...names, ...settings });
+  try {
+    await body(sink, checker);
+  } finally {
+    await sink.close();
+    await checker.manager.streams.delete(names.stream);
+    await checker.nc.close();
+  }
+}
+
+describe("JetStream sink", { skip }, () => {
+  test("subject filters: what covers <prefix>.*", () => {
+    assert.ok(subjectFilterCovers("a.b.>", "a.b.*"));
+    assert.ok(subjectFilterCovers("a.b.*", "a.b.*"));
+    assert.ok(subjectFilterCovers(">", "a.b.*"));
+    assert.ok(subjectFilterCovers("a.*.*", "a.b.*"));
+    assert.ok(!subjectFilterCovers("a.b.1", "a.b.*"), "one shard's subject is not all of them");
+    assert.ok(!subjectFilterCovers("a.b", "a.b.*"));
+    assert.ok(!subjectFilterCovers("a.b.*.>", "a.b.*"));
+    assert.ok(!subjectFilterCovers("a.c.>", "a.b.*"));
+  });
+
+  test("per-event protobuf: each event once, in order, decodable, with its headers; cursor; a resent chunk adds nothing", async () => {
+    await withSink({}, async (sink, { nc, manager }) => {
+      assert.equal(await sink.cursor(SHARD), 0, "an empty subject is cursor 0");
+      const parts = chunks(events, 250);
+      for (const part of parts) await sink.deliver(SHARD, part);
+      assert.equal(await sink.cursor(SHARD), events.length);
+      assert.equal(await sink.cursor(SHARD + 1), 0, "another shard's subject is empty");
+      await sink.deliver(SHARD, parts[2]);
+      await sink.deliver(SHARD, parts[parts.length - 1]);
+      assert.equal((await manager.streams.info(sink.stream)).state.messages, events.length, "resends were dropped as duplicates");
+      assert.equal(await sink.cursor(SHARD), events.length);
+      const messages = await readStream(nc, sink.stream);
+      assert.deepEqual(storedEventIds(messages, false), events.map((event) => event.eventId), "exactly once, in order");
+      messages.forEach(({ data, headers }, i) => {
+        assert.ok(equals(OutputEventSchema, fromBinary(OutputEventSchema, data), outputEventToProto(events[i])), `${events[i].eventId} decodes back`);
+        assert.equal(headers.get(HEADER_CONTENT_TYPE), CONTENT_TYPES.protobuf.event);
+        assert.equal(headers.get(HEADER_FIRST_SEQ), "", "a single event has no first-seq header");
+      });
+    });
+  });
+
+  test("envelope protobuf: OutputEventBatch per deliver, Msg-Id <shard>:<first>-<last>; a resent envelope adds nothing", async () => {
+    await withSink({ envelope: true }, async (sink, { nc, manager }) => {
+      const parts = chunks(events, 400);
+      for (const part of parts) await sink.deliver(SHARD, part);
+      assert.equal(await sink.cursor(SHARD), events.length);
+      await sink.deliver(SHARD, parts[1]);
+      assert.equal((await manager.streams.info(sink.stream)).state.messages, parts.length, "one message per deliver; the resend was dropped");
+      const messages = await readStream(nc, sink.stream);
+      assert.deepEqual(storedEventIds(messages, true), events.map((event) => event.eventId));
+      messages.forEach(({ data, headers }, i) => {
+        const batch = fromBinary(OutputEventBatchSchema, data);
+        assert.equal(batch.events.length, parts[i].length);
+        batch.events.forEach((event, j) => assert.ok(equals(OutputEventSchema, event, outputEventToProto(parts[i][j]))));
+        assert.equal(headers.get(HEADER_CONTENT_TYPE), CONTENT_TYPES.protobuf.envelope);
+      });
+    });
+  });
+
+  test("an envelope over the stream's max_msg_size is split into several, each within it", async () => {
+    const names = uniqueNames();
+    const checker = await openChecker();
+    try {
+      const messageBytesMax = 8 * 1024;
+      await checker.manager.streams.add({ name: names.stream, subjects: [`${names.subjectPrefix}.>`], duplicate_window: nanos(120_000), max_msg_size: messageBytesMax });
+      const sink = await openJetStreamSink({ servers: SERVER, ...names, envelope: true });
+      try {
+        for (const part of chunks(events, 1000)) await sink.deliver(SHARD, part);
+        assert.equal(await sink.cursor(SHARD), events.length);
+      } finally {
+        await sink.close();
+      }
+      const messages = await readStream(checker.nc, names.stream);
+      assert.ok(messages.length > 2, `split into ${messages.length} envelopes`);
+      for (const { data } of messages) assert.ok(data.length <= messageBytesMax, `an envelope of ${data.length} bytes`);
+      assert.deepEqual(storedEventIds(messages, true), events.map((event) => event.eventId));
+    } finally {
+      await checker.manager.streams.delete(names.stream);
+      await checker.nc.close();
+    }
+  });
+
+  test("JSON, per event and in envelopes: the events as they are, Content-Type application/json", async () => {
+    for (const envelope of [false, true]) {
+      await withSink({ format: "json", envelope }, async (sink, { nc }) => {
+        for (const part of chunks(events, 300)) await sink.deliver(SHARD, part);
+        assert.equal(await sink.cursor(SHARD), events.length);
+        const decoded: unknown[] = [];
+        for (const { data, headers } of await readStream(nc, sink.stream)) {
+          assert.equal(headers.get(HEADER_CONTENT_TYPE), "application/json");
+          const body: unknown = JSON.parse(new TextDecoder().decode(data));
+          if (envelope) decoded.push(...(body as unknown[]));
+          else decoded.push(body);
+        }
+        assert.deepEqual(decoded, JSON.parse(JSON.stringify(events)), `envelope ${envelope}`);
+      });
+    }
+  });
+
+  test("an existing stream that cannot serve is refused with every reason, and left as it was", async () => {
+    const checker = await openChecker();
+    const created: string[] = [];
+    try {
+      const narrow = uniqueNames();
+      created.push(narrow.stream);
+      await checker.manager.streams.add({ name: narrow.stream, subjects: [`${narrow.subjectPrefix}.1`], duplicate_window: nanos(10_000) });
+      await assert.rejects(openJetStreamSink({ servers: SERVER, ...narrow }), (error: unknown) => {
+        assert.ok(error instanceof JetStreamStreamConfigError);
+        assert.equal(error.problems.length, 2);
+        assert.match(error.message, new RegExp(`do not cover ${narrow.subjectPrefix.replaceAll(".", "\\.")}\\.\\*`));
+        assert.match(error.message, /duplicate window is 10000 ms, at least 120000 ms is needed/);
+        return true;
+      });
+      assert.equal(Math.round((await checker.manager.streams.info(narrow.stream)).config.duplicate_window / 1e6), 10_000, "unchanged");
+      // The same window is enough when the sink is told it needs less.
+      const sink = await openJetStreamSink({ servers: SERVER, ...narrow, subjectPrefix: narrow.subjectPrefix.replace(/\.\d+$/, ""), duplicateWindowMs: 10_000 })
+        .catch((error: unknown) => error);
+      assert.ok(sink instanceof JetStreamStreamConfigError, "still does not cover the subjects");
+      const queue = uniqueNames();
+      created.push(queue.stream);
+      await checker.manager.streams.add({ name: queue.stream, subjects: [`${queue.subjectPrefix}.>`], retention: RetentionPolicy.Workqueue, duplicate_window: nanos(120_000) });
+      await assert.rejects(openJetStreamSink({ servers: SERVER, ...queue }), /retention is workqueue, not limits/);
+    } finally {
+      for (const stream of created) await checker.manager.streams.delete(stream);
+      await checker.nc.close();
+    }
+  });
+
+  test("a foreign message on a shard's subject makes the cursor fail clearly", async () => {
+    await withSink({}, async (sink, { nc }) => {
+      await sink.deliver(SHARD, events.slice(0, 10));
+      await jetstream(nc).publish(sink.subject(SHARD), new Uint8Array([1, 2, 3]));
+      await assert.rejects(sink.cursor(SHARD), (error: unknown) => error instanceof JetStreamCursorError && /no valid Hotledger-Last-Seq/.test(error.message));
+    });
+  });
+
+  test("per event: a message refused in the middle holds the cursor below it, and the resend fills the hole", async () => {
+    await withSink({}, async (sink, { nc, manager }) => {
+      await sink.deliver(SHARD, events.slice(0, 100));
+      // The stream is made to refuse the largest events of the next hundred (max_msg_size counts headers too);
+      // the sink still has the old limit, so it publishes them all and later, smaller ones are stored.
+      const part = events.slice(100, 200);
+      const sizes = part.map((event) => encodeOutputEvent(event).length + headerBytes(event));
+      const limit = holeMakingLimit(sizes);
+      const refusedIndex = sizes.findIndex((size) => size > limit);
+      const config = (await manager.streams.info(sink.stream)).config;
+      await manager.streams.update(sink.stream, { ...config, max_msg_size: limit });
+      await assert.rejects(sink.deliver(SHARD, part), JetStreamPublishError);
+      const stored = (await manager.streams.info(sink.stream)).state.messages;
+      assert.ok(stored > 100 + refusedIndex, "events after the refused one were stored: a hole");
+      const refused = part[refusedIndex];
+      assert.equal(await sink.cursor(SHARD), refused.seq - 1, "held below the first refused event");
+      await manager.streams.update(sink.stream, { ...config, max_msg_size: -1 });
+      await sink.deliver(SHARD, events.slice(refused.seq - 1, 200));
+      // The last message on the subject is now the last filler of the hole: the cursor may read low (a restarted
+      // relay would resend up to 200, dropped as duplicates) but never high. The next delivery sets it right.
+      const afterFill = await sink.cursor(SHARD);
+      assert.ok(afterFill >= refused.seq && afterFill <= 200, `cursor ${afterFill} after the fill`);
+      await sink.deliver(SHARD, events.slice(200, 300));
+      assert.equal(await sink.cursor(SHARD), 300);
+      const ids = storedEventIds(await readStream(nc, sink.stream), false);
+      const expected = events.slice(0, 300).map((event) => event.eventId);
+      assert.deepEqual([...ids].sort(), [...expected].sort(), "every event exactly once");
+      assert.notDeepEqual(ids, expected, "the hole was filled late, after the events stored above it");
+    });
+  });
+
+  test("deliver asserts the relay's promise: consecutive events of its shard", async () => {
+    await withSink({}, async (sink, { manager }) => {
+      await assert.rejects(sink.deliver(SHARD, []), AssertionError);
+      await assert.rejects(sink.deliver(SHARD, [events[0], events[2]]), /is not 3:2 in a delivery of shard 3/);
+      await assert.rejects(sink.deliver(SHARD + 1, events.slice(0, 2)), AssertionError);
+      assert.equal((await manager.streams.info(sink.stream)).state.messages, 0, "nothing was published");
+    });
+  });
+
+  test("does not close a connection it was given", async () => {
+    const names = uniqueNames();
+    const nc = await connect({ servers: SERVER });
+    try {
+      const sink = await openJetStreamSink({ connection: nc, ...names });
+      await sink.deliver(SHARD, events.slice(0, 5));
+      await sink.close();
+      assert.equal(nc.isClosed(), false);
+      assert.equal(await (await openJetStreamSink({ connection: nc, ...names })).cursor(SHARD), 5, "a new sink reads the cursor back");
+    } finally {
+      await (await jetstreamManager(nc)).streams.delete(names.stream);
+      await nc.close();
+    }
+  });
+
+  test("end to end through a Relay: every event exactly once, in order, across a relay restart", async () => {
+    const names = uniqueNames();
+    const checker = await openChecker();
+    const journal = new KeepingJournal();
+    const shard = await openShard(journal);
+    const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+    const openRelay = async () => Relay.start({
+      ...SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 50, deliverEventsMax: 200,
+      sinks: [await openJetStreamSink({ servers: SERVER, ...names, envelope: true })],
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    });
+    try {
+      let relay = await openRelay();
+      await submitAll(shard, [...workloadOpenings(), ...randomWorkload(41, 200)]);
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      const first = shard.lastSequence;
+      await submitAll(shard, randomWorkload(42, 200, "y"));
+      relay = await openRelay();
+      assert.equal(relay.status()[0].cursor, first, "the new relay's sink read its cursor from the stream");
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      const ids = storedEventIds(await readStream(checker.nc, names.stream), true);
+      assert.deepEqual(ids, derive(journal).map((event) => event.eventId));
+    } finally {
+      await shard.close();
+      await checker.manager.streams.delete(names.stream);
+      await checker.nc.close();
+    }
+  });
+});
+
+/** A TCP port nothing listens on now. */
+async function freePort(): Promise<number> {
+  const probeServer = createServer();
+  await new Promise<void>((resolve) => probeServer.listen(0, "127.0.0.1", resolve));
+  const address = probeServer.address();
+  await new Promise<void>((resolve) => probeServer.close(() => resolve()));
+  assert.ok(address !== null && typeof address === "object");
+  return address.port;
+}
+
+/** Resolves once something accepts TCP connections on `port`; bounded by SERVER_START_TIMEOUT_MS. */
+async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + SERVER_START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host: "127.0.0.1", port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${SERVER_START_TIMEOUT_MS} ms`);
+}
+
+/** A nats-server of this test only, with JetStream in `directory`. */
+async function startPrivateServer(port: number, directory: string): Promise<ChildProcess> {
+  const child = spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", directory], { stdio: "ignore" });
+  await waitForPort(port);
+  return child;
+}
+
+/** Kills the private server (a crash, not a shutdown) and waits until it is gone. */
+async function killPrivateServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGKILL");
+  await exited;
+}
+
+describe("JetStream sink, private nats-server", { skip: skip || binaryMissing }, () => {
+  for (const envelope of [false, true]) {
+    test(`${envelope ? "envelopes" : "per event"}: the server killed for ~2.5 s under load, then restarted: every event once, in order`, { timeout: 60_000 }, async () => {
+      const port = await freePort();
+      const directory = await mkdtemp(join(tmpdir(), "hotledger-jetstream-"));
+      const servers = `127.0.0.1:${port}`;
+      let child = await startPrivateServer(port, directory);
+      const journal = new KeepingJournal();
+      const shard = await openShard(journal);
+      const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+      let relay: Relay | undefined;
+      try {
+        const names = uniqueNames();
+        const sink = await openJetStreamSink({ servers, ...names, envelope, ackTimeoutMs: 1_000 });
+        relay = await Relay.start({
+          ...SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 100, deliverEventsMax: 250,
+          sinks: [sink], openTail: async (after: number) => new MemoryJournalTail(journal, after),
+        });
+        await submitAll(shard, workloadOpenings());
+        // Load for ~4 s; the server is down from ~0.8 s to ~3.3 s of it.
+        const load = (async () => {
+          for (let round = 0; round < 40; round++) {
+            await submitAll(shard, randomWorkload(100 + round, 25, `r${round}`));
+            await sleep(100);
+          }
+        })();
+        await sleep(800);
+        await killPrivateServer(child);
+        const deliveredBeforeOutage = relay.status()[0].delivered;
+        await sleep(2_500);
+        child = await startPrivateServer(port, directory);
+        await load;
+        const deadline = Date.now() + CATCH_UP_TIMEOUT_MS;
+        while (relay.status()[0].cursor < shard.lastSequence && Date.now() < deadline) await sleep(50);
+        const status = relay.status()[0];
+        assert.equal(status.cursor, shard.lastSequence, `caught up within ${CATCH_UP_TIMEOUT_MS} ms (${status.lastError})`);
+        assert.ok(status.failures > 0, "deliveries failed during the outage");
+        assert.ok(deliveredBeforeOutage > 0, "deliveries happened before the outage");
+        await relay.stop();
+        relay = undefined;
+        const checker = await openChecker(servers);
+        try {
+          const ids = storedEventIds(await readStream(checker.nc, names.stream), envelope);
+          assert.deepEqual(ids, derive(journal).map((event) => event.eventId), "every event once, in order");
+        } finally {
+          await checker.nc.close();
+        }
+      } finally {
+        await relay?.stop();
+        await shard.close();
+        await killPrivateServer(child);
+        await rm(directory, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -1,0 +1,406 @@
+// Proves the Kafka sink at the producer interface, with a recording KafkaJS-shaped producer that can fail, and events
+// derived by a real Shard and EventDeriver: messages in sequence order with the right keys, headers, timestamps and
+// values (decoded back), acks -1; the cursor file moves only after a successful send and survives a restart; a
+// failed send, a lost acknowledgement or a failed cursor write make the relay resend (at least once, deduped by the
+// event id header). When KAFKA_BROKERS is set, an integration test also produces to a real broker with kafkajs and
+// reads the topic back; without it that one test is skipped with a message (no broker can run on the CI machine).
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { equals, fromBinary } from "@bufbuild/protobuf";
+import { AssertionError, Engine, EventDeriver, Relay, Shard, type Command, type OutputEvent } from "../../core/index.ts";
+import { OutputEventSchema } from "../../core/gen/hotledger/v1/ledger_pb.ts";
+import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
+import { MemoryJournalTail } from "../../core/testing/memory-outputs.ts";
+import { randomWorkload, workloadOpenings, type WorkloadBatch } from "../../core/testing/workload.ts";
+import { outputEventToProto } from "../../core/wire.ts";
+import {
+  CONTENT_TYPES,
+  HEADER_CONTENT_TYPE,
+  HEADER_EVENT_ID,
+  KafkaCursorFileError,
+  KafkaSendError,
+  kafkaSink,
+  messageKey,
+  openKafkaSink,
+  type KafkaMessage,
+  type KafkaProducer,
+} from "./index.ts";
+
+const SHARD = 3;
+const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 4096, idempotencyCommandsMax: 1 << 15, ringSlots: 1024 };
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A KafkaJS-shaped producer that records every send and fails on request. */
+class RecordingProducer implements KafkaProducer {
+  readonly sends: { topic: string; acks: number; timeout: number; messages: KafkaMessage[] }[] = [];
+  connected = false;
+  /** Reject this many next sends without storing anything (the broker is down). */
+  failNext = 0;
+  /** Store the next this-many sends, then reject (the acknowledgement was lost). */
+  loseAckNext = 0;
+  /** While set, a send waits for it before storing. */
+  gate: Promise<void> | undefined;
+
+  async connect(): Promise<void> {
+    this.connected = true;
+  }
+
+  async send(record: { topic: string; messages: KafkaMessage[]; acks: number; timeout: number }): Promise<unknown> {
+    assert.ok(this.connected, "send on a connected producer");
+    await this.gate;
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error("simulated broker outage");
+    }
+    this.sends.push(record);
+    if (this.loseAckNext > 0) {
+      this.loseAckNext--;
+      throw new Error("simulated lost acknowledgement");
+    }
+    return record.messages.map(() => ({ topicName: record.topic, partition: 0, errorCode: 0 }));
+  }
+
+  async disconnect(): Promise<void> {
+    this.connected = false;
+  }
+
+  get messages(): KafkaMessage[] {
+    return this.sends.flatMap((send) => send.messages);
+  }
+}
+
+/** Keeps every record, so a test can derive all events from the start. */
+class KeepingJournal extends MemoryJournal {
+  override async compact(): Promise<void> {}
+}
+
+/** A shard whose clock is `clock.now` (moved by the test) or moves 0-5 ms per journal record. */
+async function openShard(journal: MemoryJournal, clock?: { now: number }): Promise<Shard> {
+  let now = 1_000_000;
+  let tick = 0;
+  const read = clock === undefined ? () => (now += tick++ % 6) : () => clock.now;
+  return Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: read, snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
+}
+
+async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<void> {
+  for (let i = 0; i < batches.length; i += 5) {
+    await Promise.all(batches.slice(i, i + 5).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
+  }
+}
+
+function derive(journal: MemoryJournal): OutputEvent[] {
+  const deriver = new EventDeriver(new Engine(SIZES), SHARD);
+  const events: OutputEvent[] = [];
+  for (const record of journal.records) deriver.apply(record, events);
+  return events;
+}
+
+async function workloadEvents(): Promise<OutputEvent[]> {
+  const journal = new KeepingJournal();
+  const shard = await openShard(journal);
+  await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
+  await shard.close();
+  return derive(journal);
+}
+
+const events = await workloadEvents();
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** A fresh directory for a test's cursor file, removed afterwards. */
+async function withDirectory(body: (directory: string) => Promise<void>): Promise<void> {
+  const directory = await mkdtemp(join(tmpdir(), "hotledger-kafka-"));
+  try {
+    await body(directory);
+  } finally {
+    await rm(directory, { recursive: true, force: true });
+  }
+}
+
+async function readCursors(path: string): Promise<unknown> {
+  return JSON.parse(await readFile(path, "utf8"));
+}
+
+/** The event ids of `messages` with repeats removed, as a consumer deduping by the header sees them. */
+function dedupedIds(messages: KafkaMessage[]): string[] {
+  return [...new Set(messages.map((message) => message.headers[HEADER_EVENT_ID]))];
+}
+
+/** A relay of shard SHARD over `journal` into `sink`. */
+function startRelay(journal: MemoryJournal, sink: Awaited<ReturnType<typeof kafkaSink>>): Promise<Relay> {
+  return Relay.start({
+    ...SIZES, shard: SHARD, sinks: [sink], snapshots: new MemorySnapshotStore(), sleep, retryMs: 2, deliverEventsMax: 100,
+    openTail: async (after: number) => new MemoryJournalTail(journal, after),
+  });
+}
+
+describe("Kafka sink", () => {
+  test("messages in order: key, event id and content type headers, timestamp, value decoded back; acks -1; cursor file", async () => {
+    await withDirectory(async (directory) => {
+      const producer = new RecordingProducer();
+      const cursorFile = join(directory, "cursor.json");
+      const sink = await kafkaSink({ producer, topic: "ledger-events", cursorFile });
+      assert.ok(producer.connected, "the sink connects the producer");
+      assert.equal(await sink.cursor(SHARD), 0);
+      for (const part of chunks(events, 300)) await sink.deliver(SHARD, part);
+      assert.equal(await sink.cursor(SHARD), events.length);
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: events.length });
+      assert.equal(producer.sends.length, Math.ceil(events.length / 300), "one send per delivery");
+      for (const send of producer.sends) {
+        assert.equal(send.topic, "ledger-events");
+        assert.equal(send.acks, -1);
+        assert.equal(send.timeout, 30_000);
+      }
+      const messages = producer.messages;
+      assert.equal(messages.length, events.length);
+      messages.forEach((message, i) => {
+        const event = events[i];
+        assert.equal(message.headers[HEADER_EVENT_ID], event.eventId);
+        assert.equal(message.headers[HEADER_CONTENT_TYPE], CONTENT_TYPES.protobuf);
+        assert.equal(message.timestamp, String(event.timeMs));
+        assert.ok(typeof message.value !== "string");
+        assert.ok(equals(OutputEventSchema, fromBinary(OutputEventSchema, message.value), outputEventToProto(event)), `${event.eventId} decodes back`);
+        const command = event.command;
+        if (command.type === "transfer") assert.equal(message.key, `${command.partnerId}:${command.fromAccountId}`);
+        else if (command.type === "capture" || command.type === "release") {
+          assert.ok(message.key === command.partnerId || event.accounts.some((change) => message.key === `${command.partnerId}:${change.accountId}`));
+        } else assert.equal(message.key, `${command.partnerId}:${command.accountId}`);
+      });
+      await sink.close();
+      assert.equal(producer.connected, false, "close disconnects the producer");
+    });
+  });
+
+  test("keys of captures and releases: the hold's account, even when a hold that expired before is on the same event", async () => {
+    const journal = new KeepingJournal();
+    const clock = { now: 1_000 };
+    const shard = await openShard(journal, clock);
+    const open = (accountId: string): Command => ({ type: "openAccount", id: `open-${accountId}`, partnerId: "p1", accountId, currency: "EUR" });
+    await shard.submit([open("a1"), open("a2"), { type: "credit", id: "c1", partnerId: "p1", accountId: "a1", amount: 500 },
+      { type: "credit", id: "c2", partnerId: "p1", accountId: "a2", amount: 700 }]);
+    await shard.submit([{ type: "hold", id: "short", partnerId: "p1", accountId: "a1", amount: 50, expiresInMs: 5 },
+      { type: "hold", id: "h2", partnerId: "p1", accountId: "a2", amount: 80 }, { type: "hold", id: "h3", partnerId: "p1", accountId: "a2", amount: 30 }]);
+    clock.now += 10;
+    await shard.submit([{ type: "capture", id: "cap", partnerId: "p1", holdId: "h2" }]);
+    await shard.submit([{ type: "release", id: "rel", partnerId: "p1", holdId: "h3" }, { type: "release", id: "bad", partnerId: "p1", holdId: "nope" }]);
+    await shard.close();
+    const byId = new Map(derive(journal).map((event) => [event.command.id, event]));
+    const capture = byId.get("cap")!;
+    assert.deepEqual(capture.accounts.map((change) => change.accountId), ["a1", "a2"], "the expiry on a1 is reported first");
+    assert.equal(messageKey(capture), "p1:a2");
+    assert.equal(messageKey(byId.get("rel")!), "p1:a2");
+    assert.equal(messageKey(byId.get("bad")!), "p1", "a release of an unknown hold shows no account");
+    assert.equal(messageKey(byId.get("short")!), "p1:a1");
+  });
+
+  test("JSON: the event as it is, content type application/json", async () => {
+    await withDirectory(async (directory) => {
+      const producer = new RecordingProducer();
+      const sink = await kafkaSink({ producer, topic: "t", cursorFile: join(directory, "cursor.json"), format: "json" });
+      await sink.deliver(SHARD, events.slice(0, 50));
+      assert.deepEqual(producer.messages.map((message) => JSON.parse(message.value as string)), JSON.parse(JSON.stringify(events.slice(0, 50))));
+      assert.ok(producer.messages.every((message) => message.headers[HEADER_CONTENT_TYPE] === "application/json"));
+      await sink.close();
+    });
+  });
+
+  test("the cursor file moves only after a successful send; a failed send leaves it", async () => {
+    await withDirectory(async (directory) => {
+      const producer = new RecordingProducer();
+      const cursorFile = join(directory, "cursor.json");
+      const sink = await kafkaSink({ producer, topic: "t", cursorFile });
+      await sink.deliver(SHARD, events.slice(0, 10));
+      let open!: () => void;
+      producer.gate = new Promise<void>((resolve) => (open = resolve));
+      const pending = sink.deliver(SHARD, events.slice(10, 20));
+      await sleep(20);
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 10 }, "not moved while the send is unconfirmed");
+      assert.equal(await sink.cursor(SHARD), 10);
+      open();
+      await pending;
+      producer.gate = undefined;
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 20 });
+      producer.failNext = 1;
+      await assert.rejects(sink.deliver(SHARD, events.slice(20, 30)), (error: unknown) =>
+        error instanceof KafkaSendError && error.cause instanceof Error && /simulated broker outage/.test(error.message));
+      assert.equal(await sink.cursor(SHARD), 20);
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 20 });
+      await sink.close();
+    });
+  });
+
+  test("a relay resends after failed sends and lost acknowledgements: every event, in order, at least once", async () => {
+    await withDirectory(async (directory) => {
+      const journal = new KeepingJournal();
+      const shard = await openShard(journal);
+      const producer = new RecordingProducer();
+      const relay = await startRelay(journal, await kafkaSink({ producer, topic: "t", cursorFile: join(directory, "cursor.json") }));
+      await submitAll(shard, workloadOpenings());
+      producer.failNext = 3;
+      await submitAll(shard, randomWorkload(21, 100));
+      await relay.caughtUp(shard.lastSequence);
+      producer.loseAckNext = 2;
+      await submitAll(shard, randomWorkload(22, 100, "y"));
+      await relay.caughtUp(shard.lastSequence);
+      assert.equal(relay.status()[0].failures, 5);
+      await relay.stop();
+      const expected = derive(journal).map((event) => event.eventId);
+      assert.ok(producer.messages.length > expected.length, "lost acknowledgements were resent");
+      assert.deepEqual(dedupedIds(producer.messages), expected, "deduped by the header: every event, in order");
+      await shard.close();
+    });
+  });
+
+  test("a cursor write that fails after the send (a crash between the two) resends: at least once", async () => {
+    await withDirectory(async (directory) => {
+      const cursorDirectory = join(directory, "cursors");
+      await mkdir(cursorDirectory);
+      const journal = new KeepingJournal();
+      const shard = await openShard(journal);
+      const producer = new RecordingProducer();
+      const sink = await kafkaSink({ producer, topic: "t", cursorFile: join(cursorDirectory, "cursor.json") });
+      await submitAll(shard, workloadOpenings());
+      const relay = await startRelay(journal, sink);
+      await relay.caughtUp(shard.lastSequence);
+      await rm(cursorDirectory, { recursive: true });
+      await submitAll(shard, randomWorkload(23, 20));
+      const deadline = Date.now() + 5_000;
+      while (relay.status()[0].failures < 2 && Date.now() < deadline) await sleep(2);
+      assert.ok(relay.status()[0].failures >= 2, "sent, but the cursor could not be written");
+      const sentBeforeRepair = producer.messages.length;
+      await mkdir(cursorDirectory);
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      assert.ok(sentBeforeRepair > shard.lastSequence, "the same events were sent more than once");
+      assert.deepEqual(dedupedIds(producer.messages), derive(journal).map((event) => event.eventId));
+      assert.deepEqual(await readCursors(join(cursorDirectory, "cursor.json")), { [SHARD]: shard.lastSequence });
+      await shard.close();
+    });
+  });
+
+  test("a new sink on the same cursor file (a restart) resumes right after the cursor", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      const journal = new KeepingJournal();
+      const shard = await openShard(journal);
+      const before = new RecordingProducer();
+      let relay = await startRelay(journal, await kafkaSink({ producer: before, topic: "t", cursorFile }));
+      await submitAll(shard, [...workloadOpenings(), ...randomWorkload(31, 100)]);
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      const stoppedAt = shard.lastSequence;
+      await submitAll(shard, randomWorkload(32, 100, "y"));
+      const after = new RecordingProducer();
+      const sink = await kafkaSink({ producer: after, topic: "t", cursorFile });
+      assert.equal(await sink.cursor(SHARD), stoppedAt, "read from the file");
+      relay = await startRelay(journal, sink);
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      assert.equal(after.messages[0].headers[HEADER_EVENT_ID], `${SHARD}:${stoppedAt + 1}`);
+      assert.deepEqual([...before.messages, ...after.messages].map((message) => message.headers[HEADER_EVENT_ID]),
+        derive(journal).map((event) => event.eventId), "exactly once across the restart");
+      await shard.close();
+    });
+  });
+
+  test("two shards on one sink, delivered at once: both cursors in the file", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      const sink = await kafkaSink({ producer: new RecordingProducer(), topic: "t", cursorFile });
+      const other = events.slice(0, 40).map((event) => ({ ...event, shard: 4, eventId: `4:${event.seq}` }));
+      await Promise.all([sink.deliver(SHARD, events.slice(0, 30)), sink.deliver(4, other)]);
+      await Promise.all([sink.deliver(SHARD, events.slice(30, 35)), sink.deliver(4, other.slice(0, 10))]);
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 35, 4: 40 }, "a resend moves a cursor only forward");
+      await sink.close();
+    });
+  });
+
+  test("deliver asserts the relay's promise: consecutive events of its shard, no gap after the cursor", async () => {
+    await withDirectory(async (directory) => {
+      const producer = new RecordingProducer();
+      const sink = await kafkaSink({ producer, topic: "t", cursorFile: join(directory, "cursor.json") });
+      await assert.rejects(sink.deliver(SHARD, []), AssertionError);
+      await assert.rejects(sink.deliver(SHARD, [events[0], events[2]]), /is not 3:2 in a delivery of shard 3/);
+      await assert.rejects(sink.deliver(SHARD + 1, events.slice(0, 2)), AssertionError);
+      await assert.rejects(sink.deliver(SHARD, events.slice(1, 3)), /would leave a gap/);
+      assert.equal(producer.sends.length, 0, "nothing was sent");
+      await sink.close();
+    });
+  });
+
+  test("cursor file: missing is 0, a damaged one is refused on open, a leftover .tmp is ignored", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      await writeFile(`${cursorFile}.tmp`, "{\"3\": 99");
+      const sink = await kafkaSink({ producer: new RecordingProducer(), topic: "t", cursorFile });
+      assert.equal(await sink.cursor(SHARD), 0);
+      await sink.deliver(SHARD, events.slice(0, 5));
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 5 }, "the .tmp was replaced, not read");
+      for (const damaged of ["{\"3\": 12", "[1, 2]", "{\"3\": -1}", "{\"x\": 1}", "{\"3\": 1.5}"]) {
+        await writeFile(cursorFile, damaged);
+        await assert.rejects(kafkaSink({ producer: new RecordingProducer(), topic: "t", cursorFile }), KafkaCursorFileError, damaged);
+      }
+    });
+  });
+});
+
+const BROKERS = process.env.KAFKA_BROKERS;
+const kafkaSkip = BROKERS === undefined || BROKERS === ""
+  ? "KAFKA_BROKERS is not set (e.g. KAFKA_BROKERS=127.0.0.1:9092); the Kafka broker integration test is skipped"
+  : false;
+if (kafkaSkip) console.warn(`SKIP: ${kafkaSkip}`);
+
+describe("Kafka sink, real broker (KAFKA_BROKERS)", { skip: kafkaSkip }, () => {
+  test("kafkajs: produced with the sink, read back with a consumer: every event once, per-key order, headers", { timeout: 60_000 }, async () => {
+    const { Kafka, logLevel } = await import("kafkajs");
+    const brokers = (BROKERS ?? "").split(",");
+    const run = randomBytes(6).toString("hex");
+    const topic = `hotledger-test-${run}`;
+    const kafka = new Kafka({ clientId: `hotledger-test-${run}`, brokers, logLevel: logLevel.WARN });
+    const admin = kafka.admin();
+    await admin.connect();
+    const consumer = kafka.consumer({ groupId: `hotledger-test-${run}` });
+    try {
+      await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
+      await withDirectory(async (directory) => {
+        const sink = await openKafkaSink({ brokers, clientId: `hotledger-test-${run}`, topic, cursorFile: join(directory, "cursor.json") });
+        try {
+          for (const part of chunks(events, 500)) await sink.deliver(SHARD, part);
+          assert.equal(await sink.cursor(SHARD), events.length);
+        } finally {
+          await sink.close();
+        }
+      });
+      const received: { key: string; eventId: string; seq: number }[] = [];
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          const event = fromBinary(OutputEventSchema, message.value ?? new Uint8Array());
+          assert.equal(message.headers?.[HEADER_EVENT_ID]?.toString(), event.eventId);
+          received.push({ key: message.key?.toString() ?? "", eventId: event.eventId, seq: Number(event.seq) });
+        },
+      });
+      const deadline = Date.now() + 45_000;
+      while (received.length < events.length && Date.now() < deadline) await sleep(100);
+      assert.deepEqual(received.map((message) => message.eventId).sort(), events.map((event) => event.eventId).sort(), "every event once");
+      const lastSeqByKey = new Map<string, number>();
+      for (const message of received) {
+        assert.ok((lastSeqByKey.get(message.key) ?? 0) < message.seq, `${message.eventId} in order within key ${message.key}`);
+        lastSeqByKey.set(message.key, message.seq);
+      }
+    } finally {
+      await consumer.disconnect();
+      await admin.deleteTopics({ topics: [topic] }).catch((error: unknown) => console.warn(`could not delete topic ${topic}: ${error}`));
+      await admin.disconnect();
+    }
+  });
+});
