@@ -16,7 +16,7 @@ import { assert } from "./assert.ts";
 import { COMMAND_TYPES, type CommandType } from "./codes.ts";
 import { asciiString } from "./key-table.ts";
 import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_BYTES } from "./ring-buffer.ts";
-import type { Command } from "./types.ts";
+import type { CaptureCommand, CheckCommand, Command, CreditCommand, DebitCommand, HoldCommand, OpenAccountCommand } from "./types.ts";
 import { CURRENCY_BYTES_MAX, KEY_BYTES_MAX } from "./limits.ts";
 
 /** Version byte of a journal record. Readers refuse versions they do not know. */
@@ -143,7 +143,10 @@ export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring:
   if (offset !== record.length) throw new JournalRecordError(`record has ${record.length - offset} trailing bytes`);
 }
 
-/** The command in ring slot `index`, as a plain command (replays, outputs, tests). Not for the hot path. */
+/**
+ * The command in ring slot `index`, as a plain command (replays, outputs, tests). Built without object spreads:
+ * the output relay calls it once per event.
+ */
 export function readCommand(ring: RingBuffer, index: number): Command {
   const text = (field: number) => {
     const start = index * SLOT_TEXT_BYTES + FIELD_OFFSET[field];
@@ -151,29 +154,42 @@ export function readCommand(ring: RingBuffer, index: number): Command {
   };
   const flags = ring.flags[index];
   const type = COMMAND_TYPES[ring.type[index]] as CommandType;
-  const base = { type, id: text(Field.id), partnerId: text(Field.partner) };
   const amount = ring.amount[index];
   const hasAmount = (flags & Flag.amount) !== 0;
-  const currency = (flags & Flag.currency) !== 0 ? { currency: text(Field.currency) } : {};
   switch (type) {
-    case "openAccount":
-      return { ...base, type, accountId: text(Field.account), currency: text(Field.currency), ...(hasAmount ? { overdraftLimit: amount } : {}) };
+    case "openAccount": {
+      const command: OpenAccountCommand = { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), currency: text(Field.currency) };
+      if (hasAmount) command.overdraftLimit = amount;
+      return command;
+    }
     case "credit":
-    case "debit":
-      return { ...base, type, accountId: text(Field.account), amount, ...currency };
+    case "debit": {
+      const command: CreditCommand | DebitCommand = { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), amount };
+      if ((flags & Flag.currency) !== 0) command.currency = text(Field.currency);
+      return command;
+    }
     case "transfer":
-      return { ...base, type, fromAccountId: text(Field.account), toAccountId: text(Field.target), amount };
-    case "hold":
-      return { ...base, type, accountId: text(Field.account), amount, ...((flags & Flag.expiry) !== 0 ? { expiresInMs: ring.expiresInMs[index] } : {}) };
-    case "capture":
-      return { ...base, type, holdId: text(Field.target), ...(hasAmount ? { amount } : {}) };
+      return { type, id: text(Field.id), partnerId: text(Field.partner), fromAccountId: text(Field.account), toAccountId: text(Field.target), amount };
+    case "hold": {
+      const command: HoldCommand = { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), amount };
+      if ((flags & Flag.expiry) !== 0) command.expiresInMs = ring.expiresInMs[index];
+      return command;
+    }
+    case "capture": {
+      const command: CaptureCommand = { type, id: text(Field.id), partnerId: text(Field.partner), holdId: text(Field.target) };
+      if (hasAmount) command.amount = amount;
+      return command;
+    }
     case "release":
-      return { ...base, type, holdId: text(Field.target) };
-    case "check":
-      return { type, partnerId: base.partnerId, accountId: text(Field.account), amount, ...((flags & Flag.id) !== 0 ? { id: base.id } : {}) };
+      return { type, id: text(Field.id), partnerId: text(Field.partner), holdId: text(Field.target) };
+    case "check": {
+      const command: CheckCommand = { type, partnerId: text(Field.partner), accountId: text(Field.account), amount };
+      if ((flags & Flag.id) !== 0) command.id = text(Field.id);
+      return command;
+    }
     case "setOverdraftLimit":
-      return { ...base, type, accountId: text(Field.account), overdraftLimit: amount };
+      return { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), overdraftLimit: amount };
     default:
-      return { ...base, type, accountId: text(Field.account) };
+      return { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account) } as Command;
   }
 }

@@ -85,8 +85,8 @@ export class Ledger {
   /** Sequence of the last command processed. */
   lastSequence = 0;
   /**
-   * Sequence of the command being applied while an observer is told of a change; 0 while a unit's due holds
-   * expire (before its first command). Lets core/outputs.ts attribute each account change to its command.
+   * Sequence of the command being applied while an observer is told of a change; minus the unit's first sequence
+   * while the holds due before the unit expire. Lets core/outputs.ts attribute each account change to its command.
    */
   applying = 0;
 
@@ -142,11 +142,7 @@ export class Ledger {
   /** Per command of the unit being applied: its fingerprint (2 words), id hash, and result account. */
   private readonly unitFingerprint = new Int32Array(GROUP_COMMANDS_MAX * 2);
   private readonly unitIdHash = new Int32Array(GROUP_COMMANDS_MAX);
-  /**
-   * The account each command of the unit being (or last) applied reached, or NO_ACCOUNT: the account its result's
-   * balances are of (a transfer's source, a capture's hold account). Read by core/outputs.ts after a unit.
-   */
-  readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
+  private readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly scratchNumber = new Float64Array(1);
   private readonly scratchWords = new Int32Array(this.scratchNumber.buffer);
 
@@ -283,8 +279,7 @@ export class Ledger {
   /** Apply `count` commands starting at `first` as one unit: a single command, or an atomic group. */
   private applyUnit(ring: RingBuffer, first: number, count: number): void {
     const firstIndex = first & ring.mask;
-    this.applying = 0;
-    this.unitAccount.fill(NO_ACCOUNT, 0, count);
+    this.applying = -first;
     this.expireDue();
     if (count === 1 && ring.type[firstIndex] === Type.check) {
       this.applyCheck(ring, firstIndex, first);
@@ -394,6 +389,7 @@ export class Ledger {
   }
 
   private copyStoredResult(ring: RingBuffer, index: number, entry: number): void {
+    ring.account[index] = NO_ACCOUNT;
     ring.code[index] = this.windowCode[entry];
     ring.duplicate[index] = 1;
     ring.resultSeq[index] = this.windowSeq[entry];
@@ -692,6 +688,7 @@ export class Ledger {
   }
 
   private writeBalances(ring: RingBuffer, index: number, account: number): void {
+    ring.account[index] = account < 0 ? NO_ACCOUNT : account;
     if (account < 0) {
       ring.balance[index] = Number.NaN;
       ring.held[index] = Number.NaN;

@@ -99,6 +99,39 @@ describe("output events", () => {
     await shard.close();
   });
 
+  test("each event's account states equal an engine's that applied the commands one unit at a time", async () => {
+    const journal = new KeepingJournal();
+    const shard = await openShard(journal, new MemorySnapshotStore());
+    const batches = [...workloadOpenings(), ...randomWorkload(9, 300)];
+    await submitAll(shard, batches);
+    const events = derive(journal);
+    const oracle = new Engine(SIZES);
+    let next = 0;
+    let compared = 0;
+    for (const batch of batches) {
+      const units = batch.atomic ? [batch.commands] : batch.commands.map((command) => [command]);
+      for (const unit of units) {
+        const unitEvents = events.slice(next, next + unit.length);
+        next += unit.length;
+        oracle.execute(unit, { atomic: batch.atomic, timeMs: unitEvents[0].timeMs });
+        const last = new Map(unitEvents.flatMap((event) => event.accounts).map((change) => [key(change.partnerId, change.accountId), change]));
+        for (const change of last.values()) {
+          const account = oracle.account(change.partnerId, change.accountId)!;
+          const { balance, held, available, overdraftLimit, status, currency } = account;
+          assert.deepEqual(
+            { balance: change.balance, held: change.held, available: change.available, overdraftLimit: change.overdraftLimit, status: change.status, currency: change.currency },
+            { balance, held, available, overdraftLimit, status, currency },
+            `${unitEvents[0].eventId} ${key(change.partnerId, change.accountId)}`,
+          );
+          compared++;
+        }
+      }
+    }
+    assert.equal(next, events.length);
+    assert.ok(compared > 500, `${compared} account states compared`);
+    await shard.close();
+  });
+
   test("a follower restored from a snapshot derives the same events after it", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();

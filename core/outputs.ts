@@ -92,11 +92,26 @@ export interface JournalTail {
  * watches, as the engine's only ledger observer, every account change to attribute it to its command.
  */
 export class EventDeriver implements LedgerObserver {
-  /** Change log of the unit being applied: account, attributed sequence (0 = a hold expiring), state before. */
+  /**
+   * Change log of the record being applied, in application order: account, attributed sequence (minus the unit's
+   * first sequence for a hold that expired before the unit), and the account's mutable columns before the change.
+   */
   private logAccount: number[] = [];
   private logSequence: number[] = [];
   private logBalance: number[] = [];
   private logHeld: number[] = [];
+  private logStatus: number[] = [];
+  private logLimit: number[] = [];
+  /** For each log entry, the next entry of the same account (-1: none; its state after is the current one). */
+  private logNext: number[] = [];
+  /** Scratch for logNext: per account, the entry seen last (valid when its stamp is the current pass's). */
+  private seenEntry = new Int32Array(0);
+  private seenStamp = new Uint32Array(0);
+  private stamp = 0;
+  /** Names by ledger index, decoded once: identifiers never change for an index. */
+  private readonly accountNames: string[] = [];
+  private readonly partnerNames: string[] = [];
+  private readonly currencyNames: string[] = [];
 
   constructor(
     readonly engine: Engine,
@@ -112,11 +127,16 @@ export class EventDeriver implements LedgerObserver {
     this.logSequence.push(ledger.applying);
     this.logBalance.push(ledger.balance[account]);
     this.logHeld.push(ledger.held[account]);
+    this.logStatus.push(ledger.status[account]);
+    this.logLimit.push(ledger.overdraftLimit[account]);
   }
 
   beforeWindowEvict(): void {}
 
-  /** Apply the commands of `record` after the engine's last sequence; push one event per command onto `out`. */
+  /**
+   * Apply the commands of `record` after the engine's last sequence, all in one batch (the ledger tells which
+   * command made each change), and push one event per command onto `out`.
+   */
   apply(record: StoredRecord, out: OutputEvent[]): void {
     const engine = this.engine;
     const header = readRecordHeader(record.bytes);
@@ -130,111 +150,136 @@ export class EventDeriver implements LedgerObserver {
     const high = engine.sequencer.tryNext(count);
     assert(high >= 0, "a journal record larger than the relay's ring (ringSlots must match the shard's)");
     const ring = engine.ring;
-    decodeRecordInto(record.bytes, header, ring, high - count + 1, skip);
-    for (let first = high - count + 1; first <= high; ) {
-      const size = ring.groupSize[first & ring.mask];
-      assert(size >= 1, "a record resumes inside an atomic group");
-      this.logAccount.length = this.logSequence.length = this.logBalance.length = this.logHeld.length = 0;
-      engine.sequencer.publish(first + size - 1);
-      engine.drain();
-      this.emitUnit(first, size, header.timeMs, out);
-      first += size;
-    }
-  }
-
-  private emitUnit(first: number, size: number, timeMs: number, out: OutputEvent[]): void {
-    const engine = this.engine;
-    const ring = engine.ring;
-    // A failed group was rolled back: its own changes vanish; holds that expired before it stay.
-    // (In a failed group every command has a code other than ok: its own, or linked_failed.)
-    const failedGroup = size > 1 && ring.code[first & ring.mask] !== Code.ok;
-    for (let sequence = first; sequence < first + size; sequence++) {
+    const low = high - count + 1;
+    decodeRecordInto(record.bytes, header, ring, low, skip);
+    assert(ring.groupSize[low & ring.mask] >= 1, "a record resumes inside an atomic group");
+    this.logAccount.length = this.logSequence.length = this.logBalance.length = this.logHeld.length = 0;
+    this.logStatus.length = this.logLimit.length = 0;
+    engine.sequencer.publish(high);
+    engine.drain();
+    this.linkLog();
+    let entry = 0;
+    let unitFirst = low;
+    let failedGroup = false;
+    for (let sequence = low; sequence <= high; sequence++) {
       const index = sequence & ring.mask;
+      const size = ring.groupSize[index];
+      if (size !== 0) {
+        unitFirst = sequence;
+        // A failed group was rolled back: its own changes vanish; holds that expired before it stay.
+        // (In a failed group every command has a code other than ok: its own, or linked_failed.)
+        failedGroup = size > 1 && ring.code[index] !== Code.ok;
+      }
+      const accounts: AccountChange[] = [];
+      // The log is in sequence order: first the unit's expiries (-unitFirst), then each command's changes.
+      for (; entry < this.logAccount.length; entry++) {
+        const attributed = this.logSequence[entry];
+        if (attributed === -unitFirst && sequence === unitFirst) this.addChange(accounts, entry);
+        else if (attributed === sequence) {
+          if (!failedGroup) this.addChange(accounts, entry);
+        } else break;
+      }
       const command = readCommand(ring, index);
       const result = engine.resultAt(index, command.id ?? "");
-      const accounts: AccountChange[] = [];
-      for (let i = 0; i < this.logAccount.length; i++) {
-        const attributed = this.logSequence[i];
-        if (attributed === 0 ? sequence !== first : attributed !== sequence || failedGroup) continue;
-        this.addChange(accounts, i);
-      }
       if (result.code === "ok" && result.duplicate !== true && ring.type[index] === Type.openAccount) {
         this.addOpened(accounts, command);
       }
-      const accountId = this.resultAccount(sequence - first, command);
-      out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs, command, result, accountId, accounts });
+      const account = ring.account[index];
+      const accountId = account !== NO_ACCOUNT ? this.accountName(account) : namedAccount(command);
+      out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs: header.timeMs, command, result, accountId, accounts });
+    }
+    assert(entry === this.logAccount.length, "an account change the events do not account for");
+  }
+
+  /** Fill logNext with one backward pass. */
+  private linkLog(): void {
+    const count = this.logAccount.length;
+    const accounts = this.engine.ledger.accountCount;
+    if (this.seenEntry.length < accounts) {
+      this.seenEntry = new Int32Array(Math.max(accounts, 2 * this.seenEntry.length));
+      this.seenStamp = new Uint32Array(this.seenEntry.length);
+      this.stamp = 0;
+    }
+    const stamp = ++this.stamp;
+    this.logNext.length = count;
+    for (let i = count - 1; i >= 0; i--) {
+      const account = this.logAccount[i];
+      this.logNext[i] = this.seenStamp[account] === stamp ? this.seenEntry[account] : -1;
+      this.seenStamp[account] = stamp;
+      this.seenEntry[account] = i;
     }
   }
 
-  /** The account of the unit's `k`th command's result (see OutputEvent.accountId). */
-  private resultAccount(k: number, command: Command): string {
-    const ledger = this.engine.ledger;
-    const account = ledger.unitAccount[k];
-    if (account !== NO_ACCOUNT) return ledger.accounts.keyString(account);
-    // Answered without reaching the ledger's accounts (a duplicate from the window, a check): the command's own.
-    if (command.type === "transfer") return command.fromAccountId;
-    return "accountId" in command ? command.accountId : "";
+  private accountName(account: number): string {
+    return (this.accountNames[account] ??= this.engine.ledger.accounts.keyString(account));
   }
 
   /** The change logged at `i`, merged into `accounts`: its state after is the next logged state or the current. */
   private addChange(accounts: AccountChange[], i: number): void {
     const ledger = this.engine.ledger;
     const account = this.logAccount[i];
-    let balance = ledger.balance[account];
-    let held = ledger.held[account];
-    for (let j = i + 1; j < this.logAccount.length; j++) {
-      if (this.logAccount[j] === account) {
-        balance = this.logBalance[j];
-        held = this.logHeld[j];
-        break;
-      }
-    }
+    const next = this.logNext[i];
+    const balance = next < 0 ? ledger.balance[account] : this.logBalance[next];
+    const held = next < 0 ? ledger.held[account] : this.logHeld[next];
+    const overdraftLimit = next < 0 ? ledger.overdraftLimit[account] : this.logLimit[next];
+    const status = ACCOUNT_STATUSES[next < 0 ? ledger.status[account] : this.logStatus[next]];
     const balanceDelta = balance - this.logBalance[i];
     const heldDelta = held - this.logHeld[i];
-    const partnerId = ledger.partners.keyString(ledger.accounts.owner[account]);
-    const accountId = ledger.accounts.keyString(account);
-    const existing = accounts.find((change) => change.accountId === accountId && change.partnerId === partnerId);
-    if (existing !== undefined) {
+    const owner = ledger.accounts.owner[account];
+    const partnerId = (this.partnerNames[owner] ??= ledger.partners.keyString(owner));
+    const accountId = this.accountName(account);
+    for (const existing of accounts) {
+      if (existing.accountId !== accountId || existing.partnerId !== partnerId) continue;
       existing.balance = balance;
       existing.held = held;
-      existing.available = balance - held + existing.overdraftLimit;
+      existing.overdraftLimit = overdraftLimit;
+      existing.status = status;
+      existing.available = balance - held + overdraftLimit;
       existing.balanceDelta += balanceDelta;
       existing.heldDelta += heldDelta;
       return;
     }
-    const overdraftLimit = ledger.overdraftLimit[account];
+    const currency = ledger.currency[account];
     accounts.push({
       partnerId,
       accountId,
-      currency: ledger.currencies.keyString(ledger.currency[account]),
+      currency: (this.currencyNames[currency] ??= ledger.currencies.keyString(currency)),
       balance,
       held,
       available: balance - held + overdraftLimit,
       overdraftLimit,
-      status: ACCOUNT_STATUSES[ledger.status[account]],
+      status,
       balanceDelta,
       heldDelta,
     });
   }
 
-  /** A new account is not a change of an existing row, so the observer never sees it: report its opening state. */
+  /**
+   * A new account is not a change of an existing row, so the observer never sees it: report its opening state,
+   * which the command alone gives (later commands of the same record may have moved it since).
+   */
   private addOpened(accounts: AccountChange[], command: Command): void {
     if (command.type !== "openAccount") return;
-    const account = this.engine.account(command.partnerId, command.accountId);
-    assert(account !== undefined, "an opened account is missing");
+    const overdraftLimit = command.overdraftLimit ?? 0;
     accounts.push({
-      partnerId: account.partnerId,
-      accountId: account.accountId,
-      currency: account.currency,
-      balance: account.balance,
-      held: account.held,
-      available: account.available,
-      overdraftLimit: account.overdraftLimit,
-      status: account.status,
+      partnerId: command.partnerId,
+      accountId: command.accountId,
+      currency: command.currency,
+      balance: 0,
+      held: 0,
+      available: overdraftLimit,
+      overdraftLimit,
+      status: "active",
       balanceDelta: 0,
       heldDelta: 0,
     });
   }
+}
+
+/** The account a command names (a transfer's source), or "" for capture and release (they name a hold). */
+function namedAccount(command: Command): string {
+  if (command.type === "transfer") return command.fromAccountId;
+  return "accountId" in command ? command.accountId : "";
 }
 
 /** Options of a Relay: the shard's engine options (they must match the shard's, as a replay's must). */
@@ -393,9 +438,10 @@ export class Relay {
     const max = this.options.deliverEventsMax ?? 5000;
     const status = this.statuses[i];
     const shard = this.options.shard;
-    while (!this.stopping) {
-      const start = events.findIndex((event) => event.seq > this.cursors[i]);
-      if (start < 0) return;
+    while (!this.stopping && events.length > 0) {
+      // Events are consecutive sequences, so the sink's next one is found by subtraction.
+      const start = Math.max(0, this.cursors[i] + 1 - events[0].seq);
+      if (start >= events.length) return;
       if (events[start].seq !== this.cursors[i] + 1) {
         throw new Error(`sink ${sink.name} is at ${this.cursors[i]} but the next event is ${events[start].seq}`);
       }

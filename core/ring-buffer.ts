@@ -24,7 +24,7 @@ export const SLOT_TEXT_WORDS = SLOT_TEXT_BYTES / 4;
 export const Flag = { amount: 1, currency: 2, expiry: 4, id: 8 } as const;
 
 /** Bytes per slot, all columns together (~340 B). */
-export const SLOT_BYTES = 1 + 2 + 1 + FIELD_COUNT + 8 * 3 + SLOT_TEXT_BYTES + 1 + 1 + 8 * 4;
+export const SLOT_BYTES = 1 + 2 + 1 + FIELD_COUNT + 8 * 3 + SLOT_TEXT_BYTES + 1 + 1 + 8 * 4 + 4;
 
 /** A counter that only grows. */
 export class Sequence {
@@ -62,6 +62,8 @@ export class RingBuffer {
   readonly balance: Float64Array;
   readonly held: Float64Array;
   readonly available: Float64Array;
+  /** The ledger's index of the account the balances are of; -1 when none (and for a duplicate's stored result). */
+  readonly account: Int32Array;
 
   constructor(size: number, buffer?: ArrayBuffer | SharedArrayBuffer) {
     assert(Number.isInteger(size) && size >= 2 && size <= RING_SLOTS_MAX, "ring size out of range");
@@ -85,6 +87,8 @@ export class RingBuffer {
     this.balance = f64();
     this.held = f64();
     this.available = f64();
+    this.account = new Int32Array(this.buffer, offset, size);
+    offset += 4 * size;
     this.textWords = new Uint32Array(this.buffer, offset, size * SLOT_TEXT_WORDS);
     this.text = new Uint8Array(this.buffer, offset, size * SLOT_TEXT_BYTES);
     offset += size * SLOT_TEXT_BYTES;
