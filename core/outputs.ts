@@ -395,29 +395,44 @@ export class Relay {
     await Promise.all(this.options.sinks.map((sink) => sink.close()));
   }
 
+  /**
+   * Tail, derive, deliver, pipelined: the next records are read and derived while the sinks take the previous
+   * batch (the sinks wait on other processes, the follower on this CPU). An own snapshot waits for the sinks to
+   * catch up with the follower first.
+   */
   private async run(): Promise<void> {
-    const events: OutputEvent[] = [];
+    let delivering: Promise<unknown> = Promise.resolve();
     try {
       for (;;) {
         const records = await this.tail.next();
-        if (records === null || this.stopping) return;
-        events.length = 0;
+        if (records === null || this.stopping) break;
+        if (this.snapshotDue()) {
+          await delivering;
+          if (this.stopping) break;
+          await this.takeOwnSnapshot();
+        }
+        const events: OutputEvent[] = [];
         for (const record of records) this.deriver.apply(record, events);
-        await Promise.all(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
-        if (!this.stopping) await this.maybeSnapshot();
+        await delivering;
+        if (this.stopping) break;
+        delivering = Promise.all(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
       }
+      await delivering;
     } catch (error) {
       this.options.log?.(`relay shard ${this.options.shard} stopped: ${(error as Error).message}`);
       this.stopping = true;
     }
   }
 
-  /** Every sink has every event applied so far: a good moment for an own snapshot, if one is due. */
-  private async maybeSnapshot(): Promise<void> {
-    const store = this.options.ownSnapshots;
+  private snapshotDue(): boolean {
+    if (this.options.ownSnapshots === undefined) return false;
+    return this.deriver.engine.lastSequence - this.snapshotSequence >= (this.options.snapshotEveryEvents ?? 1_000_000);
+  }
+
+  /** Every sink has every event applied so far: snapshot the follower into the own store, move the floor. */
+  private async takeOwnSnapshot(): Promise<void> {
+    const store = this.options.ownSnapshots!;
     const engine = this.deriver.engine;
-    if (store === undefined) return;
-    if (engine.lastSequence - this.snapshotSequence < (this.options.snapshotEveryEvents ?? 1_000_000)) return;
     const ledger = engine.ledger;
     // Nothing is applied while the job runs (this loop is waiting for it), so the deriver can step aside.
     ledger.observer = undefined;
