@@ -5,6 +5,7 @@
  * A generator: each `yield` is a point where the caller may let the event loop run.
  */
 import { crc32c } from "./crc32c.ts";
+import { varintSize, writeVarint } from "./varint.ts";
 
 /** Bytes copied (and checksummed) per piece: 2 MiB, about 3 ms of CRC32C in JavaScript here. */
 const PIECE_BYTES = 2 << 20;
@@ -18,15 +19,6 @@ export type Field =
 
 const WIRE_VARINT = 0;
 const WIRE_LENGTH = 2;
-
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 128) {
-    value = Math.floor(value / 128);
-    size++;
-  }
-  return size;
-}
 
 const encoder = new TextEncoder();
 
@@ -61,11 +53,7 @@ class Output {
   }
 
   varint(value: number): void {
-    while (value >= 128) {
-      this.bytes[this.offset++] = (value % 128) | 128;
-      value = Math.floor(value / 128);
-    }
-    this.bytes[this.offset++] = value;
+    this.offset = writeVarint(this.bytes, this.offset, value);
   }
 }
 

@@ -1,12 +1,13 @@
 /**
  * Core types in their .proto form (core/gen), for transports and output sinks. Amounts are numbers inside and
- * int64 (bigint) on the wire; every number here is already a safe integer, so the conversion is exact.
+ * int64 (bigint) on the wire; every number here is already a safe integer, so the conversion is exact. Output
+ * events, encoded for every event a sink delivers, are written by hand (output-event-writer.ts) into the same
+ * bytes protobuf-es would write for `outputEventToProto`.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
 import {
   CommandSchema,
-  OutputEventBatchSchema,
   OutputEventSchema,
   ResultSchema,
   type AccountStatus as ProtoAccountStatus,
@@ -14,6 +15,7 @@ import {
   type OutputEvent as ProtoOutputEvent,
   type Result as ProtoResult,
 } from "./gen/hotledger/v1/ledger_pb.ts";
+import { writeOutputEvent, writeOutputEventBatch } from "./output-event-writer.ts";
 import type { OutputEvent } from "./outputs.ts";
 import type { Command, Result } from "./types.ts";
 
@@ -78,10 +80,10 @@ export function outputEventToProto(event: OutputEvent): ProtoOutputEvent {
 
 /** One event as protobuf `OutputEvent` bytes. */
 export function encodeOutputEvent(event: OutputEvent): Uint8Array {
-  return toBinary(OutputEventSchema, outputEventToProto(event));
+  return writeOutputEvent(event);
 }
 
 /** Consecutive events as one protobuf `OutputEventBatch` (a batch envelope). */
 export function encodeOutputEventBatch(events: readonly OutputEvent[]): Uint8Array {
-  return toBinary(OutputEventBatchSchema, create(OutputEventBatchSchema, { events: events.map(outputEventToProto) }));
+  return writeOutputEventBatch(events);
 }

@@ -80,22 +80,14 @@ export class KafkaSendError extends Error {
 }
 
 /**
- * The message key: the account whose events must stay in order. For a transfer the source account; for every
- * command but capture and release its `accountId`. A capture or release names only the hold, so its key is the
- * hold's account as the event shows it: the account change of the command's partner whose state equals the
- * result's (a result carries the hold's account after the command), not simply the first change, which can be a
- * hold that expired just before the command and is reported on its event. When no single change matches (a
- * duplicate, an unknown hold, two accounts in the same state), the key is the partner id alone, so those events
- * may sit on another partition than the account's others.
+ * The message key: the account whose events must stay in order, `partnerId:accountId` with the event's
+ * `accountId` (the account its result is of: the command's, a transfer's source, a capture's or release's hold's).
+ * An event without one (a capture or release that found no hold, or a duplicate of one) is keyed by the partner
+ * alone, so it may sit on another partition than the account's other events.
  */
 export function messageKey(event: OutputEvent): string {
-  const command = event.command;
-  if (command.type === "transfer") return `${command.partnerId}:${command.fromAccountId}`;
-  if (command.type !== "capture" && command.type !== "release") return `${command.partnerId}:${command.accountId}`;
-  const result = event.result;
-  const holdAccounts = event.accounts.filter((change) =>
-    change.partnerId === command.partnerId && change.balance === result.balance && change.held === result.held && change.available === result.available);
-  return holdAccounts.length === 1 ? `${command.partnerId}:${holdAccounts[0].accountId}` : command.partnerId;
+  const partnerId = event.command.partnerId;
+  return event.accountId === "" ? partnerId : `${partnerId}:${event.accountId}`;
 }
 
 /** Connects the producer, reads the cursor file, and returns the sink. */

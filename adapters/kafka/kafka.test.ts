@@ -171,34 +171,48 @@ describe("Kafka sink", () => {
         const command = event.command;
         if (command.type === "transfer") assert.equal(message.key, `${command.partnerId}:${command.fromAccountId}`);
         else if (command.type === "capture" || command.type === "release") {
-          assert.ok(message.key === command.partnerId || event.accounts.some((change) => message.key === `${command.partnerId}:${change.accountId}`));
+          assert.equal(message.key, event.accountId === "" ? command.partnerId : `${command.partnerId}:${event.accountId}`);
+          if (event.result.code === "ok" && event.result.duplicate !== true) {
+            assert.ok(event.accounts.some((change) => message.key === `${change.partnerId}:${change.accountId}`), `${event.eventId}: keyed by the hold's account`);
+          }
         } else assert.equal(message.key, `${command.partnerId}:${command.accountId}`);
       });
+      const holdKeys = messages.filter((_, i) => events[i].command.type === "capture" || events[i].command.type === "release").map((message) => message.key);
+      assert.ok(holdKeys.some((key) => key.includes(":")) && holdKeys.some((key) => !key.includes(":")), "captures and releases keyed both ways");
       await sink.close();
       assert.equal(producer.connected, false, "close disconnects the producer");
     });
   });
 
-  test("keys of captures and releases: the hold's account, even when a hold that expired before is on the same event", async () => {
+  test("keys: partner and the event's account; for captures and releases the hold's account, else the partner alone", async () => {
     const journal = new KeepingJournal();
     const clock = { now: 1_000 };
     const shard = await openShard(journal, clock);
     const open = (accountId: string): Command => ({ type: "openAccount", id: `open-${accountId}`, partnerId: "p1", accountId, currency: "EUR" });
+    const capture: Command = { type: "capture", id: "cap", partnerId: "p1", holdId: "h2" };
     await shard.submit([open("a1"), open("a2"), { type: "credit", id: "c1", partnerId: "p1", accountId: "a1", amount: 500 },
-      { type: "credit", id: "c2", partnerId: "p1", accountId: "a2", amount: 700 }]);
+      { type: "credit", id: "c2", partnerId: "p1", accountId: "a2", amount: 580 }]);
     await shard.submit([{ type: "hold", id: "short", partnerId: "p1", accountId: "a1", amount: 50, expiresInMs: 5 },
-      { type: "hold", id: "h2", partnerId: "p1", accountId: "a2", amount: 80 }, { type: "hold", id: "h3", partnerId: "p1", accountId: "a2", amount: 30 }]);
+      { type: "hold", id: "h2", partnerId: "p1", accountId: "a2", amount: 80 }]);
     clock.now += 10;
-    await shard.submit([{ type: "capture", id: "cap", partnerId: "p1", holdId: "h2" }]);
-    await shard.submit([{ type: "release", id: "rel", partnerId: "p1", holdId: "h3" }, { type: "release", id: "bad", partnerId: "p1", holdId: "nope" }]);
+    await shard.submit([capture]);
+    await shard.submit([{ type: "hold", id: "h3", partnerId: "p1", accountId: "a2", amount: 30 }, { type: "release", id: "rel", partnerId: "p1", holdId: "h3" },
+      { type: "release", id: "bad", partnerId: "p1", holdId: "nope" }, { type: "transfer", id: "t", partnerId: "p1", fromAccountId: "a2", toAccountId: "a1", amount: 1 }]);
+    await shard.submit([capture]);
     await shard.close();
-    const byId = new Map(derive(journal).map((event) => [event.command.id, event]));
-    const capture = byId.get("cap")!;
-    assert.deepEqual(capture.accounts.map((change) => change.accountId), ["a1", "a2"], "the expiry on a1 is reported first");
-    assert.equal(messageKey(capture), "p1:a2");
+    const events = derive(journal);
+    const byId = new Map(events.filter((event) => event.result.duplicate !== true).map((event) => [event.command.id, event]));
+    const captured = byId.get("cap")!;
+    assert.deepEqual(captured.accounts.map((change) => [change.accountId, change.balance, change.held, change.available]),
+      [["a1", 500, 0, 500], ["a2", 500, 0, 500]], "the expiry on a1 is reported first, and both accounts end in the same state");
+    assert.equal(messageKey(captured), "p1:a2");
     assert.equal(messageKey(byId.get("rel")!), "p1:a2");
     assert.equal(messageKey(byId.get("bad")!), "p1", "a release of an unknown hold shows no account");
     assert.equal(messageKey(byId.get("short")!), "p1:a1");
+    assert.equal(messageKey(byId.get("t")!), "p1:a2", "a transfer's source");
+    const duplicate = events[events.length - 1];
+    assert.equal(duplicate.result.duplicate, true);
+    assert.equal(messageKey(duplicate), "p1", "a duplicate of a capture shows no account");
   });
 
   test("JSON: the event as it is, content type application/json", async () => {

@@ -4,7 +4,14 @@
  * directories (journals and snapshots) and writes its own state beside them (relay snapshots, the journal floor),
  * so it can be killed and restarted at any moment: every sink resumes from its own cursor.
  * SIGTERM or SIGINT: finish the delivery in progress, close the sinks, exit 0.
+ *
+ * It lowers its own CPU priority (nice HOTLEDGER_RELAY_NICE, default 10): on a machine shared with the shards,
+ * the ledger's latency comes first, and outputs that fall behind under a peak catch up after it. With
+ * HOTLEDGER_RELAY_METRICS_PORT set it serves GET /metrics (each sink's cursor, lag, deliveries and failures, in the
+ * gateway's Prometheus format) on 127.0.0.1 at that port.
  */
+import { setPriority } from "node:os";
+import { prometheusText } from "../../transports/http/index.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { startOutputs } from "./outputs.ts";
 
@@ -12,6 +19,9 @@ async function main(): Promise<void> {
   let outputs;
   try {
     const config = loadConfig();
+    const nice = Number(process.env.HOTLEDGER_RELAY_NICE ?? 10);
+    if (!Number.isInteger(nice) || nice < -20 || nice > 19) throw new ConfigError(`HOTLEDGER_RELAY_NICE must be an integer in -20..19, got ${process.env.HOTLEDGER_RELAY_NICE}`);
+    setPriority(0, nice);
     if (config.outputs.length === 0) throw new ConfigError("no outputs configured (HOTLEDGER_OUTPUTS=none)");
     outputs = startOutputs(config, console.log);
     await outputs.ready;
@@ -19,6 +29,18 @@ async function main(): Promise<void> {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`hotledger relay: bad configuration: ${error.message}`);
     process.exit(2);
+  }
+  const metricsPort = process.env.HOTLEDGER_RELAY_METRICS_PORT;
+  if (metricsPort !== undefined) {
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: Number(metricsPort),
+      fetch: (request) =>
+        new URL(request.url).pathname === "/metrics"
+          ? new Response(prometheusText([], outputs.status()), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          : new Response("not found", { status: 404 }),
+    });
+    console.log(`hotledger relay: metrics on http://127.0.0.1:${server.port}/metrics`);
   }
   console.log("hotledger relay: running");
   let stopping = false;
