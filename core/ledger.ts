@@ -750,6 +750,13 @@ export class Ledger {
     return partner < 0 ? -1 : this.findText(this.accounts, partner, accountId);
   }
 
+  /** The account a hold (named by its command id) is on, while the ledger remembers the hold; else -1. */
+  holdAccountOf(partnerId: string, holdId: string): number {
+    const partner = this.findText(this.partners, 0, partnerId);
+    const hold = partner < 0 ? -1 : this.findText(this.holds, partner, holdId);
+    return hold < 0 ? -1 : this.holdAccount[hold];
+  }
+
   /** The window entry of (partnerId, id), or -1. */
   windowEntry(partnerId: string, id: string): number {
     const partner = this.findText(this.partners, 0, partnerId);

@@ -53,6 +53,7 @@ describe("output events", () => {
     const codes = new Set<string>();
     let transfers = 0;
     let expiries = 0;
+    const firstAccount = new Map<string, string>();
     const state = new Map<string, { balance: number; held: number; sumBalance: number; sumHeld: number }>();
     events.forEach((event, i) => {
       assert.equal(event.seq, i + 1);
@@ -61,6 +62,9 @@ describe("output events", () => {
       codes.add(event.result.code);
       const command = event.command;
       if (command.type === "capture" || command.type === "release") {
+        const original = firstAccount.get(`${command.partnerId}/${command.id}`);
+        if (event.result.duplicate === true && original !== undefined) assert.equal(event.accountId, original, `${event.eventId}: the original's account`);
+        if (event.result.duplicate !== true) firstAccount.set(`${command.partnerId}/${command.id}`, event.accountId);
         if (event.result.code === "ok" && event.result.duplicate !== true) {
           const own = event.accounts.find((change) => change.partnerId === command.partnerId && change.accountId === event.accountId);
           assert.ok(own !== undefined && own.balance === event.result.balance && own.held === event.result.held, `${event.eventId}: the hold's account`);

@@ -47,9 +47,9 @@ export interface OutputEvent {
   result: Result;
   /**
    * The account the result's balance, held and available are of: the command's account (a transfer's source), or
-   * for capture and release the hold's account. When the command reached no account: the account it names (e.g.
-   * account_not_found), or "" for a capture or release that found no hold (or a duplicate of one). The natural
-   * partition key, with the partner.
+   * for capture and release the hold's account (also for a duplicate, while the ledger remembers the hold). When
+   * the command reached no account: the account it names (e.g. account_not_found), or "" for a capture or release
+   * of an unknown hold. The natural partition key, with the partner.
    */
   accountId: string;
   /**
@@ -185,7 +185,7 @@ export class EventDeriver implements LedgerObserver {
         this.addOpened(accounts, command);
       }
       const account = ring.account[index];
-      const accountId = account !== NO_ACCOUNT ? this.accountName(account) : namedAccount(command);
+      const accountId = account !== NO_ACCOUNT ? this.accountName(account) : this.namedAccount(command);
       out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs: header.timeMs, command, result, accountId, accounts });
     }
     assert(entry === this.logAccount.length, "an account change the events do not account for");
@@ -208,6 +208,20 @@ export class EventDeriver implements LedgerObserver {
       this.seenStamp[account] = stamp;
       this.seenEntry[account] = i;
     }
+  }
+
+  /**
+   * The account of a command answered without reaching an account (a duplicate from the window, a rejection): the
+   * one it names (a transfer's source), or for capture and release the hold's account while the ledger remembers
+   * the hold, else "".
+   */
+  private namedAccount(command: Command): string {
+    if (command.type === "transfer") return command.fromAccountId;
+    if (command.type === "capture" || command.type === "release") {
+      const account = this.engine.ledger.holdAccountOf(command.partnerId, command.holdId);
+      return account < 0 ? "" : this.accountName(account);
+    }
+    return command.accountId;
   }
 
   private accountName(account: number): string {
@@ -274,12 +288,6 @@ export class EventDeriver implements LedgerObserver {
       heldDelta: 0,
     });
   }
-}
-
-/** The account a command names (a transfer's source), or "" for capture and release (they name a hold). */
-function namedAccount(command: Command): string {
-  if (command.type === "transfer") return command.fromAccountId;
-  return "accountId" in command ? command.accountId : "";
 }
 
 /** Options of a Relay: the shard's engine options (they must match the shard's, as a replay's must). */

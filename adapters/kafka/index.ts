@@ -82,8 +82,8 @@ export class KafkaSendError extends Error {
 /**
  * The message key: the account whose events must stay in order, `partnerId:accountId` with the event's
  * `accountId` (the account its result is of: the command's, a transfer's source, a capture's or release's hold's).
- * An event without one (a capture or release that found no hold, or a duplicate of one) is keyed by the partner
- * alone, so it may sit on another partition than the account's other events.
+ * An event without one (a capture or release of a hold the ledger does not know) is keyed by the partner alone, so
+ * it may sit on another partition than the account's other events.
  */
 export function messageKey(event: OutputEvent): string {
   const partnerId = event.command.partnerId;

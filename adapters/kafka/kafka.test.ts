@@ -184,7 +184,7 @@ describe("Kafka sink", () => {
     });
   });
 
-  test("keys: partner and the event's account; for captures and releases the hold's account, else the partner alone", async () => {
+  test("keys: partner and the event's account; for captures and releases (and their duplicates) the hold's account, else the partner alone", async () => {
     const journal = new KeepingJournal();
     const clock = { now: 1_000 };
     const shard = await openShard(journal, clock);
@@ -212,7 +212,7 @@ describe("Kafka sink", () => {
     assert.equal(messageKey(byId.get("t")!), "p1:a2", "a transfer's source");
     const duplicate = events[events.length - 1];
     assert.equal(duplicate.result.duplicate, true);
-    assert.equal(messageKey(duplicate), "p1", "a duplicate of a capture shows no account");
+    assert.equal(messageKey(duplicate), "p1:a2", "a duplicate of a capture goes with the original (the hold's account)");
   });
 
   test("JSON: the event as it is, content type application/json", async () => {

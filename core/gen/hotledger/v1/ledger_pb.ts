@@ -605,8 +605,8 @@ export type OutputEvent = Message<"hotledger.v1.OutputEvent"> & {
 
   /**
    * The account the result's balance, held and available are of: the command's account (a transfer's source), or
-   * for capture and release the hold's account. When the command reached no account: the account it names, or ""
-   * for a capture or release that found no hold (or a duplicate of one).
+   * for capture and release the hold's account (also for a duplicate, while the ledger remembers the hold). When the
+   * command reached no account: the account it names, or "" for a capture or release of an unknown hold.
    *
    * @generated from field: string account_id = 8;
    */
