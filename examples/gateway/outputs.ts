@@ -15,6 +15,7 @@ import { writeJournalFloor } from "../../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { openPgliteSink, openPostgresSink, type PostgresSink } from "../../adapters/postgres/index.ts";
 import { openJetStreamSink } from "../../adapters/jetstream/index.ts";
+import { openKafkaSink } from "../../adapters/kafka/index.ts";
 import type { HistoryReader, OutputsView } from "../../transports/gateway.ts";
 import type { GatewayConfig } from "./config.ts";
 
@@ -111,6 +112,14 @@ async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
     }
     if (config.outputs.includes("jetstream")) {
       shared.push(await openJetStreamSink({ servers: config.natsUrl!, envelope: config.jetstreamEnvelope, log: (line) => log(`outputs: ${line}`) }));
+    }
+    if (config.outputs.includes("kafka")) {
+      shared.push(await openKafkaSink({
+        brokers: config.kafkaBrokers!.split(",").map((broker) => broker.trim()),
+        clientId: "hotledger",
+        topic: config.kafkaTopic,
+        cursorFile: join(config.dataDirectory, "kafka-cursor.json"),
+      }));
     }
     for (let index = 0; index < config.shards; index++) {
       const directories = shardDirectories(config, index);
