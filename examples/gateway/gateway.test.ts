@@ -33,7 +33,7 @@ function start(env: Record<string, string>): Promise<{ child: ChildProcessWithou
       const parts = buffered.split("\n");
       buffered = parts.pop() ?? "";
       lines.push(...parts);
-      const ready = env.HOTLEDGER_CONFIG ? lines.some((line) => line.includes("listening on")) : lines.some((line) => line.includes("/v1/credit"));
+      const ready = env.HOTLEDGER_CONFIG ? lines.some((line) => line.includes("listening on")) : lines.some((line) => line.includes("/entries"));
       if (ready) {
         clearTimeout(timer);
         resolve({ child, lines });
