@@ -7,7 +7,8 @@
  * - engineOpsPerSecWithout / engineOpsPerSecWithOutputs: one durable shard in this process (fsync per batch,
  *   bench/shard-load.ts: 64 producers x 100 commands), with no relay and then with the relay process
  *   (examples/gateway/relay.ts: Postgres + JetStream) tailing its journal, alternated RUNS times in the same run;
- *   medians. The relay runs in its own process, as deployed, so on this 2-core machine it competes for the CPU.
+ *   medians. The relay runs in its own process, as deployed (nice 10), so on this 2-core machine it competes for
+ *   the CPU with the shard, Postgres and nats-server.
  * - jetstreamEventsPerSec / postgresEventsPerSec: after the engine runs, the relay process delivers the journal
  *   (millions of events) to one sink at a time from a fresh cursor; the rate is read off the sink's own cursor,
  *   from its first movement until SINK_EVENTS_MAX events or SINK_MS_MAX. It includes deriving the events from the
@@ -69,9 +70,13 @@ async function freshDatabase(): Promise<string> {
   return url.toString();
 }
 
-/** The relay process for shard 0 of `dataDirectory`, with `outputs`. */
-function startRelay(outputs: string, databaseUrl: string, natsUrl: string): Promise<{ child: Child }> {
+/**
+ * The relay process for shard 0 of `dataDirectory`, with `outputs`. Beside the engine it runs at its default
+ * priority (nice 10: the ledger first); alone, measuring a sink, at nice 0.
+ */
+function startRelay(outputs: string, databaseUrl: string, natsUrl: string, nice = 10): Promise<{ child: Child }> {
   return startChild("examples/gateway/relay.ts", [], {
+    HOTLEDGER_RELAY_NICE: String(nice),
     HOTLEDGER_DATA: dataDirectory,
     HOTLEDGER_SHARDS: "1",
     HOTLEDGER_OUTPUTS: outputs,
@@ -143,7 +148,7 @@ async function main(): Promise<void> {
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(STREAM_DEFAULT);
-    relay = (await startRelay("jetstream", "", nats.url)).child;
+    relay = (await startRelay("jetstream", "", nats.url, 0)).child;
     const jetstreamCursor = async () => {
       const message = await jsm.streams.getMessage(STREAM_DEFAULT, { last_by_subj: `${SUBJECT_PREFIX_DEFAULT}.0` }).catch(() => null);
       return Number(message?.header.get(HEADER_LAST_SEQ) ?? 0);
@@ -156,7 +161,7 @@ async function main(): Promise<void> {
 
     // Postgres alone, into a fresh database.
     const sinkDatabase = await freshDatabase();
-    relay = (await startRelay("postgres", sinkDatabase, nats.url)).child;
+    relay = (await startRelay("postgres", sinkDatabase, nats.url, 0)).child;
     const sql = postgres(sinkDatabase, { max: 1, onnotice: () => {} });
     const postgresCursor = async () => {
       const rows = await sql<{ seq: string }[]>`select seq from hotledger_cursors where shard = 0`.catch(() => []);
