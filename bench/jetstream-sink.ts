@@ -26,9 +26,8 @@
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders, nanos } from "@nats-io/transport-node";
-import { Engine, EventDeriver, Shard, encodeOutputEvent, encodeOutputEventBatch, type OutputEvent } from "../core/index.ts";
-import { MemoryJournal, MemorySnapshotStore } from "../core/testing/memory-ports.ts";
-import { randomWorkload, workloadOpenings } from "../core/testing/workload.ts";
+import { encodeOutputEvent, encodeOutputEventBatch, type OutputEvent } from "../core/index.ts";
+import { workloadEvents } from "../core/testing/workload.ts";
 import {
   CONTENT_TYPES,
   HEADER_CONTENT_TYPE,
@@ -47,7 +46,6 @@ const RUNS_MAX = 10;
 const WORKLOAD_BATCHES = 100_000;
 const SHARD = 7;
 const SERVERS = process.env.NATS_URL || "127.0.0.1:4222";
-const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 1 << 16, idempotencyCommandsMax: 1 << 17, ringSlots: 8192 };
 
 const argv = process.argv.slice(2);
 const jsonMode = argv.includes("--json");
@@ -68,25 +66,11 @@ function log(message: string): void {
 
 const round = (value: number) => Math.round(value);
 
-/** Keeps every record, so all events can be derived after the workload. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
 /** `count` events of shard SHARD: derived from a real shard's workload, repeated with new sequences past its end. */
-async function workloadEvents(count: number): Promise<OutputEvent[]> {
-  const journal = new KeepingJournal();
-  let now = 1_700_000_000_000;
-  let tick = 0;
-  const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-  const batches = [...workloadOpenings("ord_01HZX3K9QW"), ...randomWorkload(1, WORKLOAD_BATCHES, "ord_01HZX3K9QW")];
-  for (let start = 0; start < batches.length; start += 64) {
-    await Promise.all(batches.slice(start, start + 64).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
-  }
-  await shard.close();
-  const deriver = new EventDeriver(new Engine(SIZES), SHARD);
-  const derived: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, derived);
+async function benchEvents(count: number): Promise<OutputEvent[]> {
+  const derived = await workloadEvents({
+    seed: 1, batches: WORKLOAD_BATCHES, prefix: "ord_01HZX3K9QW", shard: SHARD, inFlight: 64, clockStartMs: 1_700_000_000_000,
+  });
   const events = derived.slice(0, count);
   for (let seq = events.length + 1; seq <= count; seq++) {
     events.push({ ...derived[(seq - 1) % derived.length], seq, eventId: `${SHARD}:${seq}` });
@@ -169,7 +153,7 @@ async function deliverRun(events: readonly OutputEvent[], envelope: boolean, tag
   }
 }
 
-const events = await workloadEvents(EVENTS);
+const events = await benchEvents(EVENTS);
 log(`${events.length} events of shard ${SHARD} (workload-derived, untimed), ${FORMAT}, ${CHUNK_EVENTS} per deliver, NATS ${SERVERS}`);
 for (const mode of MODES) {
   const envelope = mode === "envelope";

@@ -12,38 +12,15 @@
  * JetStream sink does. That they write the same bytes is core/output-event-writer.test.ts's job, not this bench's.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Engine, EventDeriver, Shard, encodeOutputEventBatch, outputEventToProto, type OutputEvent } from "../core/index.ts";
+import { encodeOutputEventBatch, outputEventToProto, type OutputEvent } from "../core/index.ts";
 import { OutputEventBatchSchema } from "../core/gen/hotledger/v1/ledger_pb.ts";
-import { MemoryJournal, MemorySnapshotStore } from "../core/testing/memory-ports.ts";
-import { randomWorkload, workloadOpenings } from "../core/testing/workload.ts";
+import { workloadEvents } from "../core/testing/workload.ts";
 import { loadAverage, median } from "./children.ts";
 
 const CHUNK_EVENTS = 5_000;
 const RUNS_MAX = 10;
 /** Workload batches applied to the shard (~4.3 commands each): ~170k events. */
 const WORKLOAD_BATCHES = 40_000;
-const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 1 << 16, idempotencyCommandsMax: 1 << 17, ringSlots: 8192 };
-
-/** Keeps every record, so all events can be derived after the workload. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
-async function workloadEvents(): Promise<OutputEvent[]> {
-  const journal = new KeepingJournal();
-  let now = 1_700_000_000_000;
-  let tick = 0;
-  const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-  const batches = [...workloadOpenings("ord_01HZX3K9QW"), ...randomWorkload(1, WORKLOAD_BATCHES, "ord_01HZX3K9QW")];
-  for (let start = 0; start < batches.length; start += 64) {
-    await Promise.all(batches.slice(start, start + 64).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
-  }
-  await shard.close();
-  const deriver = new EventDeriver(new Engine(SIZES), 7);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
-  return events;
-}
 
 /** The envelope as protobuf-es writes it: the way core/wire.ts encoded it before the hand-written writer. */
 function encodeWithProtobufEs(events: readonly OutputEvent[]): Uint8Array {
@@ -60,7 +37,9 @@ function rate(events: readonly OutputEvent[], encode: (chunk: readonly OutputEve
 const argv = process.argv.slice(2);
 const runsIndex = argv.indexOf("--runs");
 const runs = Math.min(RUNS_MAX, Math.max(1, runsIndex >= 0 ? Number(argv[runsIndex + 1]) : 5));
-const events = await workloadEvents();
+const events = await workloadEvents({
+  seed: 1, batches: WORKLOAD_BATCHES, prefix: "ord_01HZX3K9QW", shard: 7, inFlight: 64, clockStartMs: 1_700_000_000_000,
+});
 const handWritten: number[] = [];
 const protobufEs: number[] = [];
 for (let run = 0; run < runs; run++) {

@@ -5,36 +5,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { AssertionError, Engine, EventDeriver, Shard, type Command, type OutputEvent } from "./index.ts";
+import { AssertionError, type Command, type OutputEvent } from "./index.ts";
 import { OutputEventBatchSchema, OutputEventSchema } from "./gen/hotledger/v1/ledger_pb.ts";
 import { writeOutputEvent, writeOutputEventBatch } from "./output-event-writer.ts";
 import { outputEventToProto } from "./wire.ts";
-import { MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
-import { randomWorkload, workloadOpenings, type WorkloadBatch } from "./testing/workload.ts";
+import { batchEvents, workloadEvents } from "./testing/workload.ts";
 
-const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 4096, idempotencyCommandsMax: 1 << 15, ringSlots: 1024 };
 const MAX = Number.MAX_SAFE_INTEGER;
-
-/** Keeps every record, so all events can be derived from the start. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
-/** The events of `batches` submitted to a real shard (clock moving 0-5 ms per record), derived from its journal. */
-async function deriveEvents(batches: WorkloadBatch[]): Promise<OutputEvent[]> {
-  const journal = new KeepingJournal();
-  let now = 1_700_000_000_000;
-  let tick = 0;
-  const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-  for (let start = 0; start < batches.length; start += 5) {
-    await Promise.all(batches.slice(start, start + 5).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
-  }
-  await shard.close();
-  const deriver = new EventDeriver(new Engine(SIZES), 7);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
-  return events;
-}
+/** Shard 7's events, stamped with epoch-millisecond times (full-length varints, as in use) moving 0-5 ms per record. */
+const EVENTS_OPTIONS = { shard: 7, clockStartMs: 1_700_000_000_000 };
 
 /** The hand-written bytes of `event` are protobuf-es's, and decode back to the same message. */
 function assertLikeProtobufEs(event: OutputEvent): void {
@@ -51,7 +30,7 @@ function assertBatchLikeProtobufEs(events: readonly OutputEvent[]): void {
   assert.deepEqual(fromBinary(OutputEventBatchSchema, bytes), message, `batch of ${events.length}: decodes back`);
 }
 
-const workload = await deriveEvents([...workloadOpenings("ord_01HZX3K9QW"), ...randomWorkload(11, 1500, "ord_01HZX3K9QW")]);
+const workload = await workloadEvents({ ...EVENTS_OPTIONS, seed: 11, batches: 1500, prefix: "ord_01HZX3K9QW" });
 
 /** Commands whose events reach the boundaries: overdraft, 2^53-1, zero and absent optional fields, duplicates. */
 const boundaryCommands: Command[] = [
@@ -74,7 +53,7 @@ const boundaryCommands: Command[] = [
   { type: "openAccount", id: "open-zero", partnerId: "p", accountId: "zero", currency: "EUR" },
   { type: "close", id: "close-zero", partnerId: "p", accountId: "zero" },
 ];
-const boundary = await deriveEvents([{ commands: boundaryCommands, atomic: false }]);
+const boundary = await batchEvents([{ commands: boundaryCommands, atomic: false }], EVENTS_OPTIONS);
 
 /** A real event with some fields replaced. */
 function variant(overrides: Partial<OutputEvent>, base = workload.find((event) => event.accounts.length > 0)!): OutputEvent {

@@ -4,50 +4,22 @@
 // relay that delivers every event to every sink in order across outages, lost acknowledgements and restarts.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Engine, EventDeriver, Relay, Shard, type OutputEvent, type Result } from "./index.ts";
-import { MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
+import { Engine, EventDeriver, Relay } from "./index.ts";
+import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
 import { MemoryJournalTail, MemorySink } from "./testing/memory-outputs.ts";
-import { randomWorkload, workloadOpenings, type WorkloadBatch } from "./testing/workload.ts";
+import { deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, workloadOpenings } from "./testing/workload.ts";
 
-/** Keeps every record, so a test can derive all events from the start after a snapshot. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
+/** Table sizes of this suite's shards, followers and relays: smaller than WORKLOAD_SIZES, enough for a few hundred batches. */
 const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 512, idempotencyCommandsMax: 4096, ringSlots: 64 };
-
-/** A shard whose clock moves 0-5 ms per journal record, so short holds expire along the way. */
-async function openShard(journal: MemoryJournal, snapshots: MemorySnapshotStore) {
-  let now = 1_000_000;
-  let tick = 0;
-  return Shard.open({ ...SIZES, journal, snapshots, clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-}
-
-/** Submits every batch in one turn (so sequences follow submission order) and returns the flat results. */
-async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<Result[]> {
-  const pending: Promise<Result[]>[] = [];
-  for (let i = 0; i < batches.length; i++) {
-    pending.push(shard.submit(batches[i].commands, { atomic: batches[i].atomic }));
-    if (i % 5 === 4) await Promise.all(pending.slice(-5)); // several journal records
-  }
-  return (await Promise.all(pending)).flat();
-}
-
-function derive(journal: MemoryJournal, engine = new Engine(SIZES)): OutputEvent[] {
-  const deriver = new EventDeriver(engine, 3);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
-  return events;
-}
 
 const key = (partnerId: string, accountId: string) => `${partnerId}/${accountId}`;
 
 describe("output events", () => {
   test("one per sequence with the shard's result; changes chain, add up to the final state, and are double entry", async () => {
     const journal = new KeepingJournal();
-    const shard = await openShard(journal, new MemorySnapshotStore());
-    const results = await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
-    const events = derive(journal);
+    const shard = await openWorkloadShard(journal, { sizes: SIZES });
+    const results = await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
+    const events = deriveEvents(journal.records, 3, SIZES);
     assert.equal(events.length, shard.lastSequence);
     assert.ok(events.length > 1500, `a large enough workload (${events.length})`);
     const codes = new Set<string>();
@@ -105,10 +77,10 @@ describe("output events", () => {
 
   test("each event's account states equal an engine's that applied the commands one unit at a time", async () => {
     const journal = new KeepingJournal();
-    const shard = await openShard(journal, new MemorySnapshotStore());
+    const shard = await openWorkloadShard(journal, { sizes: SIZES });
     const batches = [...workloadOpenings(), ...randomWorkload(9, 300)];
-    await submitAll(shard, batches);
-    const events = derive(journal);
+    await submitWorkload(shard, batches);
+    const events = deriveEvents(journal.records, 3, SIZES);
     const oracle = new Engine(SIZES);
     let next = 0;
     let compared = 0;
@@ -139,15 +111,15 @@ describe("output events", () => {
   test("a follower restored from a snapshot derives the same events after it", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();
-    const shard = await openShard(journal, snapshots);
-    await submitAll(shard, [...workloadOpenings(), ...randomWorkload(11, 150)]);
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(11, 150)]);
     await shard.takeSnapshot();
     const at = shard.lastSequence;
-    await submitAll(shard, randomWorkload(12, 150, "x"));
-    const all = derive(journal);
+    await submitWorkload(shard, randomWorkload(12, 150, "x"));
+    const all = deriveEvents(journal.records, 3, SIZES);
     const [sequence] = await snapshots.list();
     assert.equal(sequence, at);
-    const fromSnapshot = derive(journal, Engine.restore(await snapshots.load(sequence), SIZES));
+    const fromSnapshot = deriveEvents(journal.records, 3, SIZES, Engine.restore(await snapshots.load(sequence), SIZES));
     assert.deepEqual(fromSnapshot, all.slice(at));
     await shard.close();
   });
@@ -159,7 +131,7 @@ describe("relay", () => {
   test("every sink gets every event in order, across outages, lost acks and a relay restart", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();
-    const shard = await openShard(journal, snapshots);
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
     const steady = new MemorySink("steady");
     const flaky = new MemorySink("flaky");
     const relayOptions = {
@@ -167,9 +139,9 @@ describe("relay", () => {
       openTail: async (after: number) => new MemoryJournalTail(journal, after),
     };
     let relay = await Relay.start(relayOptions);
-    await submitAll(shard, workloadOpenings());
+    await submitWorkload(shard, workloadOpenings());
     flaky.failNext = 3;
-    const first = submitAll(shard, randomWorkload(21, 100));
+    const first = submitWorkload(shard, randomWorkload(21, 100));
     await sleep(5);
     flaky.loseAckNext = 2;
     await first;
@@ -181,11 +153,11 @@ describe("relay", () => {
     await relay.stop();
     // A snapshot, more commands, and a new relay: it starts from the snapshot and resumes at the cursors.
     await shard.takeSnapshot();
-    await submitAll(shard, randomWorkload(22, 100, "y"));
+    await submitWorkload(shard, randomWorkload(22, 100, "y"));
     relay = await Relay.start(relayOptions);
     await relay.caughtUp(shard.lastSequence);
     await relay.stop();
-    const expected = derive(journal).map((event) => event.eventId);
+    const expected = deriveEvents(journal.records, 3, SIZES).map((event) => event.eventId);
     assert.deepEqual(steady.received.map((event) => event.eventId), expected, "exactly once, in order");
     const seen = new Set<string>();
     let previous = 0;
@@ -201,11 +173,11 @@ describe("relay", () => {
   test("starts at the newest snapshot not after the slowest sink", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();
-    const shard = await openShard(journal, snapshots);
-    await submitAll(shard, [...workloadOpenings(), ...randomWorkload(31, 50)]);
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(31, 50)]);
     await shard.takeSnapshot();
     const snapshotAt = shard.lastSequence;
-    await submitAll(shard, randomWorkload(32, 50, "z"));
+    await submitWorkload(shard, randomWorkload(32, 50, "z"));
     const sink = new MemorySink();
     sink.cursors.set(3, snapshotAt + 5);
     const lines: string[] = [];
@@ -217,14 +189,14 @@ describe("relay", () => {
     await relay.stop();
     assert.match(lines[0], new RegExp(`follower at ${snapshotAt}, sinks at ${snapshotAt + 5}`));
     assert.equal(sink.received[0].seq, snapshotAt + 6);
-    assert.deepEqual(sink.received, derive(journal).slice(snapshotAt + 5));
+    assert.deepEqual(sink.received, deriveEvents(journal.records, 3, SIZES).slice(snapshotAt + 5));
     await shard.close();
   });
 
   test("own snapshots: taken when the sinks have caught up, restarted from, and the journal floor follows them", async () => {
     const journal = new KeepingJournal();
     const shardSnapshots = new MemorySnapshotStore();
-    const shard = await openShard(journal, shardSnapshots);
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots: shardSnapshots });
     const sink = new MemorySink();
     const ownSnapshots = new MemorySnapshotStore();
     const floors: number[] = [];
@@ -235,9 +207,9 @@ describe("relay", () => {
       openTail: async (after: number) => new MemoryJournalTail(journal, after),
     };
     let relay = await Relay.start(options);
-    await submitAll(shard, workloadOpenings());
+    await submitWorkload(shard, workloadOpenings());
     for (let round = 0; round < 4; round++) {
-      await submitAll(shard, randomWorkload(41 + round, 80, `r${round}`));
+      await submitWorkload(shard, randomWorkload(41 + round, 80, `r${round}`));
       await relay.caughtUp(shard.lastSequence);
     }
     await relay.stop();

@@ -18,11 +18,11 @@ import { join } from "node:path";
 import { equals, fromBinary } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { AssertionError, Engine, EventDeriver, Relay, Shard, type OutputEvent } from "../../core/index.ts";
+import { AssertionError, Relay, type OutputEvent } from "../../core/index.ts";
 import { OutputEventBatchSchema, OutputEventSchema } from "../../core/gen/hotledger/v1/ledger_pb.ts";
-import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
+import { KeepingJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { MemoryJournalTail } from "../../core/testing/memory-outputs.ts";
-import { randomWorkload, workloadOpenings, type WorkloadBatch } from "../../core/testing/workload.ts";
+import { deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, WORKLOAD_SIZES, workloadEvents, workloadOpenings } from "../../core/testing/workload.ts";
 import { encodeOutputEvent, outputEventToProto } from "../../core/wire.ts";
 import {
   CONTENT_TYPES,
@@ -41,7 +41,6 @@ const SERVER = process.env.NATS_URL ?? "127.0.0.1:4222";
 const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
 const RUN = randomBytes(6).toString("hex");
 const SHARD = 3;
-const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 4096, idempotencyCommandsMax: 1 << 15, ringSlots: 1024 };
 /** Bounds of the waits in this file. */
 const READ_TIMEOUT_MS = 20_000;
 const SERVER_START_TIMEOUT_MS = 10_000;
@@ -82,42 +81,8 @@ function uniqueNames(): { stream: string; subjectPrefix: string } {
   return { stream: `HOTLEDGER_TEST_${RUN}_${streams}`, subjectPrefix: `hotledger.test.${RUN}.${streams}` };
 }
 
-/** Keeps every record, so a test can derive all events from the start. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
-/** A shard whose clock moves 0-5 ms per journal record, so short holds expire along the way. */
-async function openShard(journal: MemoryJournal): Promise<Shard> {
-  let now = 1_000_000;
-  let tick = 0;
-  return Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-}
-
-/** Submits the batches five at a time (so sequences follow submission order and there are several records). */
-async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<void> {
-  for (let i = 0; i < batches.length; i += 5) {
-    await Promise.all(batches.slice(i, i + 5).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
-  }
-}
-
-function derive(journal: MemoryJournal): OutputEvent[] {
-  const deriver = new EventDeriver(new Engine(SIZES), SHARD);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
-  return events;
-}
-
 /** The events of a seeded workload (~1800, every command type), derived once. */
-async function workloadEvents(): Promise<OutputEvent[]> {
-  const journal = new KeepingJournal();
-  const shard = await openShard(journal);
-  await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
-  await shard.close();
-  return derive(journal);
-}
-
-const events = server.up ? await workloadEvents() : [];
+const events = server.up ? await workloadEvents({ shard: SHARD }) : [];
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -399,26 +364,26 @@ describe("JetStream sink", { skip }, () => {
     const names = uniqueNames();
     const checker = await openChecker();
     const journal = new KeepingJournal();
-    const shard = await openShard(journal);
+    const shard = await openWorkloadShard(journal);
     const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
     const openRelay = async () => Relay.start({
-      ...SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 50, deliverEventsMax: 200,
+      ...WORKLOAD_SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 50, deliverEventsMax: 200,
       sinks: [await openJetStreamSink({ servers: SERVER, ...names, envelope: true })],
       openTail: async (after: number) => new MemoryJournalTail(journal, after),
     });
     try {
       let relay = await openRelay();
-      await submitAll(shard, [...workloadOpenings(), ...randomWorkload(41, 200)]);
+      await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(41, 200)]);
       await relay.caughtUp(shard.lastSequence);
       await relay.stop();
       const first = shard.lastSequence;
-      await submitAll(shard, randomWorkload(42, 200, "y"));
+      await submitWorkload(shard, randomWorkload(42, 200, "y"));
       relay = await openRelay();
       assert.equal(relay.status()[0].cursor, first, "the new relay's sink read its cursor from the stream");
       await relay.caughtUp(shard.lastSequence);
       await relay.stop();
       const ids = storedEventIds(await readStream(checker.nc, names.stream), true);
-      assert.deepEqual(ids, derive(journal).map((event) => event.eventId));
+      assert.deepEqual(ids, deriveEvents(journal.records, SHARD).map((event) => event.eventId));
     } finally {
       await shard.close();
       await checker.manager.streams.delete(names.stream);
@@ -477,21 +442,21 @@ describe("JetStream sink, private nats-server", { skip: skip || binaryMissing },
       const servers = `127.0.0.1:${port}`;
       let child = await startPrivateServer(port, directory);
       const journal = new KeepingJournal();
-      const shard = await openShard(journal);
+      const shard = await openWorkloadShard(journal);
       const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
       let relay: Relay | undefined;
       try {
         const names = uniqueNames();
         const sink = await openJetStreamSink({ servers, ...names, envelope, ackTimeoutMs: 1_000 });
         relay = await Relay.start({
-          ...SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 100, deliverEventsMax: 250,
+          ...WORKLOAD_SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 100, deliverEventsMax: 250,
           sinks: [sink], openTail: async (after: number) => new MemoryJournalTail(journal, after),
         });
-        await submitAll(shard, workloadOpenings());
+        await submitWorkload(shard, workloadOpenings());
         // Load for ~4 s; the server is down from ~0.8 s to ~3.3 s of it.
         const load = (async () => {
           for (let round = 0; round < 40; round++) {
-            await submitAll(shard, randomWorkload(100 + round, 25, `r${round}`));
+            await submitWorkload(shard, randomWorkload(100 + round, 25, `r${round}`));
             await sleep(100);
           }
         })();
@@ -512,7 +477,7 @@ describe("JetStream sink, private nats-server", { skip: skip || binaryMissing },
         const checker = await openChecker(servers);
         try {
           const ids = storedEventIds(await readStream(checker.nc, names.stream), envelope);
-          assert.deepEqual(ids, derive(journal).map((event) => event.eventId), "every event once, in order");
+          assert.deepEqual(ids, deriveEvents(journal.records, SHARD).map((event) => event.eventId), "every event once, in order");
         } finally {
           await checker.nc.close();
         }

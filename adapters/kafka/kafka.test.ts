@@ -11,11 +11,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { equals, fromBinary } from "@bufbuild/protobuf";
-import { AssertionError, Engine, EventDeriver, Relay, Shard, type Command, type OutputEvent } from "../../core/index.ts";
+import { AssertionError, Relay, type Command, type OutputEvent } from "../../core/index.ts";
 import { OutputEventSchema } from "../../core/gen/hotledger/v1/ledger_pb.ts";
-import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
+import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { MemoryJournalTail } from "../../core/testing/memory-outputs.ts";
-import { randomWorkload, workloadOpenings, type WorkloadBatch } from "../../core/testing/workload.ts";
+import { deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, WORKLOAD_SIZES, workloadEvents, workloadOpenings } from "../../core/testing/workload.ts";
 import { outputEventToProto } from "../../core/wire.ts";
 import {
   CONTENT_TYPES,
@@ -31,7 +31,6 @@ import {
 } from "./index.ts";
 
 const SHARD = 3;
-const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 4096, idempotencyCommandsMax: 1 << 15, ringSlots: 1024 };
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A KafkaJS-shaped producer that records every send and fails on request. */
@@ -73,41 +72,8 @@ class RecordingProducer implements KafkaProducer {
   }
 }
 
-/** Keeps every record, so a test can derive all events from the start. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
-/** A shard whose clock is `clock.now` (moved by the test) or moves 0-5 ms per journal record. */
-async function openShard(journal: MemoryJournal, clock?: { now: number }): Promise<Shard> {
-  let now = 1_000_000;
-  let tick = 0;
-  const read = clock === undefined ? () => (now += tick++ % 6) : () => clock.now;
-  return Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: read, snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-}
-
-async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<void> {
-  for (let i = 0; i < batches.length; i += 5) {
-    await Promise.all(batches.slice(i, i + 5).map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
-  }
-}
-
-function derive(journal: MemoryJournal): OutputEvent[] {
-  const deriver = new EventDeriver(new Engine(SIZES), SHARD);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
-  return events;
-}
-
-async function workloadEvents(): Promise<OutputEvent[]> {
-  const journal = new KeepingJournal();
-  const shard = await openShard(journal);
-  await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
-  await shard.close();
-  return derive(journal);
-}
-
-const events = await workloadEvents();
+/** The events of a seeded workload (~1800, every command type), derived once. */
+const events = await workloadEvents({ shard: SHARD });
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -137,7 +103,7 @@ function dedupedIds(messages: KafkaMessage[]): string[] {
 /** A relay of shard SHARD over `journal` into `sink`. */
 function startRelay(journal: MemoryJournal, sink: Awaited<ReturnType<typeof kafkaSink>>): Promise<Relay> {
   return Relay.start({
-    ...SIZES, shard: SHARD, sinks: [sink], snapshots: new MemorySnapshotStore(), sleep, retryMs: 2, deliverEventsMax: 100,
+    ...WORKLOAD_SIZES, shard: SHARD, sinks: [sink], snapshots: new MemorySnapshotStore(), sleep, retryMs: 2, deliverEventsMax: 100,
     openTail: async (after: number) => new MemoryJournalTail(journal, after),
   });
 }
@@ -187,7 +153,7 @@ describe("Kafka sink", () => {
   test("keys: partner and the event's account; for captures and releases (and their duplicates) the hold's account, else the partner alone", async () => {
     const journal = new KeepingJournal();
     const clock = { now: 1_000 };
-    const shard = await openShard(journal, clock);
+    const shard = await openWorkloadShard(journal, { clock: () => clock.now });
     const open = (accountId: string): Command => ({ type: "openAccount", id: `open-${accountId}`, partnerId: "p1", accountId, currency: "EUR" });
     const capture: Command = { type: "capture", id: "cap", partnerId: "p1", holdId: "h2" };
     await shard.submit([open("a1"), open("a2"), { type: "credit", id: "c1", partnerId: "p1", accountId: "a1", amount: 500 },
@@ -200,7 +166,7 @@ describe("Kafka sink", () => {
       { type: "release", id: "bad", partnerId: "p1", holdId: "nope" }, { type: "transfer", id: "t", partnerId: "p1", fromAccountId: "a2", toAccountId: "a1", amount: 1 }]);
     await shard.submit([capture]);
     await shard.close();
-    const events = derive(journal);
+    const events = deriveEvents(journal.records, SHARD);
     const byId = new Map(events.filter((event) => event.result.duplicate !== true).map((event) => [event.command.id, event]));
     const captured = byId.get("cap")!;
     assert.deepEqual(captured.accounts.map((change) => [change.accountId, change.balance, change.held, change.available]),
@@ -254,19 +220,19 @@ describe("Kafka sink", () => {
   test("a relay resends after failed sends and lost acknowledgements: every event, in order, at least once", async () => {
     await withDirectory(async (directory) => {
       const journal = new KeepingJournal();
-      const shard = await openShard(journal);
+      const shard = await openWorkloadShard(journal);
       const producer = new RecordingProducer();
       const relay = await startRelay(journal, await kafkaSink({ producer, topic: "t", cursorFile: join(directory, "cursor.json") }));
-      await submitAll(shard, workloadOpenings());
+      await submitWorkload(shard, workloadOpenings());
       producer.failNext = 3;
-      await submitAll(shard, randomWorkload(21, 100));
+      await submitWorkload(shard, randomWorkload(21, 100));
       await relay.caughtUp(shard.lastSequence);
       producer.loseAckNext = 2;
-      await submitAll(shard, randomWorkload(22, 100, "y"));
+      await submitWorkload(shard, randomWorkload(22, 100, "y"));
       await relay.caughtUp(shard.lastSequence);
       assert.equal(relay.status()[0].failures, 5);
       await relay.stop();
-      const expected = derive(journal).map((event) => event.eventId);
+      const expected = deriveEvents(journal.records, SHARD).map((event) => event.eventId);
       assert.ok(producer.messages.length > expected.length, "lost acknowledgements were resent");
       assert.deepEqual(dedupedIds(producer.messages), expected, "deduped by the header: every event, in order");
       await shard.close();
@@ -278,14 +244,14 @@ describe("Kafka sink", () => {
       const cursorDirectory = join(directory, "cursors");
       await mkdir(cursorDirectory);
       const journal = new KeepingJournal();
-      const shard = await openShard(journal);
+      const shard = await openWorkloadShard(journal);
       const producer = new RecordingProducer();
       const sink = await kafkaSink({ producer, topic: "t", cursorFile: join(cursorDirectory, "cursor.json") });
-      await submitAll(shard, workloadOpenings());
+      await submitWorkload(shard, workloadOpenings());
       const relay = await startRelay(journal, sink);
       await relay.caughtUp(shard.lastSequence);
       await rm(cursorDirectory, { recursive: true });
-      await submitAll(shard, randomWorkload(23, 20));
+      await submitWorkload(shard, randomWorkload(23, 20));
       const deadline = Date.now() + 5_000;
       while (relay.status()[0].failures < 2 && Date.now() < deadline) await sleep(2);
       assert.ok(relay.status()[0].failures >= 2, "sent, but the cursor could not be written");
@@ -294,7 +260,7 @@ describe("Kafka sink", () => {
       await relay.caughtUp(shard.lastSequence);
       await relay.stop();
       assert.ok(sentBeforeRepair > shard.lastSequence, "the same events were sent more than once");
-      assert.deepEqual(dedupedIds(producer.messages), derive(journal).map((event) => event.eventId));
+      assert.deepEqual(dedupedIds(producer.messages), deriveEvents(journal.records, SHARD).map((event) => event.eventId));
       assert.deepEqual(await readCursors(join(cursorDirectory, "cursor.json")), { [SHARD]: shard.lastSequence });
       await shard.close();
     });
@@ -304,14 +270,14 @@ describe("Kafka sink", () => {
     await withDirectory(async (directory) => {
       const cursorFile = join(directory, "cursor.json");
       const journal = new KeepingJournal();
-      const shard = await openShard(journal);
+      const shard = await openWorkloadShard(journal);
       const before = new RecordingProducer();
       let relay = await startRelay(journal, await kafkaSink({ producer: before, topic: "t", cursorFile }));
-      await submitAll(shard, [...workloadOpenings(), ...randomWorkload(31, 100)]);
+      await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(31, 100)]);
       await relay.caughtUp(shard.lastSequence);
       await relay.stop();
       const stoppedAt = shard.lastSequence;
-      await submitAll(shard, randomWorkload(32, 100, "y"));
+      await submitWorkload(shard, randomWorkload(32, 100, "y"));
       const after = new RecordingProducer();
       const sink = await kafkaSink({ producer: after, topic: "t", cursorFile });
       assert.equal(await sink.cursor(SHARD), stoppedAt, "read from the file");
@@ -320,7 +286,7 @@ describe("Kafka sink", () => {
       await relay.stop();
       assert.equal(after.messages[0].headers[HEADER_EVENT_ID], `${SHARD}:${stoppedAt + 1}`);
       assert.deepEqual([...before.messages, ...after.messages].map((message) => message.headers[HEADER_EVENT_ID]),
-        derive(journal).map((event) => event.eventId), "exactly once across the restart");
+        deriveEvents(journal.records, SHARD).map((event) => event.eventId), "exactly once across the restart");
       await shard.close();
     });
   });

@@ -41,6 +41,11 @@ export class MemoryJournal implements Journal {
   async close(): Promise<void> {}
 }
 
+/** A MemoryJournal that never compacts, so a test can derive every event from the start after snapshots. */
+export class KeepingJournal extends MemoryJournal {
+  override async compact(): Promise<void> {}
+}
+
 /** Snapshots in a Map, newest first on list(). */
 export class MemorySnapshotStore implements SnapshotStore {
   readonly snapshots = new Map<number, Uint8Array>();

@@ -1,8 +1,18 @@
 /**
  * A seeded mixed workload for output and fault tests: every command type, atomic groups that succeed and fail,
  * holds that expire, duplicates and reused ids, over a few partners and accounts so that accounts are hot.
+ *
+ * Also the one way tests and benches run it: `openWorkloadShard` (a Shard whose clock lets short holds expire and
+ * that snapshots only when asked; give it a KeepingJournal to keep every record), `submitWorkload` (batches a few at
+ * a time, in order), `deriveEvents` (the events of the journal), or all three at once: `batchEvents`, `workloadEvents`.
  */
-import type { Command } from "../types.ts";
+import { assert } from "../assert.ts";
+import { Engine, type EngineOptions } from "../engine.ts";
+import { EventDeriver, type OutputEvent } from "../outputs.ts";
+import type { Journal, SnapshotStore, StoredRecord } from "../ports.ts";
+import { Shard } from "../shard.ts";
+import type { Command, Result } from "../types.ts";
+import { KeepingJournal, MemorySnapshotStore } from "./memory-ports.ts";
 import { seededRandom } from "./random.ts";
 
 /** One submit: commands and whether they are an atomic group. */
@@ -79,4 +89,105 @@ export function randomWorkload(seed: number, count: number, prefix = "w"): Workl
     batches.push({ commands, atomic });
   }
   return batches;
+}
+
+/** Table sizes for workload runs: room for every account, hold and id of tens of thousands of batches. */
+export const WORKLOAD_SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 1 << 16, idempotencyCommandsMax: 1 << 17, ringSlots: 8192 };
+
+/** A shard clock that moves 0-5 ms per read (the shard reads it once per journal record): short holds expire. */
+export function workloadClock(startMs = 1_000_000): () => number {
+  let now = startMs;
+  let tick = 0;
+  return () => (now += tick++ % 6);
+}
+
+/**
+ * Every event of `records`, derived as shard `shard` by `engine`: a fresh follower of `sizes` unless given one (an
+ * engine restored from a snapshot derives the events after the snapshot).
+ */
+export function deriveEvents(
+  records: readonly StoredRecord[], shard: number, sizes: EngineOptions = WORKLOAD_SIZES, engine: Engine = new Engine(sizes),
+): OutputEvent[] {
+  const deriver = new EventDeriver(engine, shard);
+  const events: OutputEvent[] = [];
+  for (const record of records) deriver.apply(record, events);
+  return events;
+}
+
+/** Options of `openWorkloadShard`. */
+export interface WorkloadShardOptions {
+  /** Table sizes of the shard's engine. Default WORKLOAD_SIZES. */
+  sizes?: EngineOptions;
+  /** Default: a fresh MemorySnapshotStore. */
+  snapshots?: SnapshotStore;
+  /** Default: a new `workloadClock()`. A test that moves time itself passes its own. */
+  clock?: () => number;
+}
+
+/** A Shard over `journal` that takes snapshots only when asked (`takeSnapshot`), so a test decides where they are. */
+export function openWorkloadShard(journal: Journal, options: WorkloadShardOptions = {}): Promise<Shard> {
+  return Shard.open({
+    ...(options.sizes ?? WORKLOAD_SIZES), journal, snapshots: options.snapshots ?? new MemorySnapshotStore(),
+    clock: options.clock ?? workloadClock(), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12,
+  });
+}
+
+/**
+ * Submit `batches` `inFlight` at a time, each group awaited before the next: sequences follow the order of
+ * `batches`, and a group's batches share journal records. The results of every command, in order.
+ */
+export async function submitWorkload(shard: Shard, batches: readonly WorkloadBatch[], inFlight = 5): Promise<Result[]> {
+  assert(Number.isInteger(inFlight), "inFlight is an integer");
+  assert(inFlight >= 1, "inFlight is at least 1");
+  const results: Result[] = [];
+  for (let start = 0; start < batches.length; start += inFlight) {
+    const group = batches.slice(start, start + inFlight);
+    const groupResults = await Promise.all(group.map((batch) => shard.submit(batch.commands, { atomic: batch.atomic })));
+    for (const batchResults of groupResults) for (const result of batchResults) results.push(result);
+  }
+  return results;
+}
+
+/** Options of `batchEvents`. */
+export interface BatchEventsOptions {
+  /** The shard number in the events (`eventId` is `${shard}:${seq}`). Default 0. */
+  shard?: number;
+  /** Batches submitted together (each group shares journal records). Default 5. */
+  inFlight?: number;
+  /** Table sizes of the shard and of the follower that derives the events. Default WORKLOAD_SIZES. */
+  sizes?: EngineOptions;
+  /** Where the shard's `workloadClock` starts. Default 1,000,000. */
+  clockStartMs?: number;
+}
+
+/**
+ * Submit `batches` to a fresh Shard whose journal keeps every record, close it, and return every event derived
+ * from that journal.
+ */
+export async function batchEvents(batches: readonly WorkloadBatch[], options: BatchEventsOptions = {}): Promise<OutputEvent[]> {
+  const sizes = options.sizes ?? WORKLOAD_SIZES;
+  const journal = new KeepingJournal();
+  const shard = await openWorkloadShard(journal, { sizes, clock: workloadClock(options.clockStartMs) });
+  await submitWorkload(shard, batches, options.inFlight);
+  await shard.close();
+  return deriveEvents(journal.records, options.shard ?? 0, sizes);
+}
+
+/** Options of `workloadEvents`. */
+export interface WorkloadEventsOptions extends BatchEventsOptions {
+  /** The seed of `randomWorkload`. Default 7. */
+  seed?: number;
+  /** Random batches after the openings. Default 400. */
+  batches?: number;
+  /** The prefix of every command id. Default "w". */
+  prefix?: string;
+}
+
+/**
+ * Run the openings and a random workload through a Shard whose journal keeps every record, and return every
+ * event derived from it: real events, every command type, for sink tests and benches.
+ */
+export function workloadEvents(options: WorkloadEventsOptions = {}): Promise<OutputEvent[]> {
+  const prefix = options.prefix ?? "w";
+  return batchEvents([...workloadOpenings(prefix), ...randomWorkload(options.seed ?? 7, options.batches ?? 400, prefix)], options);
 }
