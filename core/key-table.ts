@@ -224,9 +224,14 @@ export class KeyTable {
   }
 }
 
-/** Decode ASCII bytes `[start, end)` to a string. Identifiers are ASCII by construction (the translator checks). */
+/** Identifiers are ASCII, on which "latin1" (windows-1252) decoding is the identity. */
+const latin1 = new TextDecoder("latin1");
+
+/**
+ * Decode ASCII bytes `[start, end)` to a string. Identifiers are ASCII by construction (the translator checks).
+ * TextDecoder makes a flat string; building one by `+=` makes a rope that the first charCodeAt must flatten
+ * (measured: 260 ns against 450 ns for a 14-char id read twice, as the output encoder does).
+ */
 export function asciiString(bytes: Uint8Array, start: number, end: number): string {
-  let text = "";
-  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]);
-  return text;
+  return latin1.decode(bytes.subarray(start, end));
 }
