@@ -71,7 +71,13 @@ export class FileJournalTail implements JournalTail {
     let waitMs = 1;
     // Ends: returns records, or null once closed; each empty pass sleeps.
     while (!this.closed) {
-      const records = await this.readAvailable();
+      let records: StoredRecord[];
+      try {
+        records = await this.readAvailable();
+      } catch (error) {
+        if (this.closed) break; // the handle was closed under a read
+        throw error;
+      }
       if (records.length > 0) return records;
       if (this.closed) break;
       await this.options.sleep(waitMs);
@@ -90,7 +96,8 @@ export class FileJournalTail implements JournalTail {
   /** Whole frames available now from the current segment, moving to the next segment when this one is done. */
   private async readAvailable(): Promise<StoredRecord[]> {
     if (this.segment === null && !(await this.findSegment())) return [];
-    const handle = this.handle!;
+    const handle = this.handle;
+    if (handle === null) return []; // closed meanwhile
     const { bytesRead } = await handle.read(this.buffer, 0, this.buffer.length, this.position);
     const records: StoredRecord[] = [];
     let offset = 0;
@@ -147,8 +154,16 @@ export class FileJournalTail implements JournalTail {
   }
 
   private async openSegment(segment: Segment): Promise<void> {
-    await this.handle?.close();
-    this.handle = await this.fileSystem.open(segment.path, "r");
+    const previous = this.handle;
+    this.handle = null;
+    await previous?.close();
+    const handle = await this.fileSystem.open(segment.path, "r");
+    if (this.closed) {
+      // close() ran while the file was being opened: it could not close this handle, so close it here.
+      await handle.close();
+      return;
+    }
+    this.handle = handle;
     this.segment = segment;
     this.position = 0;
   }
