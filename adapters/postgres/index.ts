@@ -1,7 +1,8 @@
 /**
  * The Postgres output sink: a projection of the output events (accounts, ledger entries, command results, a cursor
  * per sink and shard) kept with Drizzle, over a real Postgres (postgres.js) or an embedded PGlite. Both open
- * functions migrate the database to schema.ts with the SQL in migrations/ before they return the sink.
+ * functions migrate the database to schema.ts with the SQL in migrations/ before they return the sink. Delivers
+ * write with COPY through the driver itself (drivers.ts); reads go through Drizzle.
  *
  *   const sink = await openPostgresSink({ url: "postgres://postgres@127.0.0.1:5432/ledger" });
  *   const relay = await Relay.start({ ...engineOptions, shard: 0, sinks: [sink], ... });
@@ -15,6 +16,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import type { MigrationConfig } from "drizzle-orm/migrator";
 import postgres from "postgres";
+import { pgliteDriver, postgresJsDriver } from "./drivers.ts";
 import { PostgresSink, PostgresSinkError } from "./sink.ts";
 
 export {
@@ -115,7 +117,7 @@ export async function openPostgresSink(options: PostgresSinkOptions): Promise<Po
     await client.end({ timeout: SINK_CLOSE_TIMEOUT_SECONDS });
     throw new PostgresSinkError(`migrating schema ${schema} failed`, { cause: error });
   }
-  return new PostgresSink(db, () => client.end({ timeout: SINK_CLOSE_TIMEOUT_SECONDS }), options.name);
+  return new PostgresSink(db, postgresJsDriver(client), () => client.end({ timeout: SINK_CLOSE_TIMEOUT_SECONDS }), options.name);
 }
 
 /** A sink over an embedded PGlite database (in memory unless `dataDir`), after migrating the schema. */
@@ -131,5 +133,5 @@ export async function openPgliteSink(options: PgliteSinkOptions = {}): Promise<P
     await client.close();
     throw new PostgresSinkError(`migrating schema ${schema} failed`, { cause: error });
   }
-  return new PostgresSink(db, () => client.close(), options.name);
+  return new PostgresSink(db, pgliteDriver(client), () => client.close(), options.name);
 }

@@ -3,9 +3,11 @@
 // after) and PGlite in memory. Events come from a real Shard and EventDeriver over the seeded mixed workload. The
 // tests deliver them in chunks and compare every results row, every account and every entry with what the events
 // and the engine say; resend chunks whole and overlapping; fail a deliver in the middle of its transaction (a
-// malformed event, and on Postgres a connection killed while it waits for a lock) and check that nothing moved;
-// page through every account's entries; and run the sink behind the core Relay with lost acknowledgements. A last
-// test regenerates the migrations from schema.ts and fails when the committed ones are out of date.
+// malformed event that Postgres refuses after the whole COPY payload went out, and on Postgres a connection killed
+// while it waits for a lock) and check that nothing moved and the process survives; page through every account's
+// entries; deliver made-up events whose texts, integers and times are the ones a binary COPY payload could get
+// wrong and read them back; and run the sink behind the core Relay with lost acknowledgements. A last test
+// regenerates the migrations from schema.ts and fails when the committed ones are out of date.
 // It needs the network and a subprocess, so it runs under Bun only, as the other output adapters' tests do
 // (scripts/deno-test.mjs and node-test.mjs leave them out; the guard below keeps another runtime from failing on
 // it). When Postgres is unreachable its tests are skipped with a message, except in CI (CI=true): a failure there.
@@ -17,7 +19,7 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { and, asc, count, eq, sql } from "drizzle-orm";
+import { and, asc, eq, max, sql } from "drizzle-orm";
 import postgres from "postgres";
 import { AssertionError, Engine, EventDeriver, Relay, Shard, type Account, type OutputEvent, type OutputSink } from "../../core/index.ts";
 import { MemoryJournalTail } from "../../core/testing/memory-outputs.ts";
@@ -32,8 +34,7 @@ import {
   ProjectionGapError,
   type LedgerEntry,
 } from "./index.ts";
-import { arrayLiteral } from "./rows.ts";
-import { accounts, cursors, entries, results } from "./schema.ts";
+import { accountBatches, cursors, results } from "./schema.ts";
 
 const runtimeIsBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const NOT_BUN = "runs under Bun only (needs the network and a subprocess)";
@@ -116,7 +117,6 @@ function expectedProjection(events: readonly OutputEvent[]) {
   const resultRows = events.map((event) => ({
     shard: event.shard,
     seq: event.seq,
-    eventId: event.eventId,
     commandId: event.command.id ?? null,
     partnerId: event.command.partnerId,
     type: event.command.type,
@@ -152,11 +152,51 @@ function expectedProjection(events: readonly OutputEvent[]) {
 async function dump(sink: PostgresSink) {
   const db = sink.db;
   return {
-    accounts: await db.select().from(accounts).orderBy(asc(accounts.partnerId), asc(accounts.accountId)),
-    entries: await db.select().from(entries).orderBy(asc(entries.partnerId), asc(entries.accountId), asc(entries.seq)),
+    accountBatches: await db.select().from(accountBatches).orderBy(asc(accountBatches.partnerId), asc(accountBatches.accountId), asc(accountBatches.seq)),
     results: await db.select().from(results).orderBy(asc(results.shard), asc(results.seq)),
     cursors: await db.select().from(cursors).orderBy(asc(cursors.sink), asc(cursors.shard)),
   };
+}
+
+/** The shard of oddEvents, apart from SHARD's. */
+const ODD_SHARD = 9;
+
+/**
+ * Events the engine would never make (its identifiers are ASCII), one credit each on an account of its own, made to
+ * carry what a COPY payload could get wrong: quotes, backslashes, tabs, newlines, control characters, multi-byte
+ * UTF-8, empty strings, the text "NULL" and COPY's own null marker; integers at the safe limits and at the 32-bit
+ * boundaries of the int64 encoding; times before 1970, at Postgres's epoch and far ahead; a command without an id
+ * and a result without a balance.
+ */
+function oddEvents(): OutputEvent[] {
+  const texts = ['quo"te', "back\\slash", "comma,brace{}", "NULL", "\\N", "", " spaced ", "tab\tnew\nline\r", "\u0001", "é€", "😀x"];
+  const integers = [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 2 ** 32, -(2 ** 32), 2 ** 32 - 1, -(2 ** 31) - 1, 2 ** 31, -1];
+  const timesMs = [0, -1, 946_684_800_000, 946_684_799_999, 1_700_000_000_123, 4_102_444_800_000];
+  return texts.map((text, i): OutputEvent => {
+    const seq = i + 1;
+    // The account's first entry: its balance is the amount. held and overdraftLimit keep available (balance -
+    // held + overdraftLimit) a safe integer.
+    const amount = integers[i % integers.length];
+    const balance = amount;
+    const held = balance > 0 ? balance : 0;
+    const overdraftLimit = balance < 0 ? -balance : 0;
+    const partnerId = text;
+    const accountId = `${text}-${i}`;
+    const command = i === 3
+      ? { type: "check" as const, partnerId, accountId, amount: 1 }
+      : { type: "credit" as const, id: text, partnerId, accountId, amount };
+    return {
+      eventId: `${ODD_SHARD}:${seq}`, shard: ODD_SHARD, seq, timeMs: timesMs[i % timesMs.length], command,
+      result: i === 3
+        ? { id: "", status: "rejected", code: "account_not_found", seq }
+        : { id: text, status: "ok", code: "ok", seq, balance, held, available: balance - held + overdraftLimit, duplicate: i === 5 },
+      accountId,
+      accounts: i === 3 ? [] : [{
+        partnerId, accountId, currency: "USD", balance, held, available: balance - held + overdraftLimit, overdraftLimit,
+        status: "active", balanceDelta: amount, heldDelta: 0,
+      }],
+    };
+  });
 }
 
 /** Delivers `events` in chunks of the sizes given, cycling through them. */
@@ -184,7 +224,7 @@ async function assertFullProjection(sink: PostgresSink): Promise<void> {
     assert.deepEqual(projected, { ...engineState, shard: SHARD, seq: last.seq, updatedMs: last.timeMs }, `${partnerId}/${accountId} equals the engine's`);
   }
   assert.deepEqual(await sink.verifyProjection(), [], "entries add up to every balance");
-  const [entryCount] = await sink.db.select({ value: count() }).from(entries);
+  const [entryCount] = await sink.db.select({ value: sql<number>`coalesce(sum(cardinality(${accountBatches.entrySeqs})), 0)`.mapWith(Number) }).from(accountBatches);
   const expectedEntries = [...expected.entriesByAccount.values()].reduce((total, list) => total + list.length, 0);
   assert.equal(entryCount.value, expectedEntries, "one entry per balance change");
 }
@@ -271,8 +311,9 @@ for (const driver of DRIVERS) {
         assert.equal(await sink.account("p1", "nobody"), undefined);
         // verifyProjection finds a balance that its entries do not explain.
         const { partnerId, accountId, balance } = ENGINE_ACCOUNTS.find((account) => account.balance !== 0)!;
-        await sink.db.update(accounts).set({ balance: balance + 1 })
-          .where(and(eq(accounts.partnerId, partnerId), eq(accounts.accountId, accountId)));
+        const ofAccount = and(eq(accountBatches.partnerId, partnerId), eq(accountBatches.accountId, accountId));
+        const [newest] = await sink.db.select({ seq: max(accountBatches.seq) }).from(accountBatches).where(ofAccount);
+        await sink.db.update(accountBatches).set({ balance: balance + 1 }).where(and(ofAccount, eq(accountBatches.seq, newest.seq!)));
         assert.deepEqual(await sink.verifyProjection(), [{ partnerId, accountId, balance: balance + 1, entriesTotal: balance }]);
       });
     });
@@ -373,19 +414,29 @@ for (const driver of DRIVERS) {
       });
     });
 
-    test("array literals carry any text and number to Postgres unchanged", TEST_OPTIONS, async () => {
+    test("COPY payloads carry any text, any safe integer and any millisecond to Postgres unchanged", TEST_OPTIONS, async () => {
       await withSink(driver, async ({ sink }) => {
-        const texts = ["plain", 'quo"te', "back\\slash", "comma,brace{}", "NULL", "", " spaced ", "tab\tnew\nline", "\u0001", "é€", null];
-        const numbers = [0, -1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, null];
-        // Read back as JSON text that Postgres writes, so that neither driver's own array parsing is tested instead.
-        const roundTrip = async (literal: string, type: "text[]" | "bigint[]" | "boolean[]") => {
-          const result = (await sink.db.execute(sql`select array_to_json(${literal}::${sql.raw(type)})::text as value`)) as unknown as
-            { rows?: { value: string }[] } & { value: string }[];
-          return JSON.parse((result.rows ?? result)[0].value) as unknown;
-        };
-        assert.deepEqual(await roundTrip(arrayLiteral(texts), "text[]"), texts);
-        assert.deepEqual(await roundTrip(arrayLiteral(numbers), "bigint[]"), numbers);
-        assert.deepEqual(await roundTrip(arrayLiteral([true, false, null]), "boolean[]"), [true, false, null]);
+        const events = oddEvents();
+        await sink.deliver(ODD_SHARD, events);
+        const rows = await sink.db.select().from(results).where(eq(results.shard, ODD_SHARD)).orderBy(asc(results.seq));
+        assert.deepEqual(rows, expectedProjection(events).resultRows, "results rows");
+        for (const event of events) {
+          for (const change of event.accounts) {
+            const { balanceDelta, heldDelta: _heldDelta, ...state } = change;
+            assert.deepEqual(
+              await sink.account(change.partnerId, change.accountId),
+              { ...state, shard: ODD_SHARD, seq: event.seq, updatedMs: event.timeMs },
+              `account ${JSON.stringify(change.accountId)}`,
+            );
+            const page = await sink.entries(change.partnerId, change.accountId, { limit: 10 });
+            assert.deepEqual(page.entries, [{
+              partnerId: change.partnerId, accountId: change.accountId, shard: ODD_SHARD, seq: event.seq, eventId: event.eventId,
+              commandId: event.command.id ?? null, type: event.command.type, amount: balanceDelta, balanceAfter: change.balance,
+              timeMs: event.timeMs,
+            }], `entries of ${JSON.stringify(change.accountId)}`);
+          }
+        }
+        assert.deepEqual(await sink.verifyProjection(), [], "each odd account's one entry is its balance");
       });
     });
 
@@ -420,15 +471,15 @@ for (const driver of DRIVERS) {
           const admin = postgres(URL_POSTGRES, { max: 2, onnotice: () => {} });
           const holder = await admin.reserve();
           try {
-            // Hold the accounts table, so the deliver writes results and entries, then waits on the upsert.
+            // Hold the account batches table, so the deliver writes the results, then waits to copy the account batches.
             await holder`begin`;
-            await holder.unsafe(`lock table "${schema!}".hotledger_accounts in exclusive mode`);
+            await holder.unsafe(`lock table "${schema!}".hotledger_account_batches in exclusive mode`);
             const outcome = sink.deliver(SHARD, EVENTS.slice(500, 1000)).then(() => "delivered", (error: Error) => error);
             let killed = 0;
             for (let attempt = 0; attempt < 500 && killed === 0; attempt++) {
               const rows = await admin`
                 select pg_terminate_backend(pid) from pg_stat_activity
-                where wait_event_type = 'Lock' and query like '%hotledger_accounts%' and pid <> pg_backend_pid()`;
+                where wait_event_type = 'Lock' and query like '%hotledger_account_batches%' and pid <> pg_backend_pid()`;
               killed = rows.length;
               if (killed === 0) await new Promise((resolve) => setTimeout(resolve, 10));
             }

@@ -1,16 +1,17 @@
-CREATE TABLE "hotledger_accounts" (
+CREATE TABLE "hotledger_account_batches" (
 	"partner_id" text COLLATE "C" NOT NULL,
 	"account_id" text COLLATE "C" NOT NULL,
 	"shard" integer NOT NULL,
+	"seq" bigint NOT NULL,
 	"currency" text NOT NULL,
 	"balance" bigint NOT NULL,
 	"held" bigint NOT NULL,
-	"available" bigint NOT NULL,
 	"overdraft_limit" bigint NOT NULL,
 	"status" text NOT NULL,
-	"seq" bigint NOT NULL,
-	"updated" timestamp with time zone NOT NULL,
-	CONSTRAINT "hotledger_accounts_partner_id_account_id_pk" PRIMARY KEY("partner_id","account_id")
+	"entry_seqs" bigint[] NOT NULL,
+	"entry_amounts" bigint[] NOT NULL,
+	"entry_balances" bigint[] NOT NULL,
+	CONSTRAINT "hotledger_account_batches_partner_id_account_id_seq_pk" PRIMARY KEY("partner_id","account_id","seq")
 );
 --> statement-breakpoint
 CREATE TABLE "hotledger_cursors" (
@@ -20,24 +21,9 @@ CREATE TABLE "hotledger_cursors" (
 	CONSTRAINT "hotledger_cursors_sink_shard_pk" PRIMARY KEY("sink","shard")
 );
 --> statement-breakpoint
-CREATE TABLE "hotledger_entries" (
-	"partner_id" text COLLATE "C" NOT NULL,
-	"account_id" text COLLATE "C" NOT NULL,
-	"shard" integer NOT NULL,
-	"seq" bigint NOT NULL,
-	"event_id" text NOT NULL,
-	"command_id" text,
-	"type" text NOT NULL,
-	"amount" bigint NOT NULL,
-	"balance_after" bigint NOT NULL,
-	"time" timestamp with time zone NOT NULL,
-	CONSTRAINT "hotledger_entries_partner_id_account_id_seq_pk" PRIMARY KEY("partner_id","account_id","seq")
-);
---> statement-breakpoint
 CREATE TABLE "hotledger_results" (
 	"shard" integer NOT NULL,
 	"seq" bigint NOT NULL,
-	"event_id" text NOT NULL,
 	"command_id" text,
 	"partner_id" text COLLATE "C" NOT NULL,
 	"type" text NOT NULL,
