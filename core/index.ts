@@ -23,6 +23,7 @@ export {
   recordBytesMax,
 } from "./journal-codec.ts";
 export {
+  assertConsecutive,
   EventDeriver,
   Relay,
   type AccountChange,

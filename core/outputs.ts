@@ -75,6 +75,18 @@ export interface OutputSink {
   close(): Promise<void>;
 }
 
+/**
+ * Asserts the relay's promise to a sink: `events` are of `shard`, consecutive, at least one. Sinks call it first
+ * in `deliver`. (The message is built only on failure: this runs per event.)
+ */
+export function assertConsecutive(shard: number, events: readonly OutputEvent[]): void {
+  assert(events.length > 0, "deliver needs at least one event");
+  const first = events[0].seq;
+  let count = 0;
+  while (count < events.length && events[count].shard === shard && events[count].seq === first + count) count++;
+  assert(count === events.length, `event ${events[count]?.eventId} is not ${shard}:${first + count} in a delivery of shard ${shard}`);
+}
+
 /** A journal being read as it grows: records in sequence order, each call returning what is there now. */
 export interface JournalTail {
   /**

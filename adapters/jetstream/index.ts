@@ -41,7 +41,7 @@ import {
 } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders, nanos, type NatsConnection } from "@nats-io/transport-node";
 import { assert } from "../../core/assert.ts";
-import type { OutputEvent, OutputSink } from "../../core/outputs.ts";
+import { assertConsecutive, type OutputEvent, type OutputSink } from "../../core/outputs.ts";
 import { encodeOutputEvent, encodeOutputEventBatch } from "../../core/wire.ts";
 
 /** Default stream name. */
@@ -412,13 +412,4 @@ function lastSequenceOf(header: string, subject: string, streamSequence: number)
     throw new JetStreamCursorError(`the last message on ${subject} (stream sequence ${streamSequence}) has no valid ${HEADER_LAST_SEQ} header ("${header}")`);
   }
   return sequence;
-}
-
-/** The relay's promise: events of `shard`, consecutive. (The message is built only on failure: this runs per event.) */
-function assertConsecutive(shard: number, events: readonly OutputEvent[]): void {
-  assert(events.length > 0, "deliver needs at least one event");
-  const first = events[0].seq;
-  let count = 0;
-  while (count < events.length && events[count].shard === shard && events[count].seq === first + count) count++;
-  assert(count === events.length, `event ${events[count]?.eventId} is not ${shard}:${first + count} in a delivery of shard ${shard}`);
 }

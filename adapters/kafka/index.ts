@@ -15,7 +15,7 @@
  */
 import { Buffer } from "node:buffer";
 import { assert } from "../../core/assert.ts";
-import type { OutputEvent, OutputSink } from "../../core/outputs.ts";
+import { assertConsecutive, type OutputEvent, type OutputSink } from "../../core/outputs.ts";
 import { encodeOutputEvent } from "../../core/wire.ts";
 import { KafkaCursorFileError, readCursorFile, writeCursorFile } from "./cursor-file.ts";
 
@@ -201,13 +201,4 @@ export class KafkaSink implements OutputSink {
     this.cursorWrites = write.catch(() => undefined);
     return write;
   }
-}
-
-/** The relay's promise: events of `shard`, consecutive. (The message is built only on failure: this runs per event.) */
-function assertConsecutive(shard: number, events: readonly OutputEvent[]): void {
-  assert(events.length > 0, "deliver needs at least one event");
-  const first = events[0].seq;
-  let count = 0;
-  while (count < events.length && events[count].shard === shard && events[count].seq === first + count) count++;
-  assert(count === events.length, `event ${events[count]?.eventId} is not ${shard}:${first + count} in a delivery of shard ${shard}`);
 }
