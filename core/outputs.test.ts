@@ -170,6 +170,30 @@ describe("relay", () => {
     await shard.close();
   });
 
+  test("a sink that loses acknowledged events (its cursor goes back) gets them again: the follower rewinds", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
+    const sink = new MemorySink();
+    const lines: string[] = [];
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, retryMs: 1, log: (line) => lines.push(line),
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(51, 100)]);
+    await relay.caughtUp(shard.lastSequence);
+    const lost = shard.lastSequence - 40;
+    sink.cursors.set(3, lost); // a crash of the sink's store dropped its last 40 events
+    await submitWorkload(shard, randomWorkload(52, 20, "v"));
+    await relay.caughtUp(shard.lastSequence);
+    await relay.stop();
+    assert.ok(lines.some((line) => line.includes(`sink memory is at ${lost}`) && line.includes("follower back at 0")), lines.join("\n"));
+    const after = sink.received.slice(sink.received.findIndex((event, i) => i > 0 && event.seq <= sink.received[i - 1].seq));
+    assert.deepEqual(after.map((event) => event.seq), Array.from({ length: shard.lastSequence - lost }, (_, i) => lost + 1 + i));
+    assert.deepEqual(after, deriveEvents(journal.records, 3, SIZES).slice(lost), "the same events again, then the new ones");
+    await shard.close();
+  });
+
   test("starts at the newest snapshot not after the slowest sink", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();

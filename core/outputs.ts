@@ -361,8 +361,8 @@ export class Relay {
 
   private constructor(
     private readonly options: RelayOptions,
-    private readonly deriver: EventDeriver,
-    private readonly tail: JournalTail,
+    private deriver: EventDeriver,
+    private tail: JournalTail,
     cursors: number[],
   ) {
     this.cursors = cursors;
@@ -421,10 +421,34 @@ export class Relay {
    * catch up with the follower first.
    */
   private async run(): Promise<void> {
+    for (;;) {
+      try {
+        await this.pump();
+        return;
+      } catch (error) {
+        if (error instanceof SinkBehindError && !this.stopping) {
+          try {
+            await this.rewind(error.message);
+            continue;
+          } catch (rewindError) {
+            error = rewindError;
+          }
+        }
+        this.options.log?.(`relay shard ${this.options.shard} stopped: ${(error as Error).message}`);
+        this.stopping = true;
+        return;
+      }
+    }
+  }
+
+  private async pump(): Promise<void> {
     let delivering: Promise<unknown> = Promise.resolve();
     try {
       for (;;) {
-        const records = await this.tail.next();
+        // A delivery that fails for good (a sink behind the follower) is noticed at once, not at the next records.
+        const next = this.tail.next();
+        await Promise.race([next, delivering]);
+        const records = await next;
         if (records === null || this.stopping) break;
         if (this.snapshotDue()) {
           await delivering;
@@ -436,12 +460,28 @@ export class Relay {
         await delivering;
         if (this.stopping) break;
         delivering = Promise.all(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
+        // Awaited on the next turn of this loop; until then its failure must not count as unhandled.
+        delivering.catch(() => undefined);
       }
-      await delivering;
-    } catch (error) {
-      this.options.log?.(`relay shard ${this.options.shard} stopped: ${(error as Error).message}`);
-      this.stopping = true;
+    } finally {
+      // Let every delivery in flight end (its sink's cursor is what counts), whatever stopped the loop.
+      await delivering.catch(() => undefined);
     }
+    await delivering;
+  }
+
+  /**
+   * A sink is behind the events the follower has (it lost acknowledged writes: a broker or database crash that
+   * dropped its last commits): start again from the newest snapshot at or before the slowest cursor, as at start.
+   */
+  private async rewind(reason: string): Promise<void> {
+    await this.tail.close();
+    const from = Math.min(...this.cursors);
+    const engine = await restoreAtOrBefore(this.options, from);
+    this.deriver = new EventDeriver(engine, this.options.shard);
+    this.snapshotSequence = engine.lastSequence;
+    this.tail = await this.options.openTail(engine.lastSequence);
+    this.options.log?.(`relay shard ${this.options.shard}: ${reason}; follower back at ${engine.lastSequence} for sinks at ${this.cursors.join(", ")}`);
   }
 
   private snapshotDue(): boolean {
@@ -478,7 +518,7 @@ export class Relay {
       const start = Math.max(0, this.cursors[i] + 1 - events[0].seq);
       if (start >= events.length) return;
       if (events[start].seq !== this.cursors[i] + 1) {
-        throw new Error(`sink ${sink.name} is at ${this.cursors[i]} but the next event is ${events[start].seq}`);
+        throw new SinkBehindError(`sink ${sink.name} is at ${this.cursors[i]} but the next event is ${events[start].seq}`);
       }
       const chunk = events.slice(start, start + max);
       try {
@@ -498,6 +538,11 @@ export class Relay {
       }
     }
   }
+}
+
+/** A sink's cursor is behind the events the relay holds: the relay rewinds its follower. */
+class SinkBehindError extends Error {
+  override name = "SinkBehindError";
 }
 
 /**

@@ -62,6 +62,8 @@ export class MemorySink implements OutputSink {
       this.failNext--;
       throw new Error("simulated outage");
     }
+    const cursor = this.cursors.get(shard) ?? 0;
+    if (events[0].seq > cursor + 1) throw new Error(`gap: events start at ${events[0].seq}, the sink is at ${cursor}`);
     this.received.push(...events);
     this.cursors.set(shard, events[events.length - 1].seq);
     if (this.loseAckNext > 0) {
