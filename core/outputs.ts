@@ -11,25 +11,20 @@
  * Pure ECMAScript over ports (JournalTail, SnapshotStore, OutputSink); waiting is injected (`sleep`).
  */
 import { assert } from "./assert.ts";
-import { ACCOUNT_STATUSES, Code, Type, type AccountStatus } from "./codes.ts";
+import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec.ts";
 import { NO_ACCOUNT, type LedgerObserver } from "./ledger.ts";
 import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
 import { decodeSnapshot } from "./snapshot.ts";
 import { SnapshotJob, type YieldToEventLoop } from "./snapshot-job.ts";
-import type { Command, Result } from "./types.ts";
+import type { Account, Command, Result } from "./types.ts";
 
-/** One account's state right after a command, and how much the command moved its balance and held amount. */
-export interface AccountChange {
-  partnerId: string;
-  accountId: string;
-  currency: string;
-  balance: number;
-  held: number;
-  available: number;
-  overdraftLimit: number;
-  status: AccountStatus;
+/**
+ * One account's state right after a command (an Account without `seq`: the event's own), and how much the command
+ * moved its balance and held amount.
+ */
+export interface AccountChange extends Omit<Account, "seq"> {
   /** Non-zero: a ledger entry (for a transfer, one per side: double entry). */
   balanceDelta: number;
   heldDelta: number;

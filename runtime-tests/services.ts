@@ -7,10 +7,28 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer, connect } from "node:net";
+import { connect as natsConnect } from "@nats-io/transport-node";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const START_MS_MAX = 30_000;
+
+/** The nats-server binary: Debian's, or NATS_SERVER_BIN. */
+export const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
+
+/**
+ * Whether a nats-server answers at `servers`; a connection failure is the answer "no", with the reason. Tests that
+ * need the machine's server skip with that reason, except in CI (CI=true), where they fail.
+ */
+export async function natsReachable(servers: string): Promise<{ up: true } | { up: false; reason: string }> {
+  try {
+    const nc = await natsConnect({ servers, timeout: 2_000, reconnect: false });
+    await nc.close();
+    return { up: true };
+  } catch (error) {
+    return { up: false, reason: (error as Error).message };
+  }
+}
 
 /** A loopback TCP port nobody listens on right now. */
 export async function freePort(): Promise<number> {
@@ -53,7 +71,7 @@ function postgresBin(): string | undefined {
 /** Whether private servers can be started here: the binaries exist. */
 export function privateServicesAvailable(): { ok: boolean; reason: string } {
   if (postgresBin() === undefined) return { ok: false, reason: "no PostgreSQL server binaries under /usr/lib/postgresql" };
-  if (!existsSync("/usr/sbin/nats-server")) return { ok: false, reason: "no /usr/sbin/nats-server" };
+  if (!existsSync(NATS_SERVER_BIN)) return { ok: false, reason: `no ${NATS_SERVER_BIN} (NATS_SERVER_BIN)` };
   return { ok: true, reason: "" };
 }
 
@@ -135,17 +153,17 @@ export class PrivateNats {
   }
 
   async start(): Promise<void> {
-    this.child = spawn("/usr/sbin/nats-server", ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.directory], { stdio: "ignore" });
+    this.child = spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.directory], { stdio: "ignore" });
     await waitForPort(this.port);
   }
 
-  /** SIGTERM and wait for the exit (bounded; then SIGKILL). */
-  async stop(): Promise<void> {
+  /** SIGTERM (a shutdown) or SIGKILL (a crash), and wait for the exit (bounded: SIGKILL after 10 s). */
+  async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
     const child = this.child;
     this.child = undefined;
-    if (child === undefined || child.exitCode !== null) return;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    child.kill("SIGTERM");
+    child.kill(signal);
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
     await exited;
     clearTimeout(timer);

@@ -8,13 +8,8 @@
 // suite is skipped with a message, except in CI (CI=true), where it fails; likewise for the nats-server binary.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { createConnection, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { equals, fromBinary } from "@bufbuild/protobuf";
 import { jetstream, jetstreamManager, RetentionPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, nanos, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
@@ -36,28 +31,16 @@ import {
   subjectFilterCovers,
   type JetStreamSinkSettings,
 } from "./index.ts";
+import { NATS_SERVER_BIN, natsReachable, PrivateNats } from "../../runtime-tests/services.ts";
 
 const SERVER = process.env.NATS_URL ?? "127.0.0.1:4222";
-const NATS_SERVER_BIN = process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
 const RUN = randomBytes(6).toString("hex");
 const SHARD = 3;
 /** Bounds of the waits in this file. */
 const READ_TIMEOUT_MS = 20_000;
-const SERVER_START_TIMEOUT_MS = 10_000;
 const CATCH_UP_TIMEOUT_MS = 40_000;
 
-/** Whether the server answers; a connection failure is the answer "no", with the reason. */
-async function probe(): Promise<{ up: true } | { up: false; reason: string }> {
-  try {
-    const nc = await connect({ servers: SERVER, timeout: 2_000, reconnect: false });
-    await nc.close();
-    return { up: true };
-  } catch (error) {
-    return { up: false, reason: (error as Error).message };
-  }
-}
-
-const server = await probe();
+const server = await natsReachable(SERVER);
 const skip = server.up ? false : `nats-server at ${SERVER} is unreachable (${server.reason}); JetStream sink tests skipped`;
 if (!server.up && process.env.CI !== "true") console.warn(`SKIP: ${skip}`);
 if (!server.up && process.env.CI === "true") {
@@ -392,55 +375,11 @@ describe("JetStream sink", { skip }, () => {
   });
 });
 
-/** A TCP port nothing listens on now. */
-async function freePort(): Promise<number> {
-  const probeServer = createServer();
-  await new Promise<void>((resolve) => probeServer.listen(0, "127.0.0.1", resolve));
-  const address = probeServer.address();
-  await new Promise<void>((resolve) => probeServer.close(() => resolve()));
-  assert.ok(address !== null && typeof address === "object");
-  return address.port;
-}
-
-/** Resolves once something accepts TCP connections on `port`; bounded by SERVER_START_TIMEOUT_MS. */
-async function waitForPort(port: number): Promise<void> {
-  const deadline = Date.now() + SERVER_START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = createConnection({ host: "127.0.0.1", port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on("error", () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after ${SERVER_START_TIMEOUT_MS} ms`);
-}
-
-/** A nats-server of this test only, with JetStream in `directory`. */
-async function startPrivateServer(port: number, directory: string): Promise<ChildProcess> {
-  const child = spawn(NATS_SERVER_BIN, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", directory], { stdio: "ignore" });
-  await waitForPort(port);
-  return child;
-}
-
-/** Kills the private server (a crash, not a shutdown) and waits until it is gone. */
-async function killPrivateServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGKILL");
-  await exited;
-}
-
 describe("JetStream sink, private nats-server", { skip: skip || binaryMissing }, () => {
   for (const envelope of [false, true]) {
     test(`${envelope ? "envelopes" : "per event"}: the server killed for ~2.5 s under load, then restarted: every event once, in order`, { timeout: 60_000 }, async () => {
-      const port = await freePort();
-      const directory = await mkdtemp(join(tmpdir(), "hotledger-jetstream-"));
-      const servers = `127.0.0.1:${port}`;
-      let child = await startPrivateServer(port, directory);
+      const server = await PrivateNats.create();
+      const servers = server.url;
       const journal = new KeepingJournal();
       const shard = await openWorkloadShard(journal);
       const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -461,10 +400,10 @@ describe("JetStream sink, private nats-server", { skip: skip || binaryMissing },
           }
         })();
         await sleep(800);
-        await killPrivateServer(child);
+        await server.stop("SIGKILL");
         const deliveredBeforeOutage = relay.status()[0].delivered;
         await sleep(2_500);
-        child = await startPrivateServer(port, directory);
+        await server.start();
         await load;
         const deadline = Date.now() + CATCH_UP_TIMEOUT_MS;
         while (relay.status()[0].cursor < shard.lastSequence && Date.now() < deadline) await sleep(50);
@@ -484,8 +423,7 @@ describe("JetStream sink, private nats-server", { skip: skip || binaryMissing },
       } finally {
         await relay?.stop();
         await shard.close();
-        await killPrivateServer(child);
-        await rm(directory, { recursive: true, force: true });
+        await server.destroy();
       }
     });
   }

@@ -21,6 +21,7 @@ import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-po
 import { hashKey, KeyRing } from "../auth.ts";
 import { RoutingGateway, type Gateway } from "../gateway.ts";
 import { startNatsTransport, type NatsTransport } from "./index.ts";
+import { natsReachable } from "../../runtime-tests/services.ts";
 
 /** A protobuf command as written in the tests (unset fields at their defaults). */
 type ProtoCommandInit = MessageInitShape<typeof CommandSchema>;
@@ -44,18 +45,7 @@ function uniqueSubject(): string {
   return `hotledger.test.${RUN}.${subjects++}.commands`;
 }
 
-/** Whether the server answers; a connection failure is the answer "no", with the reason. */
-async function probe(): Promise<{ up: true } | { up: false; reason: string }> {
-  try {
-    const nc = await connect({ servers: SERVER, timeout: 2_000, reconnect: false });
-    await nc.close();
-    return { up: true };
-  } catch (error) {
-    return { up: false, reason: (error as Error).message };
-  }
-}
-
-const server = await probe();
+const server = await natsReachable(SERVER);
 const skip = server.up ? false : `nats-server at ${SERVER} is unreachable (${server.reason}); NATS transport tests skipped`;
 if (!server.up && process.env.CI !== "true") console.warn(`SKIP: ${skip}`);
 
