@@ -454,7 +454,7 @@ export class Relay {
         for (const record of records) this.deriver.apply(record, events);
         await delivering;
         if (this.stopping) break;
-        delivering = Promise.all(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
+        delivering = this.deliverAll(events);
         // Awaited on the next turn of this loop; until then its failure must not count as unhandled.
         delivering.catch(() => undefined);
       }
@@ -463,6 +463,15 @@ export class Relay {
       await delivering.catch(() => undefined);
     }
     await delivering;
+  }
+
+  /**
+   * Every sink's delivery of `events`, settled: one failing for good (a sink behind the follower) rejects only
+   * once the others have ended too, so a rewind never runs beside a delivery still in progress.
+   */
+  private async deliverAll(events: readonly OutputEvent[]): Promise<void> {
+    const settled = await Promise.allSettled(this.options.sinks.map((sink, i) => this.deliverTo(sink, i, events)));
+    for (const outcome of settled) if (outcome.status === "rejected") throw outcome.reason;
   }
 
   /**
