@@ -60,11 +60,15 @@ after(async () => {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** What each child printed (the last 20,000 characters), for failure messages. */
+const outputs = new Map<ChildProcess, () => string>();
+
 /** A child `bun <script>` with `env`; resolves once a line matches `ready`. */
 async function startProcess(script: string, env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
   const child = spawn(process.execPath, [script], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   cleanups.push(async () => void child.kill("SIGKILL"));
   let output = "";
+  outputs.set(child, () => output);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} not ready after ${READY_MS_MAX} ms:\n${output}`)), READY_MS_MAX);
     const onData = (chunk: Buffer) => {
@@ -234,7 +238,7 @@ test("outputs survive a relay kill, a NATS outage, a Postgres outage and a gatew
       return Number(message?.header.get(HEADER_LAST_SEQ) ?? 0);
     }));
     if (last.every((sequence, shard) => postgresAt[shard] === sequence && streamAt[shard] === sequence)) break;
-    assert.ok(Date.now() < deadline, `not caught up: shards at ${last}, postgres ${postgresAt}, stream ${streamAt}`);
+    assert.ok(Date.now() < deadline, `not caught up: shards at ${last}, postgres ${postgresAt}, stream ${streamAt}; the relay said:\n${outputs.get(relay)?.()}`);
     await sleep(200);
   }
   step(`caught up at ${last}; verifying`);
