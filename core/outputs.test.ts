@@ -128,26 +128,27 @@ describe("output events", () => {
 describe("relay", () => {
   const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-  test("every sink gets every event in order, across outages, lost acks and a relay restart", async () => {
+  test("every sink gets every event in order, across outages, a stuck delivery, lost acks and a relay restart", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();
     const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
     const steady = new MemorySink("steady");
     const flaky = new MemorySink("flaky");
     const relayOptions = {
-      ...SIZES, shard: 3, sinks: [steady, flaky], snapshots, sleep, retryMs: 2, deliverEventsMax: 50,
+      ...SIZES, shard: 3, sinks: [steady, flaky], snapshots, sleep, retryMs: 2, deliverEventsMax: 50, deliverTimeoutMs: 50,
       openTail: async (after: number) => new MemoryJournalTail(journal, after),
     };
     let relay = await Relay.start(relayOptions);
     await submitWorkload(shard, workloadOpenings());
     flaky.failNext = 3;
+    flaky.hangNext = 1;
     const first = submitWorkload(shard, randomWorkload(21, 100));
     await sleep(5);
     flaky.loseAckNext = 2;
     await first;
     await relay.caughtUp(shard.lastSequence);
     const status = relay.status();
-    assert.equal(status[1].failures, 5);
+    assert.equal(status[1].failures, 6, "3 outages, 1 delivery that never settled, 2 lost acknowledgements");
     assert.equal(status[1].cursor, shard.lastSequence);
     assert.equal(status[0].lagEvents, 0);
     await relay.stop();

@@ -326,6 +326,11 @@ export interface RelayOptions extends EngineOptions {
   retryMs?: number;
   /** Most events per `deliver` call. Default 5000. */
   deliverEventsMax?: number;
+  /**
+   * A delivery not settled after this long counts as failed and is retried from the sink's cursor (a driver can
+   * leave a query on a connection that died unsettled for good). Default 30,000 ms.
+   */
+  deliverTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -465,6 +470,20 @@ export class Relay {
     await delivering;
   }
 
+  /** `delivery`, or a rejection after `timeoutMs` (the delivery itself is left to settle or not). */
+  private async settleWithin(delivery: Promise<void>, timeoutMs: number, name: string): Promise<void> {
+    let settled = false;
+    const timeout = this.options.sleep(timeoutMs).then(() => {
+      if (!settled) throw new Error(`${name} delivery did not settle within ${timeoutMs} ms`);
+    });
+    try {
+      await Promise.race([delivery, timeout]);
+    } finally {
+      settled = true;
+      delivery.catch(() => undefined);
+    }
+  }
+
   /**
    * Every sink's delivery of `events`, settled: one failing for good (a sink behind the follower) rejects only
    * once the others have ended too, so a rewind never runs beside a delivery still in progress.
@@ -526,7 +545,7 @@ export class Relay {
       }
       const chunk = events.slice(start, start + max);
       try {
-        await sink.deliver(shard, chunk);
+        await this.settleWithin(sink.deliver(shard, chunk), this.options.deliverTimeoutMs ?? 30_000, sink.name);
         this.cursors[i] = chunk[chunk.length - 1].seq;
         status.delivered += chunk.length;
       } catch (error) {

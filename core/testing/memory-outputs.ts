@@ -46,6 +46,8 @@ export class MemorySink implements OutputSink {
   readonly cursors = new Map<number, number>();
   /** Reject this many next deliveries without storing anything. */
   failNext = 0;
+  /** Never settle the next this-many deliveries (a driver stuck on a dead connection). */
+  hangNext = 0;
   /** Store the next this-many deliveries, then reject as if the acknowledgement was lost. */
   loseAckNext = 0;
   deliveries = 0;
@@ -58,6 +60,10 @@ export class MemorySink implements OutputSink {
 
   async deliver(shard: number, events: readonly OutputEvent[]): Promise<void> {
     this.deliveries++;
+    if (this.hangNext > 0) {
+      this.hangNext--;
+      return new Promise<void>(() => {});
+    }
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error("simulated outage");
