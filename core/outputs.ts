@@ -328,7 +328,8 @@ export interface RelayOptions extends EngineOptions {
   deliverEventsMax?: number;
   /**
    * A delivery not settled after this long counts as failed and is retried from the sink's cursor (a driver can
-   * leave a query on a connection that died unsettled for good). Default 30,000 ms.
+   * leave a query on a connection that died unsettled for good). Default: no limit. Each delivery then holds a
+   * `sleep(deliverTimeoutMs)` until it ends, so give a sleep whose timer does not keep the process alive.
    */
   deliverTimeoutMs?: number;
   log?: (line: string) => void;
@@ -545,7 +546,9 @@ export class Relay {
       }
       const chunk = events.slice(start, start + max);
       try {
-        await this.settleWithin(sink.deliver(shard, chunk), this.options.deliverTimeoutMs ?? 30_000, sink.name);
+        const delivery = sink.deliver(shard, chunk);
+        const timeoutMs = this.options.deliverTimeoutMs;
+        await (timeoutMs === undefined ? delivery : this.settleWithin(delivery, timeoutMs, sink.name));
         this.cursors[i] = chunk[chunk.length - 1].seq;
         status.delivered += chunk.length;
       } catch (error) {

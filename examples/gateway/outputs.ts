@@ -28,6 +28,9 @@ export interface RunningOutputs extends OutputsView {
   stop(): Promise<void>;
 }
 
+/** A delivery not settled after this long is retried from the sink's cursor. */
+const DELIVER_TIMEOUT_MS = 30_000;
+
 /** Wait between attempts to open the sinks when a server is unreachable at start. */
 const OPEN_RETRY_MS = 2_000;
 
@@ -134,7 +137,10 @@ async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
           ownSnapshots: await FileSnapshotStore.open({ directory: directories.relaySnapshots, log }),
           saveJournalFloor: (sequence) => writeJournalFloor(directories.journal, sequence),
           openTail: (afterSequence) => FileJournalTail.open({ directory: directories.journal, afterSequence, sleep, log }),
-          sleep,
+          sleep: (ms) => sleep(ms, undefined, { ref: false }),
+          // A driver can leave a query on a dead connection unsettled (seen with postgres.js after a Postgres
+          // outage): such a delivery is abandoned and retried from the cursor.
+          deliverTimeoutMs: DELIVER_TIMEOUT_MS,
           yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
           log: (line) => log(`outputs: ${line}`),
         }),
