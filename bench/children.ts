@@ -14,6 +14,8 @@ const ROOT = join(import.meta.dir, "..");
 const READY_MS_MAX = 30_000;
 /** How long a child may take to exit after SIGTERM before it is killed. */
 const STOP_MS_MAX = 15_000;
+/** BENCH_CPU_PROF_DIR=dir: servers started by startChild write a `bun --cpu-prof` profile there when they exit. */
+const PROFILE_FLAGS = process.env.BENCH_CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
 
 export interface Child {
   proc: Subprocess<"ignore", "pipe", "pipe">;
@@ -34,7 +36,7 @@ function drain(stream: ReadableStream<Uint8Array>, sink: { text: string }, onTex
 
 /** Start `bun <script>` with `env`, and wait until its output matches `ready` (bounded by READY_MS_MAX). */
 export async function startChild(script: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: Child; match: RegExpMatchArray }> {
-  const proc = Bun.spawn([BUN, join(ROOT, script), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([BUN, ...PROFILE_FLAGS, join(ROOT, script), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const sink = { text: "" };
   const child: Child = { proc, output: () => sink.text };
   let wake = () => {};

@@ -61,7 +61,7 @@ try {
   const started = await startChild(
     "examples/gateway/index.ts",
     [],
-    { HOTLEDGER_CONFIG: configFile, HOTLEDGER_DATA: join(root, "data"), HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "batch", NATS_URL: SERVERS },
+    { HOTLEDGER_CONFIG: configFile, HOTLEDGER_DATA: join(root, "data"), HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "batch", HOTLEDGER_OUTPUTS: process.env.HOTLEDGER_OUTPUTS ?? "none", NATS_URL: SERVERS },
     /listening on (http:\/\/\S+)/,
   );
   gateway = started.child;

@@ -1,4 +1,4 @@
-// Proves key authentication: keys are matched by their SHA-256 only, a partner key maps to its partner and an
+// Proves key authentication: keys are matched by their SHA-256 only (one lookup, however many keys), a partner key maps to its partner and an
 // internal key to any partner, two keys per partner work at once (rotation), and bad key configuration is refused.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -27,4 +27,13 @@ test("bad key configuration is refused", () => {
   assert.throws(() => new KeyRing([{ sha256: hashKey("k") }]), /exactly one of/);
   const three = ["a", "b", "c"].map((k) => ({ sha256: hashKey(k), partnerId: "p" }));
   assert.throws(() => new KeyRing(three), /more than 2 keys/);
+  const repeated = [{ sha256: hashKey("k"), partnerId: "p" }, { sha256: hashKey("k"), internal: "ops" }];
+  assert.throws(() => new KeyRing(repeated), /repeats an earlier key's hash/);
+});
+
+test("thousands of partners: each key still finds its own partner", () => {
+  const keys = Array.from({ length: 5000 }, (_, i) => ({ sha256: hashKey(`key-${i}`), partnerId: `partner-${i}` }));
+  const ring = new KeyRing(keys);
+  for (const i of [0, 1, 2500, 4999]) assert.deepEqual(ring.authenticate(`key-${i}`), { kind: "partner", partnerId: `partner-${i}` });
+  assert.equal(ring.authenticate("key-5000"), undefined);
 });

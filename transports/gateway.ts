@@ -45,19 +45,25 @@ export class RoutingGateway implements Gateway {
   }
 
   async submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" } = {}): Promise<Result[]> {
+    const shards = new Int32Array(commands.length);
+    let oneShard = true;
+    for (let position = 0; position < commands.length; position++) {
+      shards[position] = this.shardOf(commands[position], position);
+      if (shards[position] !== shards[0]) oneShard = false;
+    }
+    if (oneShard) {
+      // The common case (a request of one partner): no regrouping.
+      if (commands.length === 0) return [];
+      const results = await this.shards[shards[0]].submit(commands, options);
+      return options.mode === "async" ? [] : results;
+    }
+    if (options.atomic === true) throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
     const byShard = new Map<number, { positions: number[]; commands: Command[] }>();
-    commands.forEach((command, position) => {
-      if (typeof command?.partnerId !== "string") {
-        throw new InvalidCommandError(`commands[${position}].partnerId`, "must be a string");
-      }
-      const shard = this.map.shardOf(command.partnerId);
-      const group = byShard.get(shard) ?? { positions: [], commands: [] };
+    for (let position = 0; position < commands.length; position++) {
+      const group = byShard.get(shards[position]) ?? { positions: [], commands: [] };
       group.positions.push(position);
-      group.commands.push(command);
-      byShard.set(shard, group);
-    });
-    if (options.atomic === true && byShard.size > 1) {
-      throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
+      group.commands.push(commands[position]);
+      byShard.set(shards[position], group);
     }
     // Submit to every shard before awaiting any, so the shards work in parallel. An in-process shard throws bad
     // input or a full ring synchronously, a worker shard rejects: either way the request fails as a whole.
@@ -74,6 +80,14 @@ export class RoutingGateway implements Gateway {
       });
     }
     return results;
+  }
+
+  /** The shard of command `position`'s partner. */
+  private shardOf(command: Command, position: number): number {
+    if (typeof command?.partnerId !== "string") {
+      throw new InvalidCommandError(`commands[${position}].partnerId`, "must be a string");
+    }
+    return this.map.shardOf(command.partnerId);
   }
 
   async account(partnerId: string, accountId: string): Promise<Account | undefined> {

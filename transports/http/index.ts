@@ -252,10 +252,11 @@ export function createHttpApp(options: HttpAppOptions) {
       guarded(async (request) => {
         const principal = authenticate(request, keys);
         const { commands, atomic, mode } = checkCommandsBody(await readJson(request, bodyBytesMax));
-        commands.forEach((command, index) => {
-          authorize(principal, command.partnerId, `commands[${index}].partnerId`);
+        for (let index = 0; index < commands.length; index++) {
+          const command = commands[index];
+          if (!mayActOn(principal, command.partnerId)) authorize(principal, command.partnerId, `commands[${index}].partnerId`);
           if (ADMIN_COMMAND_TYPES.has(command.type)) requireInternal(principal);
-        });
+        }
         if (mode === "async") {
           // Durable, not yet applied: the results are read later with GET /v1/commands/:partnerId/:id.
           await gateway.submit(commands, { atomic, mode });

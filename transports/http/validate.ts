@@ -75,59 +75,121 @@ export function expectObject(value: unknown, path: string): Record<string, unkno
   return value as Record<string, unknown>;
 }
 
+/**
+ * A shape as arrays, built once per shape: the per-command check walks them without allocating (no
+ * `Object.entries`, no rest spread, no path strings unless a field is wrong). Measured on the gateway's batch
+ * route, the allocating version was ~17% of the main thread's samples.
+ */
+interface CompiledShape {
+  readonly shape: Shape;
+  readonly names: readonly string[];
+  readonly kinds: readonly FieldKind[];
+  /** names[0, requiredCount) are required, the rest optional. */
+  readonly requiredCount: number;
+}
+
+function compileShape(shape: Shape): CompiledShape {
+  const required = Object.entries(shape.required);
+  const fields = [...required, ...Object.entries(shape.optional)];
+  return { shape, names: fields.map(([name]) => name), kinds: fields.map(([, kind]) => kind), requiredCount: required.length };
+}
+
+const compiledShapes = new WeakMap<Shape, CompiledShape>();
+
+function compiled(shape: Shape): CompiledShape {
+  let result = compiledShapes.get(shape);
+  if (result === undefined) {
+    result = compileShape(shape);
+    compiledShapes.set(shape, result);
+  }
+  return result;
+}
+
+const COMPILED_COMMAND_SHAPES = Object.fromEntries(
+  Object.entries(COMMAND_SHAPES).map(([type, shape]) => [type, compiled(shape)]),
+) as Readonly<Record<CommandType, CompiledShape>>;
+
+/**
+ * Where a field's errors point: `base.name` (base "" at the top level), or `commands[index].name` when index >= 0.
+ * Built only when there is an error to report.
+ */
+function fieldPath(base: string, index: number, name: string): string {
+  return index >= 0 ? `commands[${index}].${name}` : joinPath(base, name);
+}
+
+/**
+ * Check `row` against `shape` (skipping `type` when `skipType`): no unknown field, every required field present,
+ * every field of its kind.
+ */
+function checkRow(row: Record<string, unknown>, shape: CompiledShape, base: string, index: number, skipType: boolean): void {
+  for (const name in row) {
+    if (skipType && name === "type") continue;
+    if (!Object.hasOwn(shape.shape.required, name) && !Object.hasOwn(shape.shape.optional, name)) {
+      throw invalid(fieldPath(base, index, name), "unknown field");
+    }
+  }
+  const names = shape.names;
+  for (let i = 0; i < names.length; i++) {
+    const value = row[names[i]];
+    if (value === undefined) {
+      if (i < shape.requiredCount) throw invalid(fieldPath(base, index, names[i]), "is required");
+      continue;
+    }
+    const problem = fieldProblem(value, shape.kinds[i]);
+    if (problem !== undefined) throw invalid(fieldPath(base, index, names[i]), problem);
+  }
+}
+
 /** Check `value` against `shape`: no unknown field, every required field present, every field of its kind. */
 export function checkShape(value: unknown, shape: Shape, path: string): Record<string, unknown> {
   const row = expectObject(value, path);
-  for (const name of Object.keys(row)) {
-    if (!Object.hasOwn(shape.required, name) && !Object.hasOwn(shape.optional, name)) {
-      throw invalid(joinPath(path, name), "unknown field");
-    }
-  }
-  for (const [name, kind] of Object.entries(shape.required)) {
-    if (row[name] === undefined) throw invalid(joinPath(path, name), "is required");
-    checkField(row[name], kind, joinPath(path, name));
-  }
-  for (const [name, kind] of Object.entries(shape.optional)) {
-    if (row[name] !== undefined) checkField(row[name], kind, joinPath(path, name));
-  }
+  checkRow(row, compiled(shape), path, -1, false);
   return row;
 }
 
 /** Check one field; exported for path parameters. */
 export function checkField(value: unknown, kind: FieldKind, path: string): void {
+  const problem = fieldProblem(value, kind);
+  if (problem !== undefined) throw invalid(path, problem);
+}
+
+/** What is wrong with a field's value, or undefined when it is of its kind. */
+function fieldProblem(value: unknown, kind: FieldKind): string | undefined {
   switch (kind) {
     case "identifier":
-      if (typeof value !== "string") throw invalid(path, "must be a string");
-      if (value.length < 1 || value.length > KEY_BYTES_MAX) throw invalid(path, `must be 1-${KEY_BYTES_MAX} characters`);
-      if (!IDENTIFIER_PATTERN.test(value)) throw invalid(path, `must be characters of [${IDENTIFIER_CLASS}]`);
-      return;
+      if (typeof value !== "string") return "must be a string";
+      if (value.length < 1 || value.length > KEY_BYTES_MAX) return `must be 1-${KEY_BYTES_MAX} characters`;
+      if (!IDENTIFIER_PATTERN.test(value)) return `must be characters of [${IDENTIFIER_CLASS}]`;
+      return undefined;
     case "currency":
-      if (typeof value !== "string") throw invalid(path, "must be a string");
+      if (typeof value !== "string") return "must be a string";
       if (value.length < CURRENCY_BYTES_MIN || value.length > CURRENCY_BYTES_MAX || !CURRENCY_PATTERN.test(value)) {
-        throw invalid(path, `must be ${CURRENCY_BYTES_MIN}-${CURRENCY_BYTES_MAX} characters of [${CURRENCY_CLASS}]`);
+        return `must be ${CURRENCY_BYTES_MIN}-${CURRENCY_BYTES_MAX} characters of [${CURRENCY_CLASS}]`;
       }
-      return;
+      return undefined;
     case "amount":
-      checkInteger(value, 1, path);
-      return;
+      return integerProblem(value, 1);
     default:
-      checkInteger(value, 0, path);
+      return integerProblem(value, 0);
   }
 }
 
-function checkInteger(value: unknown, minimum: number, path: string): void {
-  if (typeof value !== "number") throw invalid(path, "must be a number");
-  if (!Number.isInteger(value)) throw invalid(path, "must be an integer (minor units)");
-  if (value < minimum || !Number.isSafeInteger(value)) throw invalid(path, `must be an integer in ${minimum}..2^53-1`);
+function integerProblem(value: unknown, minimum: number): string | undefined {
+  if (typeof value !== "number") return "must be a number";
+  if (!Number.isInteger(value)) return "must be an integer (minor units)";
+  if (value < minimum || !Number.isSafeInteger(value)) return `must be an integer in ${minimum}..2^53-1`;
+  return undefined;
 }
 
-/** A command of `/v1/commands`: `type` plus that type's fields. */
-export function checkCommand(value: unknown, path: string): Command {
-  const row = expectObject(value, path);
+/** Command `index` of `/v1/commands`: `type` plus that type's fields. */
+function checkCommand(value: unknown, index: number): Command {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw invalid(`commands[${index}]`, "must be an object");
+  const row = value as Record<string, unknown>;
   const type = row.type;
-  if (typeof type !== "string" || !Object.hasOwn(COMMAND_SHAPES, type)) throw invalid(joinPath(path, "type"), "unknown command type");
-  const { type: _type, ...fields } = row;
-  checkShape(fields, COMMAND_SHAPES[type as CommandType], path);
+  if (typeof type !== "string" || !Object.hasOwn(COMPILED_COMMAND_SHAPES, type)) {
+    throw invalid(`commands[${index}].type`, "unknown command type");
+  }
+  checkRow(row, COMPILED_COMMAND_SHAPES[type as CommandType], "", index, true);
   return row as unknown as Command;
 }
 
@@ -136,11 +198,12 @@ export function checkCommandsBody(value: unknown): { commands: Command[]; atomic
   const row = checkKeys(value, ["commands", "atomic", "mode"]);
   if (row.mode !== undefined && row.mode !== "sync" && row.mode !== "async") throw invalid("mode", 'must be "sync" or "async"');
   if (!Array.isArray(row.commands)) throw invalid("commands", "must be an array");
-  if (row.commands.length < 1 || row.commands.length > GROUP_COMMANDS_MAX) {
-    throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got ${row.commands.length}`);
+  const commands = row.commands as Command[];
+  if (commands.length < 1 || commands.length > GROUP_COMMANDS_MAX) {
+    throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got ${commands.length}`);
   }
   if (row.atomic !== undefined && typeof row.atomic !== "boolean") throw invalid("atomic", "must be a boolean");
-  const commands = row.commands.map((command, index) => checkCommand(command, `commands[${index}]`));
+  for (let index = 0; index < commands.length; index++) checkCommand(commands[index], index);
   const atomic = row.atomic === true;
   if (atomic) checkAtomicGroup(commands);
   return { commands, atomic, mode: row.mode === "async" ? "async" : "sync" };
