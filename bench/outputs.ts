@@ -7,8 +7,10 @@
  * - engineOpsPerSecWithout / engineOpsPerSecWithOutputs: one durable shard in this process (fsync per batch,
  *   bench/shard-load.ts: 64 producers x 100 commands), with no relay and then with the relay process
  *   (examples/gateway/relay.ts: Postgres + JetStream) tailing its journal, alternated RUNS times in the same run;
- *   medians. The relay runs in its own process, as deployed (nice 10), so on this 2-core machine it competes for
- *   the CPU with the shard, Postgres and nats-server.
+ *   medians. The relay runs in its own process, as deployed (nice 19), so on this 2-core machine it takes the CPU
+ *   the shard leaves, falls behind under the shard's full load and catches up after: the JSON line also reports the
+ *   rate it delivered to Postgres meanwhile (`relayPostgresEventsPerSecBesideEngine`) and how far behind it was at
+ *   the end of the last run (`relayLagEventsAtEnd`).
  * - jetstreamEventsPerSec / postgresEventsPerSec: after the engine runs, the relay process delivers the journal
  *   (millions of events) to one sink at a time from a fresh cursor; the rate is read off the sink's own cursor,
  *   from its first movement until SINK_EVENTS_MAX events or SINK_MS_MAX. It includes deriving the events from the
@@ -72,11 +74,11 @@ async function freshDatabase(): Promise<string> {
 
 /**
  * The relay process for shard 0 of `dataDirectory`, with `outputs`. Beside the engine it runs at its default
- * priority (nice 10: the ledger first); alone, measuring a sink, at nice 0.
+ * priority (nice 19: the ledger first); alone, measuring a sink, at nice 0.
  */
-function startRelay(outputs: string, databaseUrl: string, natsUrl: string, nice = 10): Promise<{ child: Child }> {
+function startRelay(outputs: string, databaseUrl: string, natsUrl: string, nice?: number): Promise<{ child: Child }> {
   return startChild("examples/gateway/relay.ts", [], {
-    HOTLEDGER_RELAY_NICE: String(nice),
+    ...(nice === undefined ? {} : { HOTLEDGER_RELAY_NICE: String(nice) }),
     HOTLEDGER_DATA: dataDirectory,
     HOTLEDGER_SHARDS: "1",
     HOTLEDGER_OUTPUTS: outputs,
@@ -106,6 +108,12 @@ async function sinkRate(cursor: () => Promise<number>, total: number): Promise<{
   return { eventsPerSec: ((at - first) / elapsed) * 1000, events: at - first };
 }
 
+/** Shard 0's cursor in a Postgres projection (0 before the sink's first delivery). */
+async function postgresCursor(sql: postgres.Sql): Promise<number> {
+  const rows = await sql<{ seq: string }[]>`select seq from hotledger_cursors where shard = 0`.catch(() => []);
+  return Number(rows[0]?.seq ?? 0);
+}
+
 async function main(): Promise<void> {
   const config = loadConfig({ HOTLEDGER_DATA: dataDirectory, HOTLEDGER_SHARDS: "1" });
   const nats = await PrivateNats.create();
@@ -131,14 +139,27 @@ async function main(): Promise<void> {
     const databaseUrl = await freshDatabase();
     const without: number[] = [];
     const withOutputs: number[] = [];
+    // What the relay delivered to Postgres while the engine ran beside it: it takes what CPU is left, falls
+    // behind under the engine's full load, and catches up afterwards.
+    const besideSql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+    const besideCursor = () => postgresCursor(besideSql);
+    const besideRates: number[] = [];
+    let lagAtEnd = 0;
     for (let run = 0; run < RUNS; run++) {
       await stopChild(relay);
       relay = undefined;
       without.push((await opsRun(shard, `without${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
       relay = (await startRelay("postgres,jetstream", databaseUrl, nats.url)).child;
+      const cursorBefore = await besideCursor();
+      const begin = performance.now();
       withOutputs.push((await opsRun(shard, `with${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
-      log(`run ${run + 1}: without outputs ${Math.round(without[run])}/s, with ${Math.round(withOutputs[run])}/s`);
+      const cursorAfter = await besideCursor();
+      besideRates.push(((cursorAfter - cursorBefore) / (performance.now() - begin)) * 1000);
+      lagAtEnd = shard.lastSequence - cursorAfter;
+      log(`run ${run + 1}: without outputs ${Math.round(without[run])}/s, with ${Math.round(withOutputs[run])}/s; `
+        + `the relay delivered ${Math.round(besideRates[run])} events/s to Postgres meanwhile, ${lagAtEnd} behind at the end`);
     }
+    await besideSql.end();
     await stopChild(relay);
     relay = undefined;
     const total = shard.lastSequence;
@@ -163,11 +184,7 @@ async function main(): Promise<void> {
     const sinkDatabase = await freshDatabase();
     relay = (await startRelay("postgres", sinkDatabase, nats.url, 0)).child;
     const sql = postgres(sinkDatabase, { max: 1, onnotice: () => {} });
-    const postgresCursor = async () => {
-      const rows = await sql<{ seq: string }[]>`select seq from hotledger_cursors where shard = 0`.catch(() => []);
-      return Number(rows[0]?.seq ?? 0);
-    };
-    const projection = await sinkRate(postgresCursor, total);
+    const projection = await sinkRate(() => postgresCursor(sql), total);
     log(`postgres: ${projection.events} events at ${Math.round(projection.eventsPerSec)}/s`);
     await stopChild(relay);
     relay = undefined;
@@ -181,6 +198,8 @@ async function main(): Promise<void> {
       engineOpsPerSecWithOutputs: Math.round(engineOpsPerSecWithOutputs),
       engineOpsPerSecWithout: Math.round(engineOpsPerSecWithout),
       ratioWithToWithout: Number((engineOpsPerSecWithOutputs / engineOpsPerSecWithout).toFixed(3)),
+      relayPostgresEventsPerSecBesideEngine: Math.round(median(besideRates)),
+      relayLagEventsAtEnd: lagAtEnd,
       jetstreamMode: envelope ? "envelope" : "per-event",
       runsWithout: without.map(Math.round),
       runsWith: withOutputs.map(Math.round),

@@ -5,8 +5,10 @@
  * so it can be killed and restarted at any moment: every sink resumes from its own cursor.
  * SIGTERM or SIGINT: finish the delivery in progress, close the sinks, exit 0.
  *
- * It lowers its own CPU priority (nice HOTLEDGER_RELAY_NICE, default 10): on a machine shared with the shards,
- * the ledger's latency comes first, and outputs that fall behind under a peak catch up after it. With
+ * It lowers its own CPU priority (nice HOTLEDGER_RELAY_NICE, default 19, the lowest): on a machine shared with the
+ * shards, the ledger comes first, and outputs that fall behind under a peak catch up after it (their lag is in
+ * /metrics). Measured on 2 vCPUs (bench/README.md), nice 10 still cost the engine 10-28% of its throughput while
+ * the relay kept up; nice 19 costs it ~1-10%, and the relay delivers what CPU is left. With
  * HOTLEDGER_RELAY_METRICS_PORT set it serves GET /metrics (each sink's cursor, lag, deliveries and failures, in the
  * gateway's Prometheus format) on 127.0.0.1 at that port.
  */
@@ -19,7 +21,7 @@ async function main(): Promise<void> {
   let outputs;
   try {
     const config = loadConfig();
-    const nice = Number(process.env.HOTLEDGER_RELAY_NICE ?? 10);
+    const nice = Number(process.env.HOTLEDGER_RELAY_NICE ?? 19);
     if (!Number.isInteger(nice) || nice < -20 || nice > 19) throw new ConfigError(`HOTLEDGER_RELAY_NICE must be an integer in -20..19, got ${process.env.HOTLEDGER_RELAY_NICE}`);
     setPriority(0, nice);
     if (config.outputs.length === 0) throw new ConfigError("no outputs configured (HOTLEDGER_OUTPUTS=none)");

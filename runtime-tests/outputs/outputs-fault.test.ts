@@ -173,6 +173,8 @@ test("outputs survive a relay kill, a NATS outage, a Postgres outage and a gatew
     HOTLEDGER_WORKERS: "0",
     HOTLEDGER_RELAY: "separate",
     HOTLEDGER_OUTPUTS: "postgres,jetstream",
+    // Not the default 19: the relay must be delivering, not starved by the load, when the faults hit it.
+    HOTLEDGER_RELAY_NICE: "10",
     DATABASE_URL: pg.url,
     NATS_URL: nats.url,
   };
