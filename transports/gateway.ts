@@ -45,25 +45,23 @@ export class RoutingGateway implements Gateway {
   }
 
   async submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" } = {}): Promise<Result[]> {
-    const shards = new Int32Array(commands.length);
-    let oneShard = true;
-    for (let position = 0; position < commands.length; position++) {
-      shards[position] = this.shardOf(commands[position], position);
-      if (shards[position] !== shards[0]) oneShard = false;
-    }
-    if (oneShard) {
+    if (commands.length === 0) return [];
+    const first = this.shardOf(commands[0], 0);
+    let position = 1;
+    while (position < commands.length && this.shardOf(commands[position], position) === first) position++;
+    if (position === commands.length) {
       // The common case (a request of one partner): no regrouping.
-      if (commands.length === 0) return [];
-      const results = await this.shards[shards[0]].submit(commands, options);
+      const results = await this.shards[first].submit(commands, options);
       return options.mode === "async" ? [] : results;
     }
     if (options.atomic === true) throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
     const byShard = new Map<number, { positions: number[]; commands: Command[] }>();
-    for (let position = 0; position < commands.length; position++) {
-      const group = byShard.get(shards[position]) ?? { positions: [], commands: [] };
+    for (position = 0; position < commands.length; position++) {
+      const shard = this.shardOf(commands[position], position);
+      const group = byShard.get(shard) ?? { positions: [], commands: [] };
       group.positions.push(position);
       group.commands.push(commands[position]);
-      byShard.set(shards[position], group);
+      byShard.set(shard, group);
     }
     // Submit to every shard before awaiting any, so the shards work in parallel. An in-process shard throws bad
     // input or a full ring synchronously, a worker shard rejects: either way the request fails as a whole.

@@ -165,8 +165,12 @@ describe("http transport", () => {
         assert.equal(typeof reply.body.error.message, "string");
       }
     }
-    const basic = await fetch(`${server.base}/v1/accounts/${A}/a1`, { headers: { authorization: `Basic ${KEYS.a}` } });
-    assert.equal(basic.status, 401);
+    for (const header of [`Basic ${KEYS.a}`, `bearer ${KEYS.a}`, `Bearer  ${KEYS.a}`, `Bearer ${KEYS.a} x`, `Bearer\t${KEYS.a}`, "Bearer "]) {
+      const malformed = await fetch(`${server.base}/v1/accounts/${A}/a1`, { headers: { authorization: header } });
+      assert.equal(malformed.status, 401, header);
+    }
+    const good = await fetch(`${server.base}/v1/accounts/${A}/a1`, { headers: { authorization: `Bearer ${KEYS.a}` } });
+    assert.equal(good.status, 200);
     assert.deepEqual(await balances(server), before);
     await server.stop();
   });

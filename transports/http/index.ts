@@ -109,11 +109,14 @@ function retryAfter(retryAfterMs: number): Record<string, string> {
   return { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) };
 }
 
+const WHITESPACE = /\s/;
+
 /** The principal of the request's bearer key, or a 401. */
 function authenticate(request: Request, keys: KeyRing): Principal {
   const header = request.headers.get("authorization") ?? "";
-  const match = /^Bearer ([^\s]+)$/.exec(header);
-  const principal = match === null ? undefined : keys.authenticate(match[1]);
+  // "Bearer <key>", the key without whitespace. (String checks: the equivalent regex showed in profiles.)
+  const key = header.startsWith("Bearer ") ? header.slice(7) : "";
+  const principal = key === "" || WHITESPACE.test(key) ? undefined : keys.authenticate(key);
   if (principal === undefined) throw new HttpError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required");
   return principal;
 }
