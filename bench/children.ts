@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import type { LoadResult } from "./load-runner.ts";
 
 const BUN = process.execPath;
 const ROOT = join(import.meta.dir, "..");
@@ -130,6 +131,15 @@ export async function openAccounts(url: string, accounts: number): Promise<void>
       }
     }
   }
+}
+
+/** `value` rounded to `digits` decimals. */
+export const round = (value: number, digits = 0) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/** One load generator's result as a log line: rate (commands per second as `unit` when given), latency, errors. */
+export function describeLoad(label: string, load: LoadResult, unit?: string): string {
+  const rate = unit === undefined ? `${round(load.reqPerSec)} req/s` : `${round(load.opsPerSec)} ${unit}/s (${round(load.reqPerSec)} req/s)`;
+  return `${label} ${rate} p50 ${round(load.p50Ms, 2)} p99 ${round(load.p99Ms, 2)} ms, errors ${load.errors} ${load.firstError ?? ""}`;
 }
 
 export function median(values: number[]): number {

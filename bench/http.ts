@@ -11,7 +11,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gatewayConfig, loadAverage, median, openAccounts, PARTNERS, runLoad, startChild, stopChild, type Child } from "./children.ts";
+import { describeLoad, gatewayConfig, loadAverage, median, openAccounts, PARTNERS, round, runLoad, startChild, stopChild, type Child } from "./children.ts";
+import type { LoadResult } from "./load-runner.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -35,20 +36,6 @@ function log(message: string): void {
   if (!jsonMode) process.stderr.write(`${message}\n`);
 }
 
-interface Load {
-  requests: number;
-  commands: number;
-  errors: number;
-  firstError?: string;
-  elapsedMs: number;
-  reqPerSec: number;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-}
-
-const round = (value: number, digits = 0) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "hotledger-http-"));
 let gateway: Child | undefined;
@@ -72,15 +59,15 @@ try {
   log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners`);
 
   const base = { connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS, batch: BATCH };
-  const runs: { hello: Load; batch: Load; single: Load; loadAverage: number[] }[] = [];
+  const runs: { hello: LoadResult; batch: LoadResult; single: LoadResult; loadAverage: number[] }[] = [];
   for (let run = 0; run < RUNS; run++) {
     const tag = `r${run}-${Date.now().toString(36)}`;
-    const helloLoad = await runLoad<Load>("bench/load-http.ts", { ...base, url: helloUrl, mode: "hello", tag }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: hello ${round(helloLoad.reqPerSec)} req/s p50 ${round(helloLoad.p50Ms, 2)} p99 ${round(helloLoad.p99Ms, 2)} ms, errors ${helloLoad.errors}`);
-    const batch = await runLoad<Load>("bench/load-http.ts", { ...base, url: gatewayUrl, mode: "batch", tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: batch${BATCH} ${round(batch.opsPerSec)} orders/s (${round(batch.reqPerSec)} req/s) p50 ${round(batch.p50Ms, 2)} p99 ${round(batch.p99Ms, 2)} ms, errors ${batch.errors} ${batch.firstError ?? ""}`);
-    const single = await runLoad<Load>("bench/load-http.ts", { ...base, url: gatewayUrl, mode: "single", tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: single ${round(single.reqPerSec)} req/s p50 ${round(single.p50Ms, 2)} p99 ${round(single.p99Ms, 2)} ms, errors ${single.errors} ${single.firstError ?? ""}`);
+    const helloLoad = await runLoad<LoadResult>("bench/load-http.ts", { ...base, url: helloUrl, mode: "hello", tag }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: ${describeLoad("hello", helloLoad)}`);
+    const batch = await runLoad<LoadResult>("bench/load-http.ts", { ...base, url: gatewayUrl, mode: "batch", tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: ${describeLoad(`batch${BATCH}`, batch, "orders")}`);
+    const single = await runLoad<LoadResult>("bench/load-http.ts", { ...base, url: gatewayUrl, mode: "single", tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: ${describeLoad("single", single)}`);
     runs.push({ hello: helloLoad, batch, single, loadAverage: loadAverage() });
   }
 

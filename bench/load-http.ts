@@ -19,25 +19,12 @@ interface Config {
   tag: string;
 }
 
-export {};
+import { LoadRecorder } from "./load-runner.ts";
 
 const config = JSON.parse(process.argv[2]) as Config;
-/** Latency samples kept (bounded); beyond it, later requests are counted but not sampled. */
-const SAMPLES_MAX = 4_000_000;
-const latencies = new Float64Array(SAMPLES_MAX);
-let samples = 0;
-let requests = 0;
-let commands = 0;
-let errors = 0;
-let firstError: string | undefined;
-let timing = false;
+const recorder = new LoadRecorder();
 /** Next id number per connection, kept across the warm-up and timed phases so every id is new. */
 const nextId = new Array<number>(config.connections).fill(0);
-
-function fail(message: string): void {
-  errors++;
-  firstError ??= message;
-}
 
 async function connection(index: number, deadline: number, requestsMax: number): Promise<void> {
   const partner = config.partners[index % config.partners.length];
@@ -69,49 +56,22 @@ async function connection(index: number, deadline: number, requestsMax: number):
       status = response.status;
       text = await response.text();
     } catch (error) {
-      if (timing) fail(`fetch: ${(error as Error).message}`);
+      recorder.fail(`fetch: ${(error as Error).message}`);
       continue;
     }
     const ended = performance.now();
-    if (!timing) continue;
-    requests++;
+    if (!recorder.done()) continue;
     if (status !== 200) {
-      fail(`status ${status}: ${text.slice(0, 200)}`);
+      recorder.fail(`status ${status}: ${text.slice(0, 200)}`);
       continue;
     }
     if (config.mode === "batch") {
       const { results } = JSON.parse(text) as { results: { code: string }[] };
-      if (results.length !== count) fail(`${results.length} results for ${count} commands`);
-      for (const result of results) if (result.code !== "ok") fail(`code ${result.code}`);
+      if (results.length !== count) recorder.fail(`${results.length} results for ${count} commands`);
+      for (const result of results) if (result.code !== "ok") recorder.fail(`code ${result.code}`);
     }
-    commands += count;
-    if (samples < SAMPLES_MAX) latencies[samples++] = ended - started;
+    recorder.succeeded(count, ended - started);
   }
 }
 
-async function phase(ms: number, requestsMax: number): Promise<number> {
-  const started = performance.now();
-  const deadline = started + ms;
-  await Promise.all(Array.from({ length: config.connections }, (_, index) => connection(index, deadline, requestsMax)));
-  return performance.now() - started;
-}
-
-await phase(config.warmupMs, Math.ceil(config.requestsMax / config.connections));
-timing = true;
-const elapsedMs = await phase(config.durationMs, Math.ceil(config.requestsMax / config.connections));
-const sorted = latencies.subarray(0, samples).sort();
-const at = (p: number) => (samples === 0 ? Number.NaN : sorted[Math.min(samples - 1, Math.floor(p * samples))]);
-console.log(
-  JSON.stringify({
-    requests,
-    commands,
-    errors,
-    firstError,
-    elapsedMs,
-    reqPerSec: (requests / elapsedMs) * 1000,
-    opsPerSec: (commands / elapsedMs) * 1000,
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
-    maxMs: at(1),
-  }),
-);
+console.log(JSON.stringify(await recorder.run(config.connections, config, connection)));

@@ -9,6 +9,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { connect, headers as natsHeaders } from "@nats-io/transport-node";
 import { CommandBatchSchema, CommandType, ResultBatchSchema, ResultCode } from "../core/gen/hotledger/v1/ledger_pb.ts";
+import { LoadRecorder } from "./load-runner.ts";
 
 interface Config {
   servers: string;
@@ -25,22 +26,11 @@ interface Config {
 }
 
 const config = JSON.parse(process.argv[2]) as Config;
-const SAMPLES_MAX = 4_000_000;
 /** A request with no reply after this long is an error. */
 const REQUEST_TIMEOUT_MS = 10_000;
-const latencies = new Float64Array(SAMPLES_MAX);
-let samples = 0;
-let requests = 0;
-let commands = 0;
-let errors = 0;
-let firstError: string | undefined;
-let timing = false;
+const recorder = new LoadRecorder();
+/** Next id number per loop, kept across the warm-up and timed phases so every id is new. */
 const nextId = new Array<number>(config.inFlight).fill(0);
-
-function fail(message: string): void {
-  errors++;
-  firstError ??= message;
-}
 
 const nc = await connect({ servers: config.servers });
 
@@ -70,57 +60,27 @@ async function loop(index: number, deadline: number, requestsMax: number): Promi
     try {
       reply = await nc.request(config.subject, data, { timeout: REQUEST_TIMEOUT_MS, headers: hdrs });
     } catch (error) {
-      if (timing) {
-        requests++;
-        fail(`request: ${(error as Error).message}`);
-      }
+      recorder.fail(`request: ${(error as Error).message}`, true);
       continue;
     }
     const ended = performance.now();
-    if (!timing) continue;
-    requests++;
+    if (!recorder.done()) continue;
     if (config.mode === "echo") {
-      if (reply.data.byteLength !== data.byteLength) fail(`echo returned ${reply.data.byteLength} bytes for ${data.byteLength}`);
+      if (reply.data.byteLength !== data.byteLength) recorder.fail(`echo returned ${reply.data.byteLength} bytes for ${data.byteLength}`);
     } else {
       const code = reply.headers?.get("Hotledger-Error");
       if (code) {
-        fail(`Hotledger-Error ${code}: ${reply.headers?.get("Hotledger-Error-Message")}`);
+        recorder.fail(`Hotledger-Error ${code}: ${reply.headers?.get("Hotledger-Error-Message")}`);
         continue;
       }
       const { results } = fromBinary(ResultBatchSchema, reply.data);
-      if (results.length !== count) fail(`${results.length} results for ${count} commands`);
-      for (const result of results) if (result.code !== ResultCode.OK || result.duplicate) fail(`code ${ResultCode[result.code]}`);
+      if (results.length !== count) recorder.fail(`${results.length} results for ${count} commands`);
+      for (const result of results) if (result.code !== ResultCode.OK || result.duplicate) recorder.fail(`code ${ResultCode[result.code]}`);
     }
-    commands += count;
-    if (samples < SAMPLES_MAX) latencies[samples++] = ended - started;
+    recorder.succeeded(count, ended - started);
   }
 }
 
-async function phase(ms: number): Promise<number> {
-  const started = performance.now();
-  const deadline = started + ms;
-  const perLoop = Math.ceil(config.requestsMax / config.inFlight);
-  await Promise.all(Array.from({ length: config.inFlight }, (_, index) => loop(index, deadline, perLoop)));
-  return performance.now() - started;
-}
-
-await phase(config.warmupMs);
-timing = true;
-const elapsedMs = await phase(config.durationMs);
+const result = await recorder.run(config.inFlight, config, loop);
 await nc.close();
-const sorted = latencies.subarray(0, samples).sort();
-const at = (p: number) => (samples === 0 ? Number.NaN : sorted[Math.min(samples - 1, Math.floor(p * samples))]);
-console.log(
-  JSON.stringify({
-    requests,
-    commands,
-    errors,
-    firstError,
-    elapsedMs,
-    reqPerSec: (requests / elapsedMs) * 1000,
-    opsPerSec: (commands / elapsedMs) * 1000,
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
-    maxMs: at(1),
-  }),
-);
+console.log(JSON.stringify(result));

@@ -13,7 +13,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gatewayConfig, loadAverage, median, openAccounts, PARTNERS, runLoad, startChild, stopChild, type Child } from "./children.ts";
+import { describeLoad, gatewayConfig, loadAverage, median, openAccounts, PARTNERS, round, runLoad, startChild, stopChild, type Child } from "./children.ts";
+import type { LoadResult } from "./load-runner.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -36,20 +37,6 @@ function log(message: string): void {
   if (!jsonMode) process.stderr.write(`${message}\n`);
 }
 
-interface Load {
-  requests: number;
-  commands: number;
-  errors: number;
-  firstError?: string;
-  elapsedMs: number;
-  reqPerSec: number;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
-}
-
-const round = (value: number, digits = 0) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "hotledger-nats-"));
 const echoSubject = `bench.echo.${process.pid}.${Date.now().toString(36)}`;
@@ -73,15 +60,15 @@ try {
   log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners (over HTTP, untimed)`);
 
   const base = { servers: SERVERS, inFlight: IN_FLIGHT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS };
-  const runs: { echo: Load; batch: Load; single: Load; loadAverage: number[] }[] = [];
+  const runs: { echo: LoadResult; batch: LoadResult; single: LoadResult; loadAverage: number[] }[] = [];
   for (let run = 0; run < RUNS; run++) {
     const tag = `r${run}-${Date.now().toString(36)}`;
-    const echoLoad = await runLoad<Load>("bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: echo ${round(echoLoad.reqPerSec)} req/s p50 ${round(echoLoad.p50Ms, 2)} p99 ${round(echoLoad.p99Ms, 2)} ms, errors ${echoLoad.errors} ${echoLoad.firstError ?? ""}`);
-    const batch = await runLoad<Load>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: BATCH, tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: batch${BATCH} ${round(batch.opsPerSec)} ops/s (${round(batch.reqPerSec)} req/s) p50 ${round(batch.p50Ms, 2)} p99 ${round(batch.p99Ms, 2)} ms, errors ${batch.errors} ${batch.firstError ?? ""}`);
-    const single = await runLoad<Load>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: 1, tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: single ${round(single.reqPerSec)} req/s p50 ${round(single.p50Ms, 2)} p99 ${round(single.p99Ms, 2)} ms, errors ${single.errors} ${single.firstError ?? ""}`);
+    const echoLoad = await runLoad<LoadResult>("bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: ${describeLoad("echo", echoLoad)}`);
+    const batch = await runLoad<LoadResult>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: BATCH, tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: ${describeLoad(`batch${BATCH}`, batch, "ops")}`);
+    const single = await runLoad<LoadResult>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: 1, tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
+    log(`run ${run}: ${describeLoad("single", single)}`);
     runs.push({ echo: echoLoad, batch, single, loadAverage: loadAverage() });
   }
 
