@@ -125,6 +125,14 @@ function authorize(principal: Principal, partnerId: string, path: string): void 
   if (!mayActOn(principal, partnerId)) throw new HttpError(403, "forbidden", `this key may not act on partner ${partnerId}`, path);
 }
 
+/** For `/v1/.../:partnerId/:<name>` routes: authenticate, check both path identifiers, allow only on that partner. */
+function authorizePath(request: Request, keys: KeyRing, params: Record<string, string>, name: string): void {
+  const principal = authenticate(request, keys);
+  checkField(params.partnerId, "identifier", "partnerId");
+  checkField(params[name], "identifier", name);
+  authorize(principal, params.partnerId, "partnerId");
+}
+
 function requireInternal(principal: Principal): void {
   if (principal.kind !== "internal") throw new HttpError(403, "forbidden", "admin routes need an internal key");
 }
@@ -241,10 +249,7 @@ export function createHttpApp(options: HttpAppOptions) {
     .get(
       "/v1/accounts/:partnerId/:accountId/entries",
       guarded(async (request, params) => {
-        const principal = authenticate(request, keys);
-        checkField(params.partnerId, "identifier", "partnerId");
-        checkField(params.accountId, "identifier", "accountId");
-        authorize(principal, params.partnerId, "partnerId");
+        authorizePath(request, keys, params, "accountId");
         const query = new URL(request.url).searchParams;
         const after = queryInteger(query, "after", 0, Number.MAX_SAFE_INTEGER, 0);
         const limit = queryInteger(query, "limit", 1, HISTORY_PAGE_MAX, HISTORY_PAGE_DEFAULT);
@@ -287,10 +292,7 @@ export function createHttpApp(options: HttpAppOptions) {
     .get(
       "/v1/accounts/:partnerId/:accountId",
       guarded(async (request, params) => {
-        const principal = authenticate(request, keys);
-        checkField(params.partnerId, "identifier", "partnerId");
-        checkField(params.accountId, "identifier", "accountId");
-        authorize(principal, params.partnerId, "partnerId");
+        authorizePath(request, keys, params, "accountId");
         const account = await gateway.account(params.partnerId, params.accountId);
         if (account === undefined) throw new HttpError(404, "account_not_found", "no such account");
         return json(200, accountBody(account));
@@ -299,10 +301,7 @@ export function createHttpApp(options: HttpAppOptions) {
     .get(
       "/v1/commands/:partnerId/:id",
       guarded(async (request, params) => {
-        const principal = authenticate(request, keys);
-        checkField(params.partnerId, "identifier", "partnerId");
-        checkField(params.id, "identifier", "id");
-        authorize(principal, params.partnerId, "partnerId");
+        authorizePath(request, keys, params, "id");
         const result = await gateway.storedResult(params.partnerId, params.id);
         if (result === undefined) throw new HttpError(404, "command_not_found", "no stored result for this id");
         return json(200, result);
