@@ -17,7 +17,7 @@ import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec
 import { NO_ACCOUNT, type LedgerObserver } from "./ledger.ts";
 import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
 import { decodeSnapshot } from "./snapshot.ts";
-import { SnapshotJob, type YieldToEventLoop } from "./snapshot-job.ts";
+import { SnapshotJob, SnapshotScratch, type YieldToEventLoop } from "./snapshot-job.ts";
 import type { Account, Command, Result } from "./types.ts";
 
 /**
@@ -359,6 +359,8 @@ export class Relay {
   private stopping = false;
   private readonly done: Promise<void>;
   private snapshotSequence: number;
+  /** Memory reused by the follower's own snapshots (taken one at a time). */
+  private readonly snapshotScratch = new SnapshotScratch();
 
   private constructor(
     private readonly options: RelayOptions,
@@ -521,7 +523,7 @@ export class Relay {
     // Nothing is applied while the job runs (this loop is waiting for it), so the deriver can step aside.
     ledger.observer = undefined;
     try {
-      const bytes = await new SnapshotJob(ledger).run(this.options.yieldToEventLoop ?? (() => Promise.resolve()));
+      const bytes = await new SnapshotJob(ledger, this.snapshotScratch).run(this.options.yieldToEventLoop ?? (() => Promise.resolve()));
       await store.save(engine.lastSequence, bytes);
       this.snapshotSequence = engine.lastSequence;
       await this.options.saveJournalFloor?.(Math.min(...(await store.list())));

@@ -30,7 +30,10 @@ export interface Journal {
 
 /** Where snapshots are kept. */
 export interface SnapshotStore {
-  /** Store a snapshot taken after `sequence`, atomically; keeps only the newest few. */
+  /**
+   * Store a snapshot taken after `sequence`, atomically; keeps only the newest few. `bytes` is the caller's again
+   * once the promise settles (the shard reuses the memory for its next snapshot): copy whatever is kept in memory.
+   */
   save(sequence: number, bytes: Uint8Array): Promise<void>;
   /** Sequences of the stored snapshots, newest first. */
   list(): Promise<number[]>;

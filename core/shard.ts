@@ -18,7 +18,7 @@ import { GROUP_COMMANDS_MAX } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
 import { decodeSnapshot } from "./snapshot.ts";
-import { SnapshotJob, type YieldToEventLoop } from "./snapshot-job.ts";
+import { SnapshotJob, SnapshotScratch, type YieldToEventLoop } from "./snapshot-job.ts";
 import type { Account, Command, Result } from "./types.ts";
 
 /** Options of a durable shard. */
@@ -112,6 +112,8 @@ export class Shard {
   private snapshotSequence: number;
   private snapshotTimeMs: number;
   private snapshotting: Promise<void> | undefined;
+  /** Memory reused by every snapshot of this shard (one at a time: `snapshotting`). */
+  private readonly snapshotScratch = new SnapshotScratch();
   private idle: Promise<void> = Promise.resolve();
   private idleResolve: (() => void) | undefined;
   private readonly resultsByCode = new Float64Array(RESULT_CODES.length);
@@ -419,7 +421,7 @@ export class Shard {
    */
   async takeSnapshot(): Promise<void> {
     while (this.snapshotting !== undefined) await this.snapshotting;
-    const job = new SnapshotJob(this.engine.ledger);
+    const job = new SnapshotJob(this.engine.ledger, this.snapshotScratch);
     const sequence = job.lastSequence;
     this.snapshotSequence = sequence;
     this.snapshotTimeMs = this.lastTimeMs;

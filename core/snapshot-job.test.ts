@@ -1,10 +1,11 @@
 // Proves an incremental snapshot is exact: a SnapshotJob started at some moment produces byte-for-byte the
 // snapshot encodeSnapshot() gives at that moment, even though between its chunks the ledger keeps applying
-// commands that change copied and not-yet-copied accounts, evict window entries and open new accounts.
+// commands that change copied and not-yet-copied accounts, evict window entries and open new accounts; and a
+// scratch reused from one snapshot to the next (as a shard does) changes no byte of the next one.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Engine, type Command } from "./index.ts";
-import { SnapshotJob } from "./snapshot-job.ts";
+import { SnapshotJob, SnapshotScratch } from "./snapshot-job.ts";
 import { seededRandom } from "./testing/random.ts";
 
 const SIZES = { accountsMax: 512, partnersMax: 8, holdsMax: 256, idempotencyCommandsMax: 1000, ringSlots: 2048 };
@@ -36,19 +37,35 @@ describe("incremental snapshot", () => {
       const opens: Command[] = Array.from({ length: accounts }, (_, k) => ({ type: "openAccount", id: `o${k}`, partnerId: "p", accountId: `a${k}`, currency: "EUR" }));
       engine.execute(opens, { timeMs: 1 });
       let time = 2;
-      for (let round = 0; round < 5; round++) engine.execute(batch(next, `w${round}`, 200, accounts), { timeMs: time++ });
-      const expected = engine.snapshot();
-      const job = new SnapshotJob(engine.ledger, 16);
-      let interleaved = 0;
-      const bytes = await job.run(async () => {
-        engine.execute(batch(next, `j${interleaved++}`, 40, accounts), { timeMs: time++ });
-      });
-      assert.ok(interleaved > 20, "commands ran between many chunks");
-      assert.equal(engine.ledger.observer, undefined, "the job detached itself");
-      assert.deepEqual(bytes, expected);
-      assert.equal(Engine.restore(bytes).lastSequence, job.lastSequence);
+      // One scratch for both jobs, as a shard keeps it: the second reuses (and must fully overwrite) the first's memory.
+      const scratch = new SnapshotScratch();
+      for (let job = 0; job < 2; job++) {
+        for (let round = 0; round < 5; round++) engine.execute(batch(next, `w${job}-${round}`, 200, accounts), { timeMs: time++ });
+        const expected = engine.snapshot();
+        const snapshot = new SnapshotJob(engine.ledger, scratch, 16);
+        let interleaved = 0;
+        const bytes = await snapshot.run(async () => {
+          engine.execute(batch(next, `j${job}-${interleaved++}`, 40, accounts), { timeMs: time++ });
+        });
+        assert.ok(interleaved > 20, "commands ran between many chunks");
+        assert.equal(engine.ledger.observer, undefined, "the job detached itself");
+        assert.deepEqual(bytes, expected);
+        assert.equal(Engine.restore(bytes).lastSequence, snapshot.lastSequence);
+      }
     });
   }
+
+  test("a scratch used by a bigger ledger first leaves nothing behind in a smaller one's snapshot", async () => {
+    const scratch = new SnapshotScratch();
+    const big = new Engine(SIZES);
+    big.execute(Array.from({ length: 300 }, (_, k) => ({ type: "openAccount", id: `o${k}`, partnerId: "p", accountId: `big-account-${k}`, currency: "EUR" })), { timeMs: 1 });
+    await new SnapshotJob(big.ledger, scratch).run(async () => {});
+    const small = new Engine(SIZES);
+    small.execute([{ type: "openAccount", id: "o", partnerId: "q", accountId: "a", currency: "USD" }], { timeMs: 1 });
+    const bytes = await new SnapshotJob(small.ledger, scratch).run(async () => {});
+    assert.deepEqual(bytes, small.snapshot());
+    assert.ok(scratch.take("output", 1).byteLength > bytes.length, "the output memory was reused, not reallocated");
+  });
 
   test("a second job cannot start while one runs", () => {
     const engine = new Engine(SIZES);

@@ -4,6 +4,7 @@
  * number order, proto3 defaults omitted, sub-messages always written); snapshot-writer.test.ts holds it to that.
  * A generator: each `yield` is a point where the caller may let the event loop run.
  */
+import { assert } from "./assert.ts";
 import { crc32c } from "./crc32c.ts";
 import { varintSize, writeVarint } from "./varint.ts";
 
@@ -93,11 +94,19 @@ function* writeMessage(out: Output, fields: Field[], strings: Map<string[], Uint
  * Write the message `fields` after a `headerBytes` header into one buffer, then checksum the body. Returns the
  * buffer and the body's CRC32C (the caller fills the header). Yields between pieces.
  */
-export function* writeFramed(fields: Field[], headerBytes: number): Generator<void, { bytes: Uint8Array; crc: number }, void> {
+export function* writeFramed(
+  fields: Field[],
+  headerBytes: number,
+  allocate: (bytes: number) => Uint8Array = (bytes) => new Uint8Array(bytes),
+): Generator<void, { bytes: Uint8Array; crc: number }, void> {
   const strings = new Map<string[], Uint8Array[]>();
   const size = messageSize(fields, strings);
-  const out = new Output(new Uint8Array(headerBytes + size), headerBytes);
+  const buffer = allocate(headerBytes + size);
+  assert(buffer.length === headerBytes + size, "allocate returns exactly the bytes asked for");
+  // Every body byte is written below (the sizes are exact) and the caller writes the header: reused memory needs no clearing.
+  const out = new Output(buffer, headerBytes);
   yield* writeMessage(out, fields, strings);
+  assert(out.offset === buffer.length, "the body filled exactly its computed size");
   let crc = 0;
   for (let start = headerBytes; start < out.bytes.length; start += PIECE_BYTES) {
     crc = crc32c(out.bytes, start, Math.min(out.bytes.length, start + PIECE_BYTES), crc);

@@ -45,10 +45,13 @@ function finish<T>(steps: Generator<void, T, void>): T {
   }
 }
 
-/** The framed snapshot of `parts`, written piece by piece (a yield between pieces; see snapshot-writer.ts). */
-export function* writeSnapshot(parts: SnapshotParts): Generator<void, Uint8Array, void> {
-  const { bytes, crc } = yield* writeFramed(snapshotFields(parts), HEADER_BYTES);
-  const view = new DataView(bytes.buffer);
+/**
+ * The framed snapshot of `parts`, written piece by piece (a yield between pieces; see snapshot-writer.ts), into
+ * memory from `allocate` (default: a new array).
+ */
+export function* writeSnapshot(parts: SnapshotParts, allocate?: (bytes: number) => Uint8Array): Generator<void, Uint8Array, void> {
+  const { bytes, crc } = yield* writeFramed(snapshotFields(parts), HEADER_BYTES, allocate);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, SNAPSHOT_VERSION, true);
   view.setUint32(8, bytes.length - HEADER_BYTES, true);
