@@ -8,7 +8,8 @@
  * It lowers its own CPU priority (nice HOTLEDGER_RELAY_NICE, default 19, the lowest): on a machine shared with the
  * shards, the ledger comes first, and outputs that fall behind under a peak catch up after it (their lag is in
  * /metrics). Measured on 2 vCPUs (bench/README.md), nice 10 still cost the engine 10-28% of its throughput while
- * the relay kept up; nice 19 costs it ~1-10%, and the relay delivers what CPU is left. With
+ * the relay kept up; nice 19 cost it 1-8% by the medians of two invocations (-16% to +20% run by run), and the
+ * relay delivers with what CPU is left. With
  * HOTLEDGER_RELAY_METRICS_PORT set it serves GET /metrics (each sink's cursor, lag, deliveries and failures, in the
  * gateway's Prometheus format) on 127.0.0.1 at that port.
  */
