@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { availableParallelism } from "node:os";
 import { ConfigError, loadConfig, WORKERS_CORES_MIN } from "./config.ts";
 import { checkRouting } from "./index.ts";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hashKey } from "../../transports/auth.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -27,6 +28,27 @@ test("bad configuration fails fast with the setting's name", () => {
   assert.throws(() => loadConfig({ HOTLEDGER_PORT: "70000" }), /HOTLEDGER_PORT/);
   assert.throws(() => loadConfig({ HOTLEDGER_FSYNC: "sometimes" }), /HOTLEDGER_FSYNC/);
   assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: "/nonexistent/config.json" }), /HOTLEDGER_CONFIG/);
+});
+
+test("bad keys in the config file fail at load, before any shard opens", () => {
+  const directory = mkdtempSync(join(tmpdir(), "hotledger-keys-"));
+  try {
+    const hash = hashKey("k");
+    const cases: [unknown, RegExp][] = [
+      ["not a list", /must be a list/],
+      [[{ sha256: "xyz", partnerId: "p" }], /64 lowercase hex/],
+      [[{ sha256: hash }], /exactly one of partnerId and internal/],
+      [[{ sha256: hash, partnerId: "p" }, { sha256: hash, internal: "ops" }], /repeats an earlier key's hash/],
+      [[null], /keys in/],
+    ];
+    for (const [keys, message] of cases) {
+      const path = join(directory, "config.json");
+      writeFileSync(path, JSON.stringify({ keys }));
+      assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: path }), (error: Error) => error instanceof ConfigError && message.test(error.message), JSON.stringify(keys));
+    }
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
 });
 
 test("the data directory keeps its routing: a different shard count or pinned map is refused", () => {

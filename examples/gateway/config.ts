@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { FsyncPolicy } from "../../adapters/journal-file/index.ts";
-import type { KeyConfig } from "../../transports/auth.ts";
+import { KeyRing, type KeyConfig } from "../../transports/auth.ts";
 
 /** Everything the gateway reads at start. */
 export interface GatewayConfig {
@@ -96,6 +96,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     for (const key of Object.keys(file)) if (!known.has(key)) throw new ConfigError(`unknown setting "${key}" in ${env.HOTLEDGER_CONFIG}`);
   }
   const merged = { ...DEFAULTS, ...file };
+  checkKeys(merged.keys, env.HOTLEDGER_CONFIG);
   const fsync = env.HOTLEDGER_FSYNC ?? merged.fsync;
   if (fsync !== "batch" && fsync !== "interval" && fsync !== "never") {
     throw new ConfigError(`HOTLEDGER_FSYNC must be batch, interval or never, got ${JSON.stringify(fsync)}`);
@@ -125,6 +126,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     fsync,
     workers: env.HOTLEDGER_WORKERS === undefined ? merged.workers !== false : env.HOTLEDGER_WORKERS !== "0",
   };
+}
+
+/** The configured keys must make a KeyRing (hex SHA-256s, one owner each, <= 2 per partner, no repeats). */
+function checkKeys(keys: unknown, file: string | undefined): void {
+  if (!Array.isArray(keys)) throw new ConfigError(`keys in ${file} must be a list of {sha256, partnerId | internal}`);
+  try {
+    new KeyRing(keys as KeyConfig[]);
+  } catch (error) {
+    if (!(error instanceof RangeError) && !(error instanceof TypeError)) throw error;
+    throw new ConfigError(`keys in ${file}: ${error.message}`);
+  }
 }
 
 /** HOTLEDGER_OUTPUTS (or the file's `outputs`), else the default: postgres, plus what the environment enables. */
