@@ -2,7 +2,7 @@
 // internal key to any partner, two keys per partner work at once (rotation), and bad key configuration is refused.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { hashKey, KeyRing, mayActOn } from "./auth.ts";
+import { bearerKey, hashKey, KeyRing, mayActOn } from "./auth.ts";
 
 test("partner keys, internal keys, rotation, unknown keys", () => {
   const ring = new KeyRing([
@@ -36,4 +36,11 @@ test("thousands of partners: each key still finds its own partner", () => {
   const ring = new KeyRing(keys);
   for (const i of [0, 1, 2500, 4999]) assert.deepEqual(ring.authenticate(`key-${i}`), { kind: "partner", partnerId: `partner-${i}` });
   assert.equal(ring.authenticate("key-5000"), undefined);
+});
+
+test("bearerKey: the key of 'Bearer <key>', nothing else", () => {
+  assert.equal(bearerKey("Bearer abc-123"), "abc-123");
+  for (const header of ["", "Bearer", "Bearer ", "bearer abc", "Basic abc", "Bearer  abc", "Bearer abc def", "Bearer abc\t", "Token abc"]) {
+    assert.equal(bearerKey(header), undefined, JSON.stringify(header));
+  }
 });

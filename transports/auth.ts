@@ -57,6 +57,18 @@ export class KeyRing {
   }
 }
 
+const WHITESPACE = /\s/;
+
+/**
+ * The key of an `Authorization: Bearer <key>` header value (the key has no whitespace), or undefined. String checks:
+ * the equivalent regex showed in the gateway's profiles.
+ */
+export function bearerKey(header: string): string | undefined {
+  if (!header.startsWith("Bearer ")) return undefined;
+  const key = header.slice(7);
+  return key === "" || WHITESPACE.test(key) ? undefined : key;
+}
+
 /** Whether `principal` may act on `partnerId`. */
 export function mayActOn(principal: Principal, partnerId: string): boolean {
   return principal.kind === "internal" || principal.partnerId === partnerId;

@@ -18,7 +18,7 @@ import {
   type Result,
   type SinkStatus,
 } from "../../core/index.ts";
-import { mayActOn, type KeyRing, type Principal } from "../auth.ts";
+import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, type Gateway, type OutputsView } from "../gateway.ts";
 import { openApiRoutes } from "./openapi.ts";
 import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
@@ -109,14 +109,10 @@ function retryAfter(retryAfterMs: number): Record<string, string> {
   return { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) };
 }
 
-const WHITESPACE = /\s/;
-
 /** The principal of the request's bearer key, or a 401. */
 function authenticate(request: Request, keys: KeyRing): Principal {
-  const header = request.headers.get("authorization") ?? "";
-  // "Bearer <key>", the key without whitespace. (String checks: the equivalent regex showed in profiles.)
-  const key = header.startsWith("Bearer ") ? header.slice(7) : "";
-  const principal = key === "" || WHITESPACE.test(key) ? undefined : keys.authenticate(key);
+  const key = bearerKey(request.headers.get("authorization") ?? "");
+  const principal = key === undefined ? undefined : keys.authenticate(key);
   if (principal === undefined) throw new HttpError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required");
   return principal;
 }

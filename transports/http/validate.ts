@@ -140,10 +140,13 @@ function checkRow(row: Record<string, unknown>, shape: CompiledShape, base: stri
   }
 }
 
-/** Check `value` against `shape`: no unknown field, every required field present, every field of its kind. */
-export function checkShape(value: unknown, shape: Shape, path: string): Record<string, unknown> {
+/**
+ * Check `value` against `shape`: no unknown field, every required field present, every field of its kind. With
+ * `skipType`, a `type` field is left to the caller (a command carries its type beside its shape's fields).
+ */
+export function checkShape(value: unknown, shape: Shape, path: string, skipType = false): Record<string, unknown> {
   const row = expectObject(value, path);
-  checkRow(row, compiled(shape), path, -1, false);
+  checkRow(row, compiled(shape), path, -1, skipType);
   return row;
 }
 
