@@ -33,7 +33,7 @@ export {
   type RelayOptions,
   type SinkStatus,
 } from "./outputs.ts";
-export { commandToProto, encodeOutputEvent, encodeOutputEventBatch, outputEventToProto, resultToProto } from "./wire.ts";
+export { commandToProto, encodeOutputEvent, encodeOutputEventBatch, encodeResultBatch, outputEventToProto, resultToProto } from "./wire.ts";
 export { JournalCorruptError, JournalUnavailableError, type Journal, type SnapshotStore, type StoredRecord } from "./ports.ts";
 export { ShardMap, type RoutingOptions } from "./routing.ts";
 export { OverloadedError, Shard, ShardUnavailableError, SUBMIT_COMMANDS_MAX, type ShardMetrics, type ShardOptions } from "./shard.ts";

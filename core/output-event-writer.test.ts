@@ -2,13 +2,14 @@
 // cases (negative and near-2^53 int64s, zeros and absent optional fields, non-ASCII and long strings, no account
 // changes, no account id), its bytes equal protobuf-es toBinary of outputEventToProto, one event and as batches,
 // and protobuf-es fromBinary reads them back to that message. Numbers that are not safe integers are refused.
+// The ResultBatch writer (NATS replies) is held to protobuf-es the same way, on the same events' results.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { AssertionError, type Command, type OutputEvent } from "./index.ts";
-import { OutputEventBatchSchema, OutputEventSchema } from "./gen/hotledger/v1/ledger_pb.ts";
-import { writeOutputEvent, writeOutputEventBatch } from "./output-event-writer.ts";
-import { outputEventToProto } from "./wire.ts";
+import { OutputEventBatchSchema, OutputEventSchema, ResultBatchSchema } from "./gen/hotledger/v1/ledger_pb.ts";
+import { writeOutputEvent, writeOutputEventBatch, writeResultBatch } from "./output-event-writer.ts";
+import { outputEventToProto, resultToProto } from "./wire.ts";
 import { batchEvents, workloadEvents } from "./testing/workload.ts";
 
 const MAX = Number.MAX_SAFE_INTEGER;
@@ -112,6 +113,20 @@ describe("output event writer", () => {
   test("synthetic edge cases: int64 varint boundaries, zeros, all statuses, non-ASCII and long strings", () => {
     for (const event of synthetic) assertLikeProtobufEs(event);
     assertBatchLikeProtobufEs(synthetic);
+  });
+
+  test("result batches (NATS replies): the bytes protobuf-es writes, for every result of the workload and the edges", () => {
+    const results = [...workload, ...boundary, ...synthetic].map((event) => event.result);
+    for (const size of [1, 100, 1000]) {
+      for (let start = 0; start < results.length; start += size) {
+        const chunk = results.slice(start, start + size);
+        const message = create(ResultBatchSchema, { results: chunk.map(resultToProto) });
+        const bytes = writeResultBatch(chunk);
+        assert.deepEqual(bytes, toBinary(ResultBatchSchema, message), `results ${start}..${start + chunk.length}`);
+        assert.deepEqual(fromBinary(ResultBatchSchema, bytes), message);
+      }
+    }
+    assert.equal(writeResultBatch([]).length, 0);
   });
 
   test("an empty batch is empty, as protobuf-es writes it", () => {

@@ -142,7 +142,7 @@ class Writer {
     this.optional(10, command.expiresInMs);
   }
 
-  private result(result: Result): void {
+  result(result: Result): void {
     this.string(1, result.id);
     this.number(2, Code[result.code]);
     this.number(3, result.seq);
@@ -208,6 +208,26 @@ export function writeOutputEvent(event: OutputEvent): Uint8Array {
   const writer = new Writer(new Uint8Array(sizes[0]));
   writer.event(event, sizes, 0);
   assert(writer.offset === writer.bytes.length, "the writing pass wrote what the sizing pass sized");
+  return writer.bytes;
+}
+
+/**
+ * Results as one protobuf `ResultBatch` (field 1: each result), the NATS transport's reply: the same `Result`
+ * fields an event carries, so the same sizing and writing.
+ */
+export function writeResultBatch(results: readonly Result[]): Uint8Array {
+  const sizes = new Uint32Array(results.length);
+  let total = 0;
+  for (let i = 0; i < results.length; i++) {
+    sizes[i] = resultSize(results[i]);
+    total += messageSize(sizes[i]);
+  }
+  const writer = new Writer(new Uint8Array(total));
+  for (let i = 0; i < results.length; i++) {
+    writer.messageHeader(1, sizes[i]);
+    writer.result(results[i]);
+  }
+  assert(writer.offset === total, "the writing pass wrote what the sizing pass sized");
   return writer.bytes;
 }
 

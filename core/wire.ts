@@ -1,8 +1,8 @@
 /**
  * Core types in their .proto form (core/gen), for transports and output sinks. Amounts are numbers inside and
  * int64 (bigint) on the wire; every number here is already a safe integer, so the conversion is exact. Output
- * events, encoded for every event a sink delivers, are written by hand (output-event-writer.ts) into the same
- * bytes protobuf-es would write for `outputEventToProto`.
+ * events, encoded for every event a sink delivers, and result batches, encoded for every NATS reply, are written by
+ * hand (output-event-writer.ts) into the same bytes protobuf-es would write.
  */
 import { create } from "@bufbuild/protobuf";
 import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
@@ -15,7 +15,7 @@ import {
   type OutputEvent as ProtoOutputEvent,
   type Result as ProtoResult,
 } from "./gen/hotledger/v1/ledger_pb.ts";
-import { writeOutputEvent, writeOutputEventBatch } from "./output-event-writer.ts";
+import { writeOutputEvent, writeOutputEventBatch, writeResultBatch } from "./output-event-writer.ts";
 import type { OutputEvent } from "./outputs.ts";
 import type { Command, Result } from "./types.ts";
 
@@ -86,4 +86,9 @@ export function encodeOutputEvent(event: OutputEvent): Uint8Array {
 /** Consecutive events as one protobuf `OutputEventBatch` (a batch envelope). */
 export function encodeOutputEventBatch(events: readonly OutputEvent[]): Uint8Array {
   return writeOutputEventBatch(events);
+}
+
+/** Results as one protobuf `ResultBatch` (a NATS reply), written by hand: the bytes protobuf-es writes for them. */
+export function encodeResultBatch(results: readonly Result[]): Uint8Array {
+  return writeResultBatch(results);
 }

@@ -8,7 +8,7 @@
  * reply with an empty body and the headers `Hotledger-Error` (one table: `errorReply`), `Hotledger-Error-Message`
  * and, for overloaded/unavailable, `Retry-After` in seconds. No message can stop the subscription.
  */
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { connect, headers as natsHeaders, Match, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   COMMAND_TYPES,
@@ -19,12 +19,8 @@ import {
   type CommandType,
   type Result,
 } from "../../core/index.ts";
-import {
-  CommandBatchSchema,
-  ResultBatchSchema,
-  type Command as ProtoCommand,
-} from "../../core/gen/hotledger/v1/ledger_pb.ts";
-import { resultToProto } from "../../core/wire.ts";
+import { CommandBatchSchema, type Command as ProtoCommand } from "../../core/gen/hotledger/v1/ledger_pb.ts";
+import { encodeResultBatch } from "../../core/wire.ts";
 import { GROUP_COMMANDS_MAX } from "../../core/limits.ts";
 import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import type { Gateway } from "../gateway.ts";
@@ -205,7 +201,7 @@ async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<
     const results = await options.gateway.submit(commands, { atomic });
     payload = json
       ? new TextEncoder().encode(JSON.stringify({ results }))
-      : toBinary(ResultBatchSchema, create(ResultBatchSchema, { results: results.map(resultToProto) }));
+      : encodeResultBatch(results);
     if (json) hdrs.set("Content-Type", "application/json");
   } catch (error) {
     const reply = errorReply(error);
