@@ -142,7 +142,7 @@ export class Shard {
    */
   static async open(options: ShardOptions): Promise<Shard> {
     const log = options.log ?? (() => {});
-    const { engine, snapshotSequence } = await Shard.restoreNewest(options, log);
+    const { engine, snapshotSequence, snapshotBytes } = await Shard.restoreNewest(options, log);
     const journaled = new Sequence(engine.lastSequence);
     const replayed = await Shard.replay(engine, options.journal, journaled);
     if (options.journal.lastSequence() < engine.lastSequence) {
@@ -156,6 +156,8 @@ export class Shard {
     }
     log(`shard recovered: snapshot at ${snapshotSequence}, replayed ${replayed} commands, last sequence ${engine.lastSequence}`);
     const shard = new Shard(engine, options, journaled, snapshotSequence);
+    // The memory the next snapshot takes, allocated now (a collector pause here delays no command).
+    if (snapshotBytes > 0) SnapshotJob.reserve(engine.ledger, shard.snapshotScratch, snapshotBytes);
     // From here on the processor waits for the journaler, not the producer.
     shard.engine.processor.waitFor(journaled);
     return shard;
@@ -165,13 +167,14 @@ export class Shard {
     const sequences = await options.snapshots.list();
     for (const sequence of sequences) {
       try {
-        const ledger = decodeSnapshot(await options.snapshots.load(sequence), options);
-        return { engine: new Engine(options, ledger), snapshotSequence: sequence };
+        const bytes = await options.snapshots.load(sequence);
+        const ledger = decodeSnapshot(bytes, options);
+        return { engine: new Engine(options, ledger), snapshotSequence: sequence, snapshotBytes: bytes.length };
       } catch (error) {
         log(`snapshot ${sequence} is unusable, trying an older one: ${(error as Error).message}`);
       }
     }
-    return { engine: new Engine(options), snapshotSequence: 0 };
+    return { engine: new Engine(options), snapshotSequence: 0, snapshotBytes: 0 };
   }
 
   /** Apply every journal record after the engine's last sequence. Returns the number of commands replayed. */

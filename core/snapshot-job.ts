@@ -32,6 +32,8 @@ export type YieldToEventLoop = () => Promise<void>;
  */
 export class SnapshotScratch {
   private readonly buffers = new Map<string, ArrayBuffer>();
+  /** Buffers allocated so far (a test sees that a reserved scratch allocates nothing more). */
+  allocations = 0;
 
   /** At least `bytes` bytes for `name`, its previous contents unspecified. */
   take(name: string, bytes: number): ArrayBuffer {
@@ -40,6 +42,7 @@ export class SnapshotScratch {
     // A quarter more than asked: a shard's tables grow between snapshots.
     const grown = new ArrayBuffer(Math.max(bytes, Math.ceil(bytes * 1.25), 8));
     this.buffers.set(name, grown);
+    this.allocations++;
     return grown;
   }
 
@@ -135,16 +138,30 @@ export class SnapshotJob implements LedgerObserver {
   private window(): WindowCopy {
     if (this.windowCopy === undefined) {
       // Before the first copy or eviction every captured entry still has its key: size the packed keys exactly.
-      const ledger = this.ledger;
-      const capacity = ledger.sizes.idempotencyCommandsMax;
-      let keyBytes = 0;
-      for (let row = 0; row < this.windowCount; row++) {
-        const entry = this.windowHead + row < capacity ? this.windowHead + row : this.windowHead + row - capacity;
-        keyBytes += ledger.window.keyLength[entry];
-      }
-      this.windowCopy = new WindowCopy(this.windowCount, keyBytes, this.scratch);
+      this.windowCopy = new WindowCopy(this.windowCount, windowKeyBytes(this.ledger, this.windowHead, this.windowCount), this.scratch);
     }
     return this.windowCopy;
+  }
+
+  /**
+   * Allocate in `scratch` now what a snapshot of `ledger` as it is would take, with `outputBytes` for the output
+   * (e.g. the size of the snapshot just restored): at a shard's start, where a collector pause costs nothing, so
+   * its first snapshot meets none. Every name and size here is the job's own (a test holds them to it).
+   */
+  static reserve(ledger: Ledger, scratch: SnapshotScratch, outputBytes: number): void {
+    const accounts = ledger.accountCount;
+    scratch.uint8("accountSaved", accounts);
+    scratch.float64("balance", accounts);
+    scratch.float64("held", accounts);
+    scratch.float64("overdraftLimit", accounts);
+    scratch.float64("accountSeq", accounts);
+    scratch.uint8("status", accounts);
+    scratch.uint8("accountKeys", accountKeyBytes(ledger, accounts));
+    scratch.uint32("accountPartner", accounts);
+    scratch.uint8("accountKeyLength", accounts);
+    scratch.uint16("accountCurrency", accounts);
+    new WindowCopy(ledger.windowCount, windowKeyBytes(ledger, ledger.windowHead, ledger.windowCount), scratch);
+    scratch.uint8("output", outputBytes);
   }
 
   /** Copy, encode and checksum, yielding between chunks. Resolves with the framed snapshot bytes. */
@@ -221,9 +238,7 @@ export class SnapshotJob implements LedgerObserver {
     const ledger = this.ledger;
     const count = this.accountCount;
     const table = ledger.accounts;
-    let total = 0;
-    for (let row = 0; row < count; row++) total += table.keyLength[row];
-    const keyBytes = this.scratch.uint8("accountKeys", total);
+    const keyBytes = this.scratch.uint8("accountKeys", accountKeyBytes(ledger, count));
     let offset = 0;
     for (let row = 0; row < count; row++) {
       const length = table.keyLength[row];
@@ -247,6 +262,24 @@ export class SnapshotJob implements LedgerObserver {
       seq: bytes(this.accountSeq),
     };
   }
+}
+
+/** Bytes of the keys of accounts [0, count). */
+function accountKeyBytes(ledger: Ledger, count: number): number {
+  let total = 0;
+  for (let row = 0; row < count; row++) total += ledger.accounts.keyLength[row];
+  return total;
+}
+
+/** Bytes of the keys of the `count` window entries from `head`, oldest first (before any is evicted). */
+function windowKeyBytes(ledger: Ledger, head: number, count: number): number {
+  const capacity = ledger.sizes.idempotencyCommandsMax;
+  let total = 0;
+  for (let row = 0; row < count; row++) {
+    const entry = head + row < capacity ? head + row : head + row - capacity;
+    total += ledger.window.keyLength[entry];
+  }
+  return total;
 }
 
 /** `source[0, count)` copied into `target` (of length `count`). */
