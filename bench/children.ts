@@ -4,6 +4,7 @@
  * itself. Every wait is bounded; `stopChild` is called in `finally` by the benches.
  */
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -133,13 +134,53 @@ export async function openAccounts(url: string, accounts: number): Promise<void>
   }
 }
 
+/** CPU seconds (user + system, all threads) a process has used, from /proc; null where there is no /proc. */
+export function processCpuSeconds(pid: number): number | null {
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/** A load generator's result, with the CPU the server under load used per request (null without /proc). */
+export interface MeasuredLoad extends LoadResult {
+  serverCpuUsPerRequest: number | null;
+}
+
+/**
+ * `runLoad` against `server`, also measuring the server's CPU per request: CPU seconds over the whole load
+ * (warm-up included) divided by the requests the timed phase's rate gives for that time. A steadier number than
+ * the rates on a shared machine: it does not move when another process takes the CPU.
+ */
+export async function measureLoad(server: Child, script: string, config: object, timeoutMs: number): Promise<MeasuredLoad> {
+  const pid = server.proc.pid;
+  const cpuBefore = processCpuSeconds(pid);
+  const started = performance.now();
+  const load = await runLoad<LoadResult>(script, config, timeoutMs);
+  const cpuAfter = processCpuSeconds(pid);
+  const seconds = (performance.now() - started) / 1000;
+  const requests = load.reqPerSec * seconds;
+  const serverCpuUsPerRequest = cpuBefore === null || cpuAfter === null || requests === 0 ? null : ((cpuAfter - cpuBefore) / requests) * 1e6;
+  return { ...load, serverCpuUsPerRequest };
+}
+
+/** The median server CPU per request of `loads`, rounded to a microsecond; null without /proc. */
+export function medianCpu(loads: readonly MeasuredLoad[]): number | null {
+  const values = loads.map((load) => load.serverCpuUsPerRequest).filter((value): value is number => value !== null);
+  return values.length === 0 ? null : Math.round(median(values));
+}
+
 /** `value` rounded to `digits` decimals. */
 export const round = (value: number, digits = 0) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /** One load generator's result as a log line: rate (commands per second as `unit` when given), latency, errors. */
-export function describeLoad(label: string, load: LoadResult, unit?: string): string {
+export function describeLoad(label: string, load: MeasuredLoad, unit?: string): string {
   const rate = unit === undefined ? `${round(load.reqPerSec)} req/s` : `${round(load.opsPerSec)} ${unit}/s (${round(load.reqPerSec)} req/s)`;
-  return `${label} ${rate} p50 ${round(load.p50Ms, 2)} p99 ${round(load.p99Ms, 2)} ms, errors ${load.errors} ${load.firstError ?? ""}`;
+  const cpu = load.serverCpuUsPerRequest === null ? "" : `, server ${round(load.serverCpuUsPerRequest)} us CPU/request`;
+  return `${label} ${rate} p50 ${round(load.p50Ms, 2)} p99 ${round(load.p99Ms, 2)} ms${cpu}, errors ${load.errors} ${load.firstError ?? ""}`;
 }
 
 export function median(values: number[]): number {

@@ -11,8 +11,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeLoad, gatewayConfig, loadAverage, median, openAccounts, PARTNERS, round, runLoad, startChild, stopChild, type Child } from "./children.ts";
-import type { LoadResult } from "./load-runner.ts";
+import { describeLoad, gatewayConfig, loadAverage, measureLoad, median, medianCpu, openAccounts, PARTNERS, round, startChild, stopChild, type Child, type MeasuredLoad } from "./children.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -59,14 +58,14 @@ try {
   log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners`);
 
   const base = { connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS, batch: BATCH };
-  const runs: { hello: LoadResult; batch: LoadResult; single: LoadResult; loadAverage: number[] }[] = [];
+  const runs: { hello: MeasuredLoad; batch: MeasuredLoad; single: MeasuredLoad; loadAverage: number[] }[] = [];
   for (let run = 0; run < RUNS; run++) {
     const tag = `r${run}-${Date.now().toString(36)}`;
-    const helloLoad = await runLoad<LoadResult>("bench/load-http.ts", { ...base, url: helloUrl, mode: "hello", tag }, LOAD_TIMEOUT_MS);
+    const helloLoad = await measureLoad(hello, "bench/load-http.ts", { ...base, url: helloUrl, mode: "hello", tag }, LOAD_TIMEOUT_MS);
     log(`run ${run}: ${describeLoad("hello", helloLoad)}`);
-    const batch = await runLoad<LoadResult>("bench/load-http.ts", { ...base, url: gatewayUrl, mode: "batch", tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
+    const batch = await measureLoad(gateway, "bench/load-http.ts", { ...base, url: gatewayUrl, mode: "batch", tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
     log(`run ${run}: ${describeLoad(`batch${BATCH}`, batch, "orders")}`);
-    const single = await runLoad<LoadResult>("bench/load-http.ts", { ...base, url: gatewayUrl, mode: "single", tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
+    const single = await measureLoad(gateway, "bench/load-http.ts", { ...base, url: gatewayUrl, mode: "single", tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
     log(`run ${run}: ${describeLoad("single", single)}`);
     runs.push({ hello: helloLoad, batch, single, loadAverage: loadAverage() });
   }
@@ -92,6 +91,12 @@ try {
     helloP99Ms: round(median(runs.map((run) => run.hello.p99Ms)), 2),
     ratioBatch20ToHello: round(batch20OrdersPerSec / helloReqPerSec, 3),
     ratioSingleToHello: round(singleReqPerSec / helloReqPerSec, 3),
+    /** The server's CPU (all its threads) per request, medians: steadier than the rates on a shared machine. */
+    serverCpuUsPerRequest: {
+      hello: medianCpu(runs.map((run) => run.hello)),
+      batch20: medianCpu(runs.map((run) => run.batch)),
+      single: medianCpu(runs.map((run) => run.single)),
+    },
     errors: runs.reduce((sum, run) => sum + run.hello.errors + run.batch.errors + run.single.errors, 0),
     perRun: runs.map((run) => ({
       hello: round(run.hello.reqPerSec),
@@ -113,6 +118,7 @@ try {
     log(`| helloReqPerSec | ${result.helloReqPerSec} | |`);
     log(`| batch20 / hello | ${result.ratioBatch20ToHello} | >= 8 |`);
     log(`| single / hello | ${result.ratioSingleToHello} | >= 0.5 |`);
+    log(`| server CPU per request, us (hello / batch20 / single) | ${result.serverCpuUsPerRequest.hello} / ${result.serverCpuUsPerRequest.batch20} / ${result.serverCpuUsPerRequest.single} | |`);
     log(`| errors | ${result.errors} | 0 |`);
     log(`| load average | ${result.loadAverage.join(", ")} | |`);
   }

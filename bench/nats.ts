@@ -13,8 +13,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeLoad, gatewayConfig, loadAverage, median, openAccounts, PARTNERS, round, runLoad, startChild, stopChild, type Child } from "./children.ts";
-import type { LoadResult } from "./load-runner.ts";
+import { describeLoad, gatewayConfig, loadAverage, measureLoad, median, medianCpu, openAccounts, PARTNERS, round, startChild, stopChild, type Child, type MeasuredLoad } from "./children.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -60,14 +59,14 @@ try {
   log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners (over HTTP, untimed)`);
 
   const base = { servers: SERVERS, inFlight: IN_FLIGHT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS };
-  const runs: { echo: LoadResult; batch: LoadResult; single: LoadResult; loadAverage: number[] }[] = [];
+  const runs: { echo: MeasuredLoad; batch: MeasuredLoad; single: MeasuredLoad; loadAverage: number[] }[] = [];
   for (let run = 0; run < RUNS; run++) {
     const tag = `r${run}-${Date.now().toString(36)}`;
-    const echoLoad = await runLoad<LoadResult>("bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS);
+    const echoLoad = await measureLoad(echo, "bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS);
     log(`run ${run}: ${describeLoad("echo", echoLoad)}`);
-    const batch = await runLoad<LoadResult>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: BATCH, tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
+    const batch = await measureLoad(gateway, "bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: BATCH, tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
     log(`run ${run}: ${describeLoad(`batch${BATCH}`, batch, "ops")}`);
-    const single = await runLoad<LoadResult>("bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: 1, tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
+    const single = await measureLoad(gateway, "bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: 1, tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
     log(`run ${run}: ${describeLoad("single", single)}`);
     runs.push({ echo: echoLoad, batch, single, loadAverage: loadAverage() });
   }
@@ -94,6 +93,12 @@ try {
     echoP99Ms: round(median(runs.map((run) => run.echo.p99Ms)), 2),
     ratioBatch100ToEcho: round(batch100OpsPerSec / echoReqPerSec, 3),
     ratioSingleToEcho: round(singleReqPerSec / echoReqPerSec, 3),
+    /** The server's CPU (all its threads) per request, medians: steadier than the rates on a shared machine. */
+    serverCpuUsPerRequest: {
+      echo: medianCpu(runs.map((run) => run.echo)),
+      batch100: medianCpu(runs.map((run) => run.batch)),
+      single: medianCpu(runs.map((run) => run.single)),
+    },
     errors: runs.reduce((sum, run) => sum + run.echo.errors + run.batch.errors + run.single.errors, 0),
     perRun: runs.map((run) => ({ echo: round(run.echo.reqPerSec), batch100Ops: round(run.batch.opsPerSec), single: round(run.single.reqPerSec) })),
     loadAverage: runs[runs.length - 1].loadAverage,
@@ -107,6 +112,7 @@ try {
     log(`| singleReqPerSec | ${result.singleReqPerSec} (p50 ${result.singleP50Ms} / p99 ${result.singleP99Ms} ms) | |`);
     log(`| echoReqPerSec | ${result.echoReqPerSec} | |`);
     log(`| batch100 / echo, single / echo | ${result.ratioBatch100ToEcho}, ${result.ratioSingleToEcho} | |`);
+    log(`| server CPU per request, us (echo / batch100 / single) | ${result.serverCpuUsPerRequest.echo} / ${result.serverCpuUsPerRequest.batch100} / ${result.serverCpuUsPerRequest.single} | |`);
     log(`| errors | ${result.errors} | 0 |`);
     log(`| load average | ${result.loadAverage.join(", ")} | |`);
   }
