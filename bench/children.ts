@@ -134,6 +134,9 @@ export async function openAccounts(url: string, accounts: number): Promise<void>
   }
 }
 
+/** The nats-server the NATS benches use: NATS_URL, else the machine's on 127.0.0.1:4222. */
+export const NATS_SERVERS = process.env.NATS_URL || "127.0.0.1:4222";
+
 /** CPU seconds (user + system, all threads) a process has used, from /proc; null where there is no /proc. */
 export function processCpuSeconds(pid: number): number | null {
   try {

@@ -36,7 +36,7 @@ import {
   openJetStreamSink,
   type OutputFormat,
 } from "../adapters/jetstream/index.ts";
-import { loadAverage, median } from "./children.ts";
+import { loadAverage, median, NATS_SERVERS, round } from "./children.ts";
 
 // Bounds: every loop is bounded by one of these.
 const CHUNK_EVENTS = 5_000;
@@ -45,7 +45,7 @@ const RUNS_MAX = 10;
 /** Workload batches applied to the shard (~4.3 commands each): ~430k distinct events. */
 const WORKLOAD_BATCHES = 100_000;
 const SHARD = 7;
-const SERVERS = process.env.NATS_URL || "127.0.0.1:4222";
+const SERVERS = NATS_SERVERS;
 
 const argv = process.argv.slice(2);
 const jsonMode = argv.includes("--json");
@@ -64,7 +64,6 @@ function log(message: string): void {
   if (!jsonMode) process.stderr.write(`${message}\n`);
 }
 
-const round = (value: number) => Math.round(value);
 
 /** `count` events of shard SHARD: derived from a real shard's workload, repeated with new sequences past its end. */
 async function benchEvents(count: number): Promise<OutputEvent[]> {

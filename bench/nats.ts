@@ -13,7 +13,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeLoad, gatewayConfig, loadAverage, measureLoad, median, medianCpu, openAccounts, PARTNERS, round, startChild, stopChild, type Child, type MeasuredLoad } from "./children.ts";
+import { describeLoad, gatewayConfig, loadAverage, measureLoad, median, medianCpu, NATS_SERVERS, openAccounts, PARTNERS, round, startChild, stopChild, type Child, type MeasuredLoad } from "./children.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -24,7 +24,7 @@ const REQUESTS_MAX = 5_000_000;
 const LOAD_TIMEOUT_MS = 60_000;
 const ACCOUNTS = 1_000;
 const BATCH = 100;
-const SERVERS = process.env.NATS_URL || "127.0.0.1:4222";
+const SERVERS = NATS_SERVERS;
 const SUBJECT = "hotledger.v1.commands";
 
 const argv = process.argv.slice(2);

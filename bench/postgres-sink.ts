@@ -69,8 +69,9 @@
 import { randomBytes } from "node:crypto";
 import { loadavg } from "node:os";
 import postgres from "postgres";
-import { EventDeriver, Engine, Shard, type Command, type OutputEvent } from "../core/index.ts";
-import { MemoryJournal, MemorySnapshotStore } from "../core/testing/memory-ports.ts";
+import type { Command, OutputEvent } from "../core/index.ts";
+import { KeepingJournal } from "../core/testing/memory-ports.ts";
+import { deriveEvents, openWorkloadShard } from "../core/testing/workload.ts";
 import { seededRandom } from "../core/testing/random.ts";
 import { openPostgresSink, type PostgresSink } from "../adapters/postgres/index.ts";
 
@@ -135,25 +136,18 @@ function workload({ shard, accounts, partners, events }: Workload): Command[] {
   return commands;
 }
 
-/** Keeps every record (the shard compacts after its closing snapshot), so the events derive from the start. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
 /** Runs the workload through a shard and derives its events from the journal, as a relay would. */
 async function generateEvents(shape: Workload): Promise<OutputEvent[]> {
   const journal = new KeepingJournal();
   let now = 1_700_000_000_000;
-  const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => now++, snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
+  const shard = await openWorkloadShard(journal, { sizes: SIZES, clock: () => now++ });
   const commands = workload(shape);
   for (let first = 0; first < commands.length; first += SUBMIT_COMMANDS) {
     const results = await shard.submit(commands.slice(first, first + SUBMIT_COMMANDS));
     for (const result of results) check(result.code === "ok", `command ${result.id}: ${result.code}`);
   }
   await shard.close();
-  const deriver = new EventDeriver(new Engine(SIZES), shape.shard);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
+  const events = deriveEvents(journal.records, shape.shard, SIZES);
   check(events.length === shape.events, `${events.length} events`);
   return events;
 }

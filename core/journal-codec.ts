@@ -148,48 +148,53 @@ export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring:
  * the output relay calls it once per event.
  */
 export function readCommand(ring: RingBuffer, index: number): Command {
-  const text = (field: number) => {
-    const start = index * SLOT_TEXT_BYTES + FIELD_OFFSET[field];
-    return asciiString(ring.text, start, start + ring.fieldLength[index * FIELD_COUNT + field]);
-  };
   const flags = ring.flags[index];
   const type = COMMAND_TYPES[ring.type[index]] as CommandType;
   const amount = ring.amount[index];
   const hasAmount = (flags & Flag.amount) !== 0;
+  const partnerId = slotText(ring, index, Field.partner);
+  // Every command but a check carries an id (a check may too).
+  const id = type !== "check" || (flags & Flag.id) !== 0 ? slotText(ring, index, Field.id) : undefined;
   switch (type) {
     case "openAccount": {
-      const command: OpenAccountCommand = { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), currency: text(Field.currency) };
+      const command: OpenAccountCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), currency: slotText(ring, index, Field.currency) };
       if (hasAmount) command.overdraftLimit = amount;
       return command;
     }
     case "credit":
     case "debit": {
-      const command: CreditCommand | DebitCommand = { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), amount };
-      if ((flags & Flag.currency) !== 0) command.currency = text(Field.currency);
+      const command: CreditCommand | DebitCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), amount };
+      if ((flags & Flag.currency) !== 0) command.currency = slotText(ring, index, Field.currency);
       return command;
     }
     case "transfer":
-      return { type, id: text(Field.id), partnerId: text(Field.partner), fromAccountId: text(Field.account), toAccountId: text(Field.target), amount };
+      return { type, id: id!, partnerId, fromAccountId: slotText(ring, index, Field.account), toAccountId: slotText(ring, index, Field.target), amount };
     case "hold": {
-      const command: HoldCommand = { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), amount };
+      const command: HoldCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), amount };
       if ((flags & Flag.expiry) !== 0) command.expiresInMs = ring.expiresInMs[index];
       return command;
     }
     case "capture": {
-      const command: CaptureCommand = { type, id: text(Field.id), partnerId: text(Field.partner), holdId: text(Field.target) };
+      const command: CaptureCommand = { type, id: id!, partnerId, holdId: slotText(ring, index, Field.target) };
       if (hasAmount) command.amount = amount;
       return command;
     }
     case "release":
-      return { type, id: text(Field.id), partnerId: text(Field.partner), holdId: text(Field.target) };
+      return { type, id: id!, partnerId, holdId: slotText(ring, index, Field.target) };
     case "check": {
-      const command: CheckCommand = { type, partnerId: text(Field.partner), accountId: text(Field.account), amount };
-      if ((flags & Flag.id) !== 0) command.id = text(Field.id);
+      const command: CheckCommand = { type, partnerId, accountId: slotText(ring, index, Field.account), amount };
+      if (id !== undefined) command.id = id;
       return command;
     }
     case "setOverdraftLimit":
-      return { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account), overdraftLimit: amount };
+      return { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), overdraftLimit: amount };
     default:
-      return { type, id: text(Field.id), partnerId: text(Field.partner), accountId: text(Field.account) } as Command;
+      return { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account) } as Command;
   }
+}
+
+/** Text field `field` of ring slot `index`, as a string. */
+function slotText(ring: RingBuffer, index: number, field: number): string {
+  const start = index * SLOT_TEXT_BYTES + FIELD_OFFSET[field];
+  return asciiString(ring.text, start, start + ring.fieldLength[index * FIELD_COUNT + field]);
 }

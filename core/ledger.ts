@@ -688,7 +688,7 @@ export class Ledger {
   }
 
   private writeBalances(ring: RingBuffer, index: number, account: number): void {
-    ring.account[index] = account < 0 ? NO_ACCOUNT : account;
+    ring.account[index] = account;
     if (account < 0) {
       ring.balance[index] = Number.NaN;
       ring.held[index] = Number.NaN;

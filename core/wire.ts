@@ -15,7 +15,6 @@ import {
   type OutputEvent as ProtoOutputEvent,
   type Result as ProtoResult,
 } from "./gen/hotledger/v1/ledger_pb.ts";
-import { writeOutputEvent, writeOutputEventBatch, writeResultBatch } from "./output-event-writer.ts";
 import type { OutputEvent } from "./outputs.ts";
 import type { Command, Result } from "./types.ts";
 
@@ -78,17 +77,13 @@ export function outputEventToProto(event: OutputEvent): ProtoOutputEvent {
   });
 }
 
-/** One event as protobuf `OutputEvent` bytes. */
-export function encodeOutputEvent(event: OutputEvent): Uint8Array {
-  return writeOutputEvent(event);
-}
-
-/** Consecutive events as one protobuf `OutputEventBatch` (a batch envelope). */
-export function encodeOutputEventBatch(events: readonly OutputEvent[]): Uint8Array {
-  return writeOutputEventBatch(events);
-}
-
-/** Results as one protobuf `ResultBatch` (a NATS reply), written by hand: the bytes protobuf-es writes for them. */
-export function encodeResultBatch(results: readonly Result[]): Uint8Array {
-  return writeResultBatch(results);
-}
+/**
+ * Events and result batches as protobuf bytes, written by hand (output-event-writer.ts): one event
+ * (`OutputEvent`), consecutive events as one batch envelope (`OutputEventBatch`), results as a NATS reply
+ * (`ResultBatch`).
+ */
+export {
+  writeOutputEvent as encodeOutputEvent,
+  writeOutputEventBatch as encodeOutputEventBatch,
+  writeResultBatch as encodeResultBatch,
+} from "./output-event-writer.ts";

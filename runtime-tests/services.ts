@@ -4,12 +4,14 @@
  * Both are the real Debian binaries. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user.
  * Every wait is bounded.
  */
+import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { test } from "node:test";
 
 const START_MS_MAX = 30_000;
 
@@ -28,6 +30,17 @@ export async function natsReachable(servers: string): Promise<{ up: true } | { u
   } catch (error) {
     return { up: false, reason: (error as Error).message };
   }
+}
+
+/**
+ * The `skip` option for tests that need a service: false when it is there; when it is not, `reason`, with a
+ * warning, except in CI (CI=true), where a failing test named `requirement (required in CI)` says why instead.
+ */
+export function skipUnlessAvailable(available: boolean, requirement: string, reason: string): string | false {
+  if (available) return false;
+  if (process.env.CI === "true") test(`${requirement} (required in CI)`, () => assert.fail(reason));
+  else console.warn(`SKIP: ${reason}`);
+  return reason;
 }
 
 /** A loopback TCP port nobody listens on right now. */

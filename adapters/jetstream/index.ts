@@ -215,7 +215,7 @@ async function streamConfigOrNull(manager: JetStreamManager, stream: string): Pr
  * until they age out (a work-queue or interest stream deletes them once consumed, taking the cursor along),
  * acknowledge publishes, and remember message ids at least as long as we rely on.
  */
-export function streamConfigProblems(config: StreamConfig, settings: { subjectPrefix: string; duplicateWindowMs: number }): string[] {
+function streamConfigProblems(config: StreamConfig, settings: { subjectPrefix: string; duplicateWindowMs: number }): string[] {
   const problems: string[] = [];
   const subjects = config.subjects ?? [];
   if (!subjects.some((filter) => subjectFilterCovers(filter, `${settings.subjectPrefix}.*`))) {

@@ -31,7 +31,7 @@ import {
   subjectFilterCovers,
   type JetStreamSinkSettings,
 } from "./index.ts";
-import { NATS_SERVER_BIN, natsReachable, PrivateNats } from "../../runtime-tests/services.ts";
+import { NATS_SERVER_BIN, natsReachable, PrivateNats, skipUnlessAvailable } from "../../runtime-tests/services.ts";
 
 const SERVER = process.env.NATS_URL ?? "127.0.0.1:4222";
 const RUN = randomBytes(6).toString("hex");
@@ -41,20 +41,10 @@ const READ_TIMEOUT_MS = 20_000;
 const CATCH_UP_TIMEOUT_MS = 40_000;
 
 const server = await natsReachable(SERVER);
-const skip = server.up ? false : `nats-server at ${SERVER} is unreachable (${server.reason}); JetStream sink tests skipped`;
-if (!server.up && process.env.CI !== "true") console.warn(`SKIP: ${skip}`);
-if (!server.up && process.env.CI === "true") {
-  test("nats-server is reachable (required in CI)", () => {
-    assert.fail(`nats-server at ${SERVER} is unreachable in CI: ${server.reason}`);
-  });
-}
-const binaryMissing = existsSync(NATS_SERVER_BIN) ? false : `${NATS_SERVER_BIN} is missing (NATS_SERVER_BIN); the restart test is skipped`;
-if (binaryMissing && process.env.CI !== "true") console.warn(`SKIP: ${binaryMissing}`);
-if (binaryMissing && process.env.CI === "true") {
-  test("the nats-server binary is present (required in CI)", () => {
-    assert.fail(`${NATS_SERVER_BIN} is missing in CI`);
-  });
-}
+const skip = skipUnlessAvailable(server.up, "nats-server is reachable",
+  `nats-server at ${SERVER} is unreachable (${server.up ? "" : server.reason}); JetStream sink tests skipped`);
+const binaryMissing = skipUnlessAvailable(existsSync(NATS_SERVER_BIN), "the nats-server binary is present",
+  `${NATS_SERVER_BIN} is missing (NATS_SERVER_BIN); the restart test is skipped`);
 
 let streams = 0;
 

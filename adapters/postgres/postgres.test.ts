@@ -21,10 +21,13 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { and, asc, eq, max, sql } from "drizzle-orm";
 import postgres from "postgres";
-import { AssertionError, Engine, EventDeriver, Relay, Shard, type Account, type OutputEvent, type OutputSink } from "../../core/index.ts";
+import { AssertionError, Relay, type Account, type OutputEvent, type OutputSink } from "../../core/index.ts";
+import { skipUnlessAvailable } from "../../runtime-tests/services.ts";
 import { MemoryJournalTail } from "../../core/testing/memory-outputs.ts";
-import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
-import { randomWorkload, WORKLOAD_ACCOUNTS, WORKLOAD_PARTNERS, workloadOpenings, type WorkloadBatch } from "../../core/testing/workload.ts";
+import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
+import {
+  deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, WORKLOAD_ACCOUNTS, WORKLOAD_PARTNERS, workloadClock, workloadOpenings,
+} from "../../core/testing/workload.ts";
 import {
   ENTRIES_PAGE_LIMIT_MAX,
   openPgliteSink,
@@ -65,48 +68,22 @@ async function probe(): Promise<{ up: true } | { up: false; reason: string }> {
 }
 
 const server = runtimeIsBun ? await probe() : { up: false as const, reason: NOT_BUN };
-const postgresSkip = !runtimeIsBun ? NOT_BUN : server.up ? false : `Postgres at ${URL_POSTGRES} is unreachable (${server.reason}); Postgres sink tests skipped`;
-if (runtimeIsBun && !server.up && process.env.CI !== "true") console.warn(`SKIP: ${postgresSkip}`);
+const postgresSkip = !runtimeIsBun
+  ? NOT_BUN
+  : skipUnlessAvailable(server.up, "Postgres is reachable",
+    `Postgres at ${URL_POSTGRES} is unreachable (${server.up ? "" : server.reason}); Postgres sink tests skipped`);
 
-if (runtimeIsBun && !server.up && process.env.CI === "true") {
-  test("Postgres is reachable (required in CI)", () => {
-    assert.fail(`Postgres at ${URL_POSTGRES} is unreachable in CI: ${server.up ? "" : server.reason}`);
-  });
-}
-
-/** Keeps every record (the shard compacts after its closing snapshot), so events derive from the start. */
-class KeepingJournal extends MemoryJournal {
-  override async compact(): Promise<void> {}
-}
-
-/** A shard whose clock moves 0-5 ms per journal record, so short holds expire along the way. */
-function openShard(journal: MemoryJournal) {
-  let now = 1_700_000_000_000;
-  let tick = 0;
-  return Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => (now += tick++ % 6), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
-}
-
-/** Submits every batch in one turn per five (so sequences follow submission order, over several journal records). */
-async function submitAll(shard: Shard, batches: WorkloadBatch[]): Promise<void> {
-  const pending: Promise<unknown>[] = [];
-  for (let i = 0; i < batches.length; i++) {
-    pending.push(shard.submit(batches[i].commands, { atomic: batches[i].atomic }));
-    if (i % 5 === 4) await Promise.all(pending.slice(-5));
-  }
-  await Promise.all(pending);
-}
+/** The workload's shard: sizes of this file, a clock that moves 0-5 ms per record (short holds expire). */
+const openShard = (journal: MemoryJournal) => openWorkloadShard(journal, { sizes: SIZES, clock: workloadClock(1_700_000_000_000) });
 
 /** The workload's events and the engine's accounts at the end. */
 async function workloadEvents(): Promise<{ events: OutputEvent[]; engineAccounts: Account[] }> {
   const journal = new KeepingJournal();
   const shard = await openShard(journal);
-  await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
+  await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
   const engineAccounts = WORKLOAD_PARTNERS.flatMap((partnerId) => WORKLOAD_ACCOUNTS.map((accountId) => shard.account(partnerId, accountId)!));
   await shard.close();
-  const deriver = new EventDeriver(new Engine(SIZES), SHARD);
-  const events: OutputEvent[] = [];
-  for (const record of journal.records) deriver.apply(record, events);
-  return { events, engineAccounts };
+  return { events: deriveEvents(journal.records, SHARD, SIZES), engineAccounts };
 }
 
 const { events: EVENTS, engineAccounts: ENGINE_ACCOUNTS } = runtimeIsBun ? await workloadEvents() : { events: [], engineAccounts: [] };
@@ -451,7 +428,7 @@ for (const driver of DRIVERS) {
           openTail: async (after: number) => new MemoryJournalTail(journal, after),
         });
         try {
-          await submitAll(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
+          await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
           await relay.caughtUp(shard.lastSequence);
           assert.equal(relay.status()[0].failures, 3, "three acknowledgements were lost");
           await assertFullProjection(sink);

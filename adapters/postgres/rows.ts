@@ -28,14 +28,13 @@ const TWO_TO_32 = 4_294_967_296;
 const ROW_BYTES_ESTIMATE = 160;
 
 /** Writes one COPY binary payload into a buffer that grows as needed. Fields must follow the COPY's column list. */
-export class CopyBinaryWriter {
+class CopyBinaryWriter {
   private bytes: Uint8Array<ArrayBuffer>;
   private view: DataView;
   private length = 0;
   /** Fields written into the row being written, and how many it must have. */
   private rowFields = 0;
   private rowFieldsExpected = 0;
-  private rowCount = 0;
 
   constructor(rowsEstimate: number) {
     this.bytes = new Uint8Array(SIGNATURE.length + 8 + 2 + rowsEstimate * ROW_BYTES_ESTIMATE);
@@ -55,7 +54,6 @@ export class CopyBinaryWriter {
     this.length += 2;
     this.rowFields = 0;
     this.rowFieldsExpected = fieldCount;
-    this.rowCount++;
   }
 
   /** NULL, whatever the column's type. */
@@ -172,11 +170,6 @@ export class CopyBinaryWriter {
     this.view.setInt16(this.length, -1);
     this.length += 2;
     return this.bytes.subarray(0, this.length);
-  }
-
-  /** Rows written so far. */
-  get rows(): number {
-    return this.rowCount;
   }
 
   private assertRowComplete(): void {

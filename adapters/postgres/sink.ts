@@ -27,7 +27,7 @@ import type { PgColumn, PgDatabase, PgQueryResultHKT, PgTable } from "drizzle-or
 import { DrizzleQueryError } from "drizzle-orm/errors";
 import { AssertionError, assert } from "../../core/assert.ts";
 import type { AccountStatus, CommandType } from "../../core/codes.ts";
-import type { OutputEvent, OutputSink } from "../../core/outputs.ts";
+import { assertConsecutive, type OutputEvent, type OutputSink } from "../../core/outputs.ts";
 import type { Account } from "../../core/types.ts";
 import type { DeliverDriver, DeliverTransaction } from "./drivers.ts";
 import { ACCOUNT_BATCH_COLUMNS, accountBatchesPayload, RESULT_COLUMNS, resultsPayload } from "./rows.ts";
@@ -185,10 +185,7 @@ export class PostgresSink implements OutputSink {
     assert(Number.isInteger(shard) && shard >= 0, "shard must be a non-negative integer");
     assert(events.length <= DELIVER_EVENTS_MAX, `at most ${DELIVER_EVENTS_MAX} events per deliver`);
     if (events.length === 0) return;
-    for (let i = 0; i < events.length; i++) {
-      assert(events[i].shard === shard, "every event belongs to the shard delivered");
-      assert(i === 0 || events[i].seq === events[i - 1].seq + 1, "events are consecutive sequences");
-    }
+    assertConsecutive(shard, events);
     try {
       await this.driver.transaction((transaction) => this.deliverTransaction(transaction, shard, events));
     } catch (error) {

@@ -75,7 +75,8 @@ const DEFAULTS: GatewayConfig = {
   relay: "inline",
 };
 
-function integer(name: string, value: unknown, min: number, max: number): number {
+/** An integer setting in min..max (a number, or a non-empty decimal string), else a ConfigError naming it. */
+export function integer(name: string, value: unknown, min: number, max: number): number {
   const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
   if (typeof number !== "number" || !Number.isInteger(number) || number < min || number > max) {
     throw new ConfigError(`${name} must be an integer in ${min}..${max}, got ${JSON.stringify(value)}`);

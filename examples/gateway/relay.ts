@@ -15,16 +15,17 @@
  */
 import { setPriority } from "node:os";
 import { prometheusText } from "../../transports/http/index.ts";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, integer, loadConfig } from "./config.ts";
 import { startOutputs } from "./outputs.ts";
 
 async function main(): Promise<void> {
   let outputs;
+  let metricsPort: number | undefined;
   try {
     const config = loadConfig();
-    const nice = Number(process.env.HOTLEDGER_RELAY_NICE ?? 19);
-    if (!Number.isInteger(nice) || nice < -20 || nice > 19) throw new ConfigError(`HOTLEDGER_RELAY_NICE must be an integer in -20..19, got ${process.env.HOTLEDGER_RELAY_NICE}`);
-    setPriority(0, nice);
+    setPriority(0, integer("HOTLEDGER_RELAY_NICE", process.env.HOTLEDGER_RELAY_NICE ?? 19, -20, 19));
+    const port = process.env.HOTLEDGER_RELAY_METRICS_PORT;
+    metricsPort = port === undefined ? undefined : integer("HOTLEDGER_RELAY_METRICS_PORT", port, 0, 65535);
     if (config.outputs.length === 0) throw new ConfigError("no outputs configured (HOTLEDGER_OUTPUTS=none)");
     outputs = startOutputs(config, console.log);
     await outputs.ready;
@@ -33,11 +34,10 @@ async function main(): Promise<void> {
     console.error(`hotledger relay: bad configuration: ${error.message}`);
     process.exit(2);
   }
-  const metricsPort = process.env.HOTLEDGER_RELAY_METRICS_PORT;
   if (metricsPort !== undefined) {
     const server = Bun.serve({
       hostname: "127.0.0.1",
-      port: Number(metricsPort),
+      port: metricsPort,
       fetch: (request) =>
         new URL(request.url).pathname === "/metrics"
           ? new Response(prometheusText([], outputs.status()), { headers: { "content-type": "text/plain; version=0.0.4" } })

@@ -105,10 +105,6 @@ function compiled(shape: Shape): CompiledShape {
   return result;
 }
 
-const COMPILED_COMMAND_SHAPES = Object.fromEntries(
-  Object.entries(COMMAND_SHAPES).map(([type, shape]) => [type, compiled(shape)]),
-) as Readonly<Record<CommandType, CompiledShape>>;
-
 /**
  * Where a field's errors point: `base.name` (base "" at the top level), or `commands[index].name` when index >= 0.
  * Built only when there is an error to report.
@@ -118,12 +114,12 @@ function fieldPath(base: string, index: number, name: string): string {
 }
 
 /**
- * Check `row` against `shape` (skipping `type` when `skipType`): no unknown field, every required field present,
- * every field of its kind.
+ * Check `row` against `shape` (a command's `type`, index >= 0, is its caller's): no unknown field, every required
+ * field present, every field of its kind.
  */
-function checkRow(row: Record<string, unknown>, shape: CompiledShape, base: string, index: number, skipType: boolean): void {
+function checkRow(row: Record<string, unknown>, shape: CompiledShape, base: string, index: number): void {
   for (const name in row) {
-    if (skipType && name === "type") continue;
+    if (index >= 0 && name === "type") continue;
     if (!Object.hasOwn(shape.shape.required, name) && !Object.hasOwn(shape.shape.optional, name)) {
       throw invalid(fieldPath(base, index, name), "unknown field");
     }
@@ -140,14 +136,19 @@ function checkRow(row: Record<string, unknown>, shape: CompiledShape, base: stri
   }
 }
 
-/**
- * Check `value` against `shape`: no unknown field, every required field present, every field of its kind. With
- * `skipType`, a `type` field is left to the caller (a command carries its type beside its shape's fields).
- */
-export function checkShape(value: unknown, shape: Shape, path: string, skipType = false): Record<string, unknown> {
+/** Check `value` against `shape`: no unknown field, every required field present, every field of its kind. */
+export function checkShape(value: unknown, shape: Shape, path: string): Record<string, unknown> {
   const row = expectObject(value, path);
-  checkRow(row, compiled(shape), path, -1, skipType);
+  checkRow(row, compiled(shape), path, -1);
   return row;
+}
+
+/**
+ * Check the fields of command `index` of a request (its `type` already checked) against `shape`; errors name
+ * `commands[index].<field>`. Shared by the HTTP and NATS transports.
+ */
+export function checkCommandFields(row: Record<string, unknown>, shape: Shape, index: number): void {
+  checkRow(row, compiled(shape), "", index);
 }
 
 /** Check one field; exported for path parameters. */
@@ -189,10 +190,8 @@ function checkCommand(value: unknown, index: number): Command {
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw invalid(`commands[${index}]`, "must be an object");
   const row = value as Record<string, unknown>;
   const type = row.type;
-  if (typeof type !== "string" || !Object.hasOwn(COMPILED_COMMAND_SHAPES, type)) {
-    throw invalid(`commands[${index}].type`, "unknown command type");
-  }
-  checkRow(row, COMPILED_COMMAND_SHAPES[type as CommandType], "", index, true);
+  if (typeof type !== "string" || !Object.hasOwn(COMMAND_SHAPES, type)) throw invalid(`commands[${index}].type`, "unknown command type");
+  checkCommandFields(row, COMMAND_SHAPES[type as CommandType], index);
   return row as unknown as Command;
 }
 

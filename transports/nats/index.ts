@@ -25,7 +25,7 @@ import { encodeResultBatch } from "../../core/wire.ts";
 import { GROUP_COMMANDS_MAX } from "../../core/limits.ts";
 import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import type { Gateway } from "../gateway.ts";
-import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "../http/validate.ts";
+import { ADMIN_COMMAND_TYPES, checkCommandFields, checkCommandsBody, COMMAND_SHAPES, HttpError, type Shape } from "../http/validate.ts";
 
 /** Default request subject. */
 export const SUBJECT_DEFAULT = "hotledger.v1.commands";
@@ -119,9 +119,9 @@ const PROTO_SHAPES: Readonly<Record<CommandType, Shape>> = Object.fromEntries(
   }),
 ) as Record<CommandType, Shape>;
 
-/** An int64 field as read (NaN: not in 0..2^53-1, refused here with its path; built only when there is one). */
-function int64(value: number, path: string, name: string): number {
-  if (Number.isNaN(value)) throw invalid(`${path}.${name}`, "must be an integer in 0..2^53-1");
+/** An int64 field of command `index` as read (NaN: not in 0..2^53-1, refused here, naming the field). */
+function int64(value: number, index: number, name: string): number {
+  if (Number.isNaN(value)) throw invalid(`commands[${index}].${name}`, "must be an integer in 0..2^53-1");
   return value;
 }
 
@@ -129,9 +129,9 @@ function int64(value: number, path: string, name: string): number {
  * One protobuf command as a core command. Fields at their proto3 default ("" strings, absent optionals) stay
  * absent; a field the type does not have is refused, as in a JSON body. For a transfer, `account_id` is the source.
  */
-export function commandFromProto(proto: WireCommand, path: string): Command {
+export function commandFromProto(proto: WireCommand, index: number): Command {
   const type = COMMAND_TYPES[proto.type];
-  if (proto.type < 1 || type === undefined || type === "unspecified") throw invalid(`${path}.type`, `unknown command type ${proto.type}`);
+  if (proto.type < 1 || type === undefined || type === "unspecified") throw invalid(`commands[${index}].type`, `unknown command type ${proto.type}`);
   // Built in place (no closures, no spread): this runs once per command of every request.
   const row: Record<string, unknown> = { type };
   if (proto.id !== "") row.id = proto.id;
@@ -140,10 +140,10 @@ export function commandFromProto(proto: WireCommand, path: string): Command {
   if (proto.toAccountId !== "") row.toAccountId = proto.toAccountId;
   if (proto.holdId !== "") row.holdId = proto.holdId;
   if (proto.currency !== "") row.currency = proto.currency;
-  if (proto.amount !== undefined) row.amount = int64(proto.amount, path, "amount");
-  if (proto.overdraftLimit !== undefined) row.overdraftLimit = int64(proto.overdraftLimit, path, "overdraftLimit");
-  if (proto.expiresInMs !== undefined) row.expiresInMs = int64(proto.expiresInMs, path, "expiresInMs");
-  checkShape(row, PROTO_SHAPES[type], path, true);
+  if (proto.amount !== undefined) row.amount = int64(proto.amount, index, "amount");
+  if (proto.overdraftLimit !== undefined) row.overdraftLimit = int64(proto.overdraftLimit, index, "overdraftLimit");
+  if (proto.expiresInMs !== undefined) row.expiresInMs = int64(proto.expiresInMs, index, "expiresInMs");
+  checkCommandFields(row, PROTO_SHAPES[type], index);
   return row as unknown as Command;
 }
 
@@ -158,7 +158,7 @@ function decodeProto(data: Uint8Array): { commands: Command[]; atomic: boolean }
   }
   if (batch.commands.length < 1) throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got 0`);
   const commands = new Array<Command>(batch.commands.length);
-  for (let index = 0; index < commands.length; index++) commands[index] = commandFromProto(batch.commands[index], `commands[${index}]`);
+  for (let index = 0; index < commands.length; index++) commands[index] = commandFromProto(batch.commands[index], index);
   return { commands, atomic: batch.atomic };
 }
 

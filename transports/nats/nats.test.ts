@@ -21,7 +21,7 @@ import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-po
 import { hashKey, KeyRing } from "../auth.ts";
 import { RoutingGateway, type Gateway } from "../gateway.ts";
 import { startNatsTransport, type NatsTransport } from "./index.ts";
-import { natsReachable } from "../../runtime-tests/services.ts";
+import { natsReachable, skipUnlessAvailable } from "../../runtime-tests/services.ts";
 
 /** A protobuf command as written in the tests (unset fields at their defaults). */
 type ProtoCommandInit = MessageInitShape<typeof CommandSchema>;
@@ -46,14 +46,8 @@ function uniqueSubject(): string {
 }
 
 const server = await natsReachable(SERVER);
-const skip = server.up ? false : `nats-server at ${SERVER} is unreachable (${server.reason}); NATS transport tests skipped`;
-if (!server.up && process.env.CI !== "true") console.warn(`SKIP: ${skip}`);
-
-if (!server.up && process.env.CI === "true") {
-  test("nats-server is reachable (required in CI)", () => {
-    assert.fail(`nats-server at ${SERVER} is unreachable in CI: ${server.reason}`);
-  });
-}
+const skip = skipUnlessAvailable(server.up, "nats-server is reachable",
+  `nats-server at ${SERVER} is unreachable (${server.up ? "" : server.reason}); NATS transport tests skipped`);
 
 /** Two real shards; partner A and partner B on different shards. */
 async function openGateway(): Promise<{ gateway: Gateway; close(): Promise<void> }> {
