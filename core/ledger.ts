@@ -7,7 +7,7 @@
 import { assert } from "./assert.ts";
 import { Code, Status, Type } from "./codes.ts";
 import { finalize } from "./hash.ts";
-import { KEY_WORDS, KeyTable, OWNER_LIMIT } from "./key-table.ts";
+import { KEY_WORDS, KeyStore, KeyTable, OWNER_LIMIT } from "./key-table.ts";
 import {
   ACCOUNTS_DEFAULT,
   ACCOUNTS_MAX,
@@ -24,6 +24,7 @@ import {
 } from "./limits.ts";
 import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
 import type { LedgerOptions } from "./types.ts";
+import { WindowTable } from "./window-table.ts";
 
 /** Hold states as stored. */
 export const HoldState = { open: 0, captured: 1, released: 2, expired: 3, free: 4 } as const;
@@ -122,9 +123,7 @@ export class Ledger {
   heapSize = 0;
 
   /** The idempotency window: a FIFO ring of entries, oldest at `windowHead`, indexed by (partner, id). */
-  readonly window: KeyTable;
-  windowHead = 0;
-  windowCount = 0;
+  readonly window: WindowTable;
   readonly windowFingerprint: Int32Array;
   readonly windowTime: Float64Array;
   readonly windowCode: Uint8Array;
@@ -132,6 +131,16 @@ export class Ledger {
   readonly windowBalance: Float64Array;
   readonly windowHeld: Float64Array;
   readonly windowAvailable: Float64Array;
+
+  /** The oldest entry of the window. */
+  get windowHead(): number {
+    return this.window.head;
+  }
+
+  /** Entries in the window. */
+  get windowCount(): number {
+    return this.window.count;
+  }
 
   private readonly undo: Float64Array;
   private undoCount = 0;
@@ -172,7 +181,7 @@ export class Ledger {
     this.heap = new Int32Array(holds);
     this.heapPosition = new Int32Array(holds).fill(-1);
     const window = sizes.idempotencyCommandsMax;
-    this.window = new KeyTable(window, "compact");
+    this.window = new WindowTable(window);
     this.windowFingerprint = new Int32Array(window * 2);
     this.windowTime = new Float64Array(window);
     this.windowCode = new Uint8Array(window);
@@ -234,13 +243,6 @@ export class Ledger {
     for (let sequence = first; sequence <= last; sequence++) {
       const index = sequence & ring.mask;
       touched += this.window.probe(this.slotIdHash[index]) + this.accounts.probe(this.slotAccountHash[index]);
-    }
-    const window = this.sizes.idempotencyCommandsMax;
-    const evictions = Math.min(this.windowCount, this.windowCount + (last - first + 1) - window);
-    for (let i = 0; i < evictions; i++) {
-      let entry = this.windowHead + i;
-      if (entry >= window) entry -= window;
-      touched += this.window.probe(this.window.entryHash[entry]);
     }
     // Pass 3, now mostly from cache: the lookups themselves, kept for the apply pass.
     for (let sequence = first; sequence <= last; sequence++) {
@@ -329,9 +331,7 @@ export class Ledger {
 
   private forgetOldestWindowEntry(): void {
     if (this.observer !== undefined) this.observer.beforeWindowEvict(this.windowHead);
-    this.window.remove(this.windowHead);
-    this.windowHead = this.windowHead + 1 === this.sizes.idempotencyCommandsMax ? 0 : this.windowHead + 1;
-    this.windowCount--;
+    this.window.shift();
   }
 
   private forgetOldestClosedHold(): void {
@@ -400,14 +400,10 @@ export class Ledger {
 
   /** Store the result of unit command `k` in the window (space was made by housekeep). */
   private remember(ring: RingBuffer, index: number, partner: number, k: number): void {
-    const window = this.sizes.idempotencyCommandsMax;
-    let entry = this.windowHead + this.windowCount;
-    if (entry >= window) entry -= window;
     const hash = this.unitIdHash[k];
-    this.window.insert(entry, partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), hash);
+    const entry = this.window.push(partner, ring.textWords, this.fieldWord(index, Field.id), this.fieldLength(ring, index, Field.id), hash);
     const bit = hash & (INSERTED_FILTER_BITS - 1);
     this.insertedFilter[bit >>> 5] |= 1 << (bit & 31);
-    this.windowCount++;
     this.windowFingerprint[entry * 2] = this.unitFingerprint[k * 2];
     this.windowFingerprint[entry * 2 + 1] = this.unitFingerprint[k * 2 + 1];
     this.windowTime[entry] = this.timeMs;
@@ -732,7 +728,7 @@ export class Ledger {
   private readonly lookupBytes = new Uint8Array(this.lookupWords.buffer);
 
   /** The entry of `text` under `owner` in `table`, or -1 (also for text that can never be a key). */
-  findText(table: KeyTable, owner: number, text: string): number {
+  findText(table: KeyStore, owner: number, text: string): number {
     const length = text.length;
     if (length < 1 || length > KEY_BYTES_MAX) return -1;
     this.lookupWords.fill(0);

@@ -18,7 +18,7 @@ import { assert } from "./assert.ts";
 import { crc32c } from "./crc32c.ts";
 import { SnapshotError } from "./errors.ts";
 import { hashWords } from "./hash.ts";
-import { KeyTable } from "./key-table.ts";
+import { KeyStore, KeyTable } from "./key-table.ts";
 import { HoldState, Ledger } from "./ledger.ts";
 import { KEY_BYTES_MAX } from "./limits.ts";
 import { type Snapshot, SnapshotSchema } from "./gen/hotledger/v1/ledger_pb.ts";
@@ -204,7 +204,7 @@ export function snapshotParts(ledger: Ledger): SnapshotParts {
   return { ...snapshotHeader(ledger), accounts: accountColumns(ledger), window: windowColumns(ledger) };
 }
 
-function tableStrings(table: KeyTable, count: number): string[] {
+function tableStrings(table: KeyStore, count: number): string[] {
   const strings = new Array<string>(count);
   for (let i = 0; i < count; i++) strings[i] = table.keyString(i);
   return strings;
@@ -224,7 +224,7 @@ function column<T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>
 }
 
 /** Concatenated key bytes of `rows` (or the first `count` entries). */
-function keyBytes(table: KeyTable, count: number, rows?: Int32Array): Uint8Array {
+function keyBytes(table: KeyStore, count: number, rows?: Int32Array): Uint8Array {
   let total = 0;
   for (let i = 0; i < count; i++) total += table.keyLength[rows === undefined ? i : rows[i]];
   const out = new Uint8Array(total);
@@ -340,7 +340,7 @@ class KeyReader {
     private readonly name: string,
   ) {}
 
-  insertInto(table: KeyTable, row: number, entry: number, owner: number): void {
+  insertInto(table: KeyStore, row: number, entry: number, owner: number): void {
     const length = this.lengths[row];
     const keys = this.keys;
     const offset = this.offset;
@@ -351,7 +351,7 @@ class KeyReader {
     this.words[wordCount - 1] = 0;
     for (let b = 0; b < length; b++) this.bytes[b] = keys[offset + b];
     this.offset = offset + length;
-    const hash = KeyTable.hash(owner, this.words, 0, length);
+    const hash = KeyStore.hash(owner, this.words, 0, length);
     if (!table.insertIfAbsent(entry, owner, this.words, 0, length, hash)) {
       throw new SnapshotError(`snapshot ${this.name} key ${row} is repeated`);
     }
@@ -471,8 +471,6 @@ function restoreWindow(ledger: Ledger, message: Snapshot): void {
     reader.insertInto(ledger.window, row, row, partner[row]);
   }
   reader.finish();
-  ledger.windowHead = 0;
-  ledger.windowCount = count;
   ledger.windowFingerprint.set(fingerprint);
   ledger.windowTime.set(read(c.timeMs, count, Float64Array, "window.time_ms"));
   ledger.windowCode.set(read(c.code, count, Uint8Array, "window.code"));
