@@ -152,8 +152,6 @@ export class Ledger {
   private readonly unitFingerprint = new Int32Array(GROUP_COMMANDS_MAX * 2);
   private readonly unitIdHash = new Int32Array(GROUP_COMMANDS_MAX);
   private readonly unitAccount = new Int32Array(GROUP_COMMANDS_MAX);
-  private readonly scratchNumber = new Float64Array(1);
-  private readonly scratchWords = new Int32Array(this.scratchNumber.buffer);
 
   constructor(options: LedgerOptions = {}) {
     const sizes = ledgerSizes(options);
@@ -839,17 +837,19 @@ export class Ledger {
     const head = (ring.type[index] << 8) | ring.flags[index];
     let a = Math.imul(0x3c6ef372 ^ head, LANE_A);
     let b = Math.imul(0xa54ff53a ^ head, LANE_B);
-    const words = this.scratchWords;
-    this.scratchNumber[0] = ring.amount[index];
-    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[0], LANE_A);
-    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[0], LANE_B);
-    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[1], LANE_A);
-    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[1], LANE_B);
-    this.scratchNumber[0] = ring.expiresInMs[index];
-    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[0], LANE_A);
-    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[0], LANE_B);
-    a = Math.imul(((a << 5) | (a >>> 27)) ^ words[1], LANE_A);
-    b = Math.imul(((b << 11) | (b >>> 21)) ^ words[1], LANE_B);
+    // The numbers' bits, as the two 32-bit halves of each float64 (little-endian, asserted by the ring).
+    const amountLow = ring.amountWords[index * 2];
+    const amountHigh = ring.amountWords[index * 2 + 1];
+    const expiryLow = ring.expiresInMsWords[index * 2];
+    const expiryHigh = ring.expiresInMsWords[index * 2 + 1];
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ amountLow, LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ amountLow, LANE_B);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ amountHigh, LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ amountHigh, LANE_B);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ expiryLow, LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ expiryLow, LANE_B);
+    a = Math.imul(((a << 5) | (a >>> 27)) ^ expiryHigh, LANE_A);
+    b = Math.imul(((b << 11) | (b >>> 21)) ^ expiryHigh, LANE_B);
     const text = ring.textWords;
     const lengths = index * FIELD_COUNT;
     // The id and partner are the window key itself, equal whenever fingerprints are compared: start after them.

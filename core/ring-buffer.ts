@@ -48,6 +48,9 @@ export class RingBuffer {
   readonly amount: Float64Array;
   /** expiresInMs for hold. */
   readonly expiresInMs: Float64Array;
+  /** `amount` and `expiresInMs` as their little-endian 32-bit halves (2 per slot each): fingerprints read bits. */
+  readonly amountWords: Int32Array;
+  readonly expiresInMsWords: Int32Array;
   /** The batch's stamped time. */
   readonly timeMs: Float64Array;
   /** SLOT_TEXT_BYTES per slot, as bytes (for writing) and words (for hashing and comparing). */
@@ -80,7 +83,9 @@ export class RingBuffer {
       offset += 8 * size;
       return view;
     };
+    this.amountWords = new Int32Array(this.buffer, offset, 2 * size);
     this.amount = f64();
+    this.expiresInMsWords = new Int32Array(this.buffer, offset, 2 * size);
     this.expiresInMs = f64();
     this.timeMs = f64();
     this.resultSeq = f64();
