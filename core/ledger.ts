@@ -31,8 +31,13 @@ export const HoldState = { open: 0, captured: 1, released: 2, expired: 3, free: 
 
 const Undo = { accountState: 1, accountOpened: 2, holdPlaced: 3, holdClosed: 4, currencyAdded: 5 } as const;
 const UNDO_COLUMNS = 7;
-/** Bits of the per-batch filter of inserted window hashes: 4096 bits = 512 B, reset once per batch. */
+/** Bits of the filter of window hashes inserted since a prefetch: 4096 bits = 512 B, reset per prefetched chunk. */
 const INSERTED_FILTER_BITS = 4096;
+/**
+ * Slots per prefetch chunk. What a chunk brings into cache (~340 B of ring slot, a window bucket line and an
+ * account index line per slot: ~120 KiB for 256) must still be in L2 when its events are applied.
+ */
+const PREFETCH_SLOTS = 256;
 /** "No account" in account-index slots (`unitAccount`). */
 export const NO_ACCOUNT = -1;
 /** Odd multipliers of the fingerprint's two lanes (golden ratio and MurmurHash3's c1). */
@@ -211,10 +216,15 @@ export class Ledger {
   /** Sum of prefetch lookups, kept so the engine cannot drop them as dead code. */
   prefetchTouched = 0;
 
+  /** The last sequence of the batch being processed. */
+  private batchLast = 0;
+  /** Slots up to this sequence have been through the prefetch passes. */
+  private prefetchedThrough = 0;
+
   /**
-   * EventHandler, before a batch: hash every slot's keys and probe the window and account indexes once. Probes of
-   * different slots are independent, so the CPU overlaps their cache misses; the apply pass then finds the lines
-   * in cache and reuses the hashes. Reads only: no state changes here.
+   * EventHandler, before a batch: remember its end; the slots are prefetched in chunks of PREFETCH_SLOTS as the
+   * events reach them (see prefetchFor), so what a chunk's passes bring into cache (ring slots, index lines) is
+   * still there when its events are applied, however big the batch (a durable shard drains thousands at once).
    */
   onBatchStart(ring: RingBuffer, first: number, last: number): void {
     if (this.slotPartner.length !== ring.size) {
@@ -224,7 +234,31 @@ export class Ledger {
       this.slotWindowEntry = new Int32Array(ring.size);
       this.slotAccount = new Int32Array(ring.size);
     }
-    this.insertedFilter.fill(0);
+    this.batchLast = last;
+    this.prefetchedThrough = first - 1;
+  }
+
+  /**
+   * Before the unit of `count` slots from `first` is applied: make sure all its slots went through the prefetch
+   * passes, taking the next chunk of the batch with them. The inserted-ids filter is reset only when every slot
+   * prefetched before has been applied (it must cover every insert since the prefetch of any slot still waiting).
+   */
+  private prefetchFor(ring: RingBuffer, first: number, count: number): void {
+    const last = first + count - 1;
+    if (last <= this.prefetchedThrough) return;
+    const from = this.prefetchedThrough + 1;
+    if (from === first) this.insertedFilter.fill(0);
+    const to = Math.max(last, Math.min(this.batchLast, from + PREFETCH_SLOTS - 1));
+    this.prefetch(ring, from, to);
+    this.prefetchedThrough = to;
+  }
+
+  /**
+   * Hash every slot's keys in [first, last] and probe the window and account indexes once. Probes of different
+   * slots are independent, so the CPU overlaps their cache misses; the apply pass then finds the lines in cache
+   * and reuses the hashes. Reads only: no state changes here.
+   */
+  private prefetch(ring: RingBuffer, first: number, last: number): void {
     // Pass 1, compute only: partner (a small, hot table) and the id and account hashes of every slot.
     for (let sequence = first; sequence <= last; sequence++) {
       const index = sequence & ring.mask;
@@ -271,6 +305,7 @@ export class Ledger {
     if (count !== 0) {
       const time = ring.timeMs[index];
       if (time > this.timeMs) this.timeMs = time;
+      this.prefetchFor(ring, sequence, count);
       this.applyUnit(ring, sequence, count);
     }
     this.lastSequence = sequence;
