@@ -102,45 +102,117 @@ export function readRecordHeader(record: Uint8Array): RecordHeader {
  * malformed still cannot put garbage into the ledger.
  */
 export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring: RingBuffer, first: number, skip = 0): void {
-  const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
-  const text = ring.text;
-  let offset = RECORD_HEADER_BYTES;
-  let groupRemaining = 0;
-  for (let k = 0; k < header.commandCount; k++) {
-    if (offset + COMMAND_FIXED_BYTES > record.length) throw new JournalRecordError(`record ends inside command ${k}`);
-    // Skipped commands are parsed (to find the next) into the first target slot, which a later one overwrites.
-    const index = (first + Math.max(0, k - skip)) & ring.mask;
-    const type = record[offset];
-    if (type < 1 || type >= COMMAND_TYPES.length) throw new JournalRecordError(`command ${k} has unknown type ${type}`);
-    const groupSize = view.getUint16(offset + 2, true);
-    if ((groupRemaining === 0) === (groupSize === 0) || groupSize > header.commandCount - k) {
-      throw new JournalRecordError(`command ${k} breaks its atomic group (group size ${groupSize})`);
-    }
-    groupRemaining = groupSize === 0 ? groupRemaining - 1 : groupSize - 1;
-    ring.type[index] = type;
-    ring.flags[index] = record[offset + 1];
-    ring.groupSize[index] = groupSize;
-    ring.amount[index] = view.getFloat64(offset + 4 + FIELD_COUNT, true);
-    ring.expiresInMs[index] = view.getFloat64(offset + 12 + FIELD_COUNT, true);
-    ring.timeMs[index] = header.timeMs;
-    const lengths = index * FIELD_COUNT;
-    const lengthsAt = offset + 4;
-    offset += COMMAND_FIXED_BYTES;
-    const base = index * SLOT_TEXT_BYTES;
-    for (let f = 0; f < FIELD_COUNT; f++) {
-      const length = record[lengthsAt + f];
-      const max = f === FIELD_COUNT - 1 ? CURRENCY_BYTES_MAX : KEY_BYTES_MAX;
-      if (length > max || offset + length > record.length) throw new JournalRecordError(`command ${k} field ${f} has a bad length`);
-      ring.fieldLength[lengths + f] = length;
-      const start = base + FIELD_OFFSET[f];
-      for (let i = 0; i < length; i++) text[start + i] = record[offset + i];
-      // Zero the rest of the last word: keys are hashed and compared a word at a time.
-      for (let i = length; (i & 3) !== 0; i++) text[start + i] = 0;
-      offset += length;
-    }
+  const decoder = new RecordDecoder();
+  decoder.start(record, header, skip);
+  decoder.decode(ring, first, header.commandCount);
+}
+
+/**
+ * Decodes one journal record into ring slots a piece at a time, so a replay can drain each piece while its slots are
+ * still in cache (a record holds thousands of commands; all of them decoded at once fill megabytes of ring before
+ * the processor reads the first). `start` checks the whole record first: a malformed one is refused before any of
+ * it is written, as decodeRecordInto refuses it. Reusable from record to record.
+ */
+export class RecordDecoder {
+  private record: Uint8Array = new Uint8Array(0);
+  private view: DataView = new DataView(this.record.buffer);
+  private header: RecordHeader = { firstSequence: 0, timeMs: 0, commandCount: 0 };
+  /** The next command to decode, and its byte offset. */
+  private command = 0;
+  private offset = 0;
+  private skip = 0;
+
+  /** Commands of the record not yet decoded (skipped ones included). */
+  get remaining(): number {
+    return this.header.commandCount - this.command;
   }
-  if (groupRemaining !== 0) throw new JournalRecordError("record ends inside an atomic group");
-  if (offset !== record.length) throw new JournalRecordError(`record has ${record.length - offset} trailing bytes`);
+
+  /** Check `record` (every command's type, group and field lengths, and its length) and decode from its start. */
+  start(record: Uint8Array, header: RecordHeader, skip = 0): void {
+    assert(skip >= 0 && skip < header.commandCount, "skip out of range");
+    const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
+    let offset = RECORD_HEADER_BYTES;
+    let groupRemaining = 0;
+    for (let k = 0; k < header.commandCount; k++) {
+      if (offset + COMMAND_FIXED_BYTES > record.length) throw new JournalRecordError(`record ends inside command ${k}`);
+      const type = record[offset];
+      if (type < 1 || type >= COMMAND_TYPES.length) throw new JournalRecordError(`command ${k} has unknown type ${type}`);
+      const groupSize = view.getUint16(offset + 2, true);
+      if ((groupRemaining === 0) === (groupSize === 0) || groupSize > header.commandCount - k) {
+        throw new JournalRecordError(`command ${k} breaks its atomic group (group size ${groupSize})`);
+      }
+      groupRemaining = groupSize === 0 ? groupRemaining - 1 : groupSize - 1;
+      const lengthsAt = offset + 4;
+      offset += COMMAND_FIXED_BYTES;
+      for (let f = 0; f < FIELD_COUNT; f++) {
+        const length = record[lengthsAt + f];
+        const max = f === FIELD_COUNT - 1 ? CURRENCY_BYTES_MAX : KEY_BYTES_MAX;
+        if (length > max || offset + length > record.length) throw new JournalRecordError(`command ${k} field ${f} has a bad length`);
+        offset += length;
+      }
+    }
+    if (groupRemaining !== 0) throw new JournalRecordError("record ends inside an atomic group");
+    if (offset !== record.length) throw new JournalRecordError(`record has ${record.length - offset} trailing bytes`);
+    this.record = record;
+    this.view = view;
+    this.header = header;
+    this.command = 0;
+    this.offset = RECORD_HEADER_BYTES;
+    this.skip = skip;
+  }
+
+  /**
+   * Decode the next commands into slots from sequence `first` (claimed): at most `max` written slots, more only to
+   * finish an atomic group (a group is published whole). Returns how many slots were written; skipped commands are
+   * read past, not written.
+   */
+  decode(ring: RingBuffer, first: number, max: number): number {
+    const record = this.record;
+    const view = this.view;
+    const text = ring.text;
+    const commandCount = this.header.commandCount;
+    let offset = this.offset;
+    let written = 0;
+    let k = this.command;
+    for (; k < commandCount; k++) {
+      const groupSize = view.getUint16(offset + 2, true);
+      if (written >= max && groupSize !== 0) break;
+      if (k < this.skip) {
+        offset = this.pastCommand(offset);
+        continue;
+      }
+      const index = (first + written++) & ring.mask;
+      ring.type[index] = record[offset];
+      ring.flags[index] = record[offset + 1];
+      ring.groupSize[index] = groupSize;
+      ring.amount[index] = view.getFloat64(offset + 4 + FIELD_COUNT, true);
+      ring.expiresInMs[index] = view.getFloat64(offset + 12 + FIELD_COUNT, true);
+      ring.timeMs[index] = this.header.timeMs;
+      const lengths = index * FIELD_COUNT;
+      const lengthsAt = offset + 4;
+      offset += COMMAND_FIXED_BYTES;
+      const base = index * SLOT_TEXT_BYTES;
+      for (let f = 0; f < FIELD_COUNT; f++) {
+        const length = record[lengthsAt + f];
+        ring.fieldLength[lengths + f] = length;
+        const start = base + FIELD_OFFSET[f];
+        for (let i = 0; i < length; i++) text[start + i] = record[offset + i];
+        // Zero the rest of the last word: keys are hashed and compared a word at a time.
+        for (let i = length; (i & 3) !== 0; i++) text[start + i] = 0;
+        offset += length;
+      }
+    }
+    this.command = k;
+    this.offset = offset;
+    return written;
+  }
+
+  /** The offset after the command at `offset` (already checked by start). */
+  private pastCommand(offset: number): number {
+    let next = offset + COMMAND_FIXED_BYTES;
+    for (let f = 0; f < FIELD_COUNT; f++) next += this.record[offset + 4 + f];
+    return next;
+  }
 }
 
 /**

@@ -56,6 +56,12 @@ export const IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1000;
 /** Longest hold expiry a client may ask for: 366 days. Keeps `time + expiresInMs` far inside the safe range. */
 export const HOLD_EXPIRY_MS_MAX = 366 * 24 * 60 * 60 * 1000;
 
+/**
+ * Commands a replay decodes into the ring before draining them (plus the rest of an atomic group): ~340 B of ring
+ * slot each, so a piece (~170 KiB) is still in L2 when the processor reads it. Costs no memory of its own.
+ */
+export const REPLAY_PIECE_COMMANDS = 512;
+
 /** Undo log entries: a group command touches at most 2 accounts, 1 hold, 1 partner -> 4 per command. */
 export const UNDO_ENTRIES_MAX = GROUP_COMMANDS_MAX * 4;
 

@@ -12,9 +12,9 @@
 import { assert } from "./assert.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { InvalidCommandError } from "./errors.ts";
-import { decodeRecordInto, encodeRecord, readRecordHeader, recordBytesMax } from "./journal-codec.ts";
+import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 import { RESULT_CODES } from "./codes.ts";
-import { GROUP_COMMANDS_MAX } from "./limits.ts";
+import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
 import { decodeSnapshot } from "./snapshot.ts";
@@ -180,6 +180,7 @@ export class Shard {
   /** Apply every journal record after the engine's last sequence. Returns the number of commands replayed. */
   private static async replay(engine: Engine, journal: Journal, journaled: Sequence): Promise<number> {
     let replayed = 0;
+    const decoder = new RecordDecoder();
     for await (const record of journal.replay(engine.lastSequence)) {
       const header = readRecordHeader(record.bytes);
       assert(header.firstSequence === record.firstSequence, "journal record header disagrees with its frame");
@@ -193,11 +194,19 @@ export class Shard {
         );
       }
       const count = header.commandCount - skip;
-      const high = engine.sequencer.tryNext(count);
-      assert(high >= 0, "a journal record larger than the ring");
-      decodeRecordInto(record.bytes, header, engine.ring, high - count + 1, skip);
-      engine.sequencer.publish(high);
-      engine.drain();
+      decoder.start(record.bytes, header, skip);
+      // In pieces, each drained while its slots are in cache; a claim has room for the rest of a group.
+      for (let left = count; left > 0; ) {
+        const claim = Math.min(left, REPLAY_PIECE_COMMANDS + GROUP_COMMANDS_MAX);
+        const high = engine.sequencer.tryNext(claim);
+        assert(high >= 0, "a journal record larger than the ring");
+        const written = decoder.decode(engine.ring, high - claim + 1, Math.min(left, REPLAY_PIECE_COMMANDS));
+        assert(written >= 1 && written <= claim, "a replay piece decodes at least one command and fits its claim");
+        if (written < claim) engine.sequencer.cancel(high, claim - written);
+        engine.sequencer.publish(high - claim + written);
+        engine.drain();
+        left -= written;
+      }
       replayed += count;
     }
     journaled.value = engine.lastSequence;
