@@ -117,8 +117,13 @@ export async function openKafkaSink(options: OpenKafkaSinkOptions): Promise<Kafk
 /** Events on a Kafka topic, with a cursor file. Create with `kafkaSink` or `openKafkaSink`. */
 export class KafkaSink implements OutputSink {
   readonly name = "kafka";
-  /** Shards with a delivery under way: one at a time per shard, as the relay delivers. */
-  private readonly delivering = new Set<number>();
+  /**
+   * The latest delivery of each shard. A delivery waits for the one before it: the relay delivers one at a time per
+   * shard, but gives up on one that does not settle within its deliverTimeoutMs and starts again from the cursor,
+   * while kafkajs may still be retrying the abandoned send. The new one then runs after it (some events sent twice,
+   * deduped by their event-id header), never beside it.
+   */
+  private readonly deliveries = new Map<number, Promise<void>>();
   /** Cursor writes, one after another: each writes every shard's cursor, so two must not interleave. */
   private cursorWrites: Promise<void> = Promise.resolve();
   private readonly contentType: string;
@@ -142,22 +147,28 @@ export class KafkaSink implements OutputSink {
   }
 
   async deliver(shard: number, events: readonly OutputEvent[]): Promise<void> {
-    assert(!this.delivering.has(shard), `two deliveries of shard ${shard} at once`);
     assertConsecutive(shard, events);
+    const previous = this.deliveries.get(shard);
+    const delivery = previous === undefined ? this.send(shard, events) : previous.then(() => this.send(shard, events));
+    // The next delivery waits for this one whether it succeeds or not; its failure is this caller's.
+    const settled = delivery.catch(() => undefined);
+    this.deliveries.set(shard, settled);
+    void settled.then(() => {
+      if (this.deliveries.get(shard) === settled) this.deliveries.delete(shard);
+    });
+    return delivery;
+  }
+
+  private async send(shard: number, events: readonly OutputEvent[]): Promise<void> {
     const cursor = this.cursors.get(shard) ?? 0;
     assert(events[0].seq <= cursor + 1, `shard ${shard}: event ${events[0].eventId} after cursor ${cursor} would leave a gap`);
-    this.delivering.add(shard);
+    const messages = events.map((event) => this.message(event));
     try {
-      const messages = events.map((event) => this.message(event));
-      try {
-        await this.producer.send({ topic: this.topic, messages, acks: -1, timeout: this.ackTimeoutMs });
-      } catch (error) {
-        throw new KafkaSendError(`sending ${events[0].eventId}..${events[events.length - 1].eventId} to ${this.topic} failed: ${(error as Error).message}`, { cause: error });
-      }
-      await this.writeCursor(shard, events[events.length - 1].seq);
-    } finally {
-      this.delivering.delete(shard);
+      await this.producer.send({ topic: this.topic, messages, acks: -1, timeout: this.ackTimeoutMs });
+    } catch (error) {
+      throw new KafkaSendError(`sending ${events[0].eventId}..${events[events.length - 1].eventId} to ${this.topic} failed: ${(error as Error).message}`, { cause: error });
     }
+    await this.writeCursor(shard, events[events.length - 1].seq);
   }
 
   /** Disconnects the producer. */

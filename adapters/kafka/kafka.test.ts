@@ -303,6 +303,32 @@ describe("Kafka sink", () => {
     });
   });
 
+  test("a delivery the relay gave up on is still sending: the next one of that shard waits for it, then resends", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      const producer = new RecordingProducer();
+      const sink = await kafkaSink({ producer, topic: "t", cursorFile });
+      let release = () => {};
+      producer.gate = new Promise<void>((resolve) => (release = resolve));
+      const abandoned = sink.deliver(SHARD, events.slice(0, 20));
+      // The relay's timeout fired: it reads the cursor (still 0) and delivers again from there, a shorter chunk.
+      assert.equal(await sink.cursor(SHARD), 0);
+      const retry = sink.deliver(SHARD, events.slice(0, 10));
+      await sleep(5);
+      assert.equal(producer.sends.length, 0, "the retry waits for the abandoned send");
+      release();
+      await Promise.all([abandoned, retry]);
+      assert.deepEqual(producer.sends.map((send) => send.messages.length), [20, 10], "one after the other, in order");
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 20 }, "the shorter resend does not move the cursor back");
+      // A failed delivery does not block the next one.
+      producer.failNext = 1;
+      await assert.rejects(sink.deliver(SHARD, events.slice(20, 25)), KafkaSendError);
+      await sink.deliver(SHARD, events.slice(20, 25));
+      assert.equal(await sink.cursor(SHARD), 25);
+      await sink.close();
+    });
+  });
+
   test("deliver asserts the relay's promise: consecutive events of its shard, no gap after the cursor", async () => {
     await withDirectory(async (directory) => {
       const producer = new RecordingProducer();
