@@ -65,6 +65,9 @@ export interface OutputSink {
    * delivered and the cursor moved past them durably; rejects when that is not certain. The relay then waits,
    * reads `cursor` again and resends from there, so a sink must tolerate a resend of events it already has
    * (exactly-once effect where it can, e.g. in the same transaction as the cursor; else dedupe by event id).
+   * With `deliverTimeoutMs` the relay also gives up on a delivery that does not settle and delivers again from the
+   * cursor, so a sink may see a delivery of a shard while an earlier one of it is still running: it must keep the
+   * shard's order then (the Kafka sink runs them one after the other).
    */
   deliver(shard: number, events: readonly OutputEvent[]): Promise<void>;
   close(): Promise<void>;
