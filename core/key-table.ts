@@ -15,7 +15,10 @@ import { KEY_BYTES_MAX } from "./limits.ts";
 /** Words per stored key. */
 export const KEY_WORDS = KEY_BYTES_MAX / 4;
 
-const EMPTY = -1;
+/** An index slot holds its entry + 1, so 0 is a free slot and a fresh (zeroed) index needs no fill. */
+const EMPTY = 0;
+/** What find returns for a key that is not there. */
+const NOT_FOUND = -1;
 /** Int32s per index slot: entry, hash, owner << 8 | key length, 4 words of key, padding. */
 const INLINE_SLOT_INTS = 8;
 /** Owners are packed with the key length into one int32: owner << 8 | length. */
@@ -105,7 +108,7 @@ export abstract class KeyStore {
 
 /** A key index for lookups that mostly hit, with removal of any entry. */
 export class KeyTable extends KeyStore {
-  /** Index slots, INLINE_SLOT_INTS int32 each; entry EMPTY = free. */
+  /** Index slots, INLINE_SLOT_INTS int32 each: [entry + 1 (EMPTY = free), hash, ...]. */
   private readonly index: Int32Array;
   /** Index slots - 1 (slot count is a power of two). */
   private readonly indexMask: number;
@@ -114,7 +117,8 @@ export class KeyTable extends KeyStore {
     super(capacity);
     let size = 2;
     while (size < capacity * 2) size *= 2;
-    this.index = new Int32Array(size * INLINE_SLOT_INTS).fill(EMPTY);
+    // Zeroed memory is an empty index: pages of it that no key reaches are never touched.
+    this.index = new Int32Array(size * INLINE_SLOT_INTS);
     this.indexMask = size - 1;
   }
 
@@ -132,8 +136,9 @@ export class KeyTable extends KeyStore {
     let position = hash & mask;
     for (let probes = 0; probes <= mask; probes++) {
       const slot = position * INLINE_SLOT_INTS;
-      const entry = index[slot];
-      if (entry === EMPTY) return EMPTY;
+      const stored = index[slot];
+      if (stored === EMPTY) return NOT_FOUND;
+      const entry = stored - 1;
       if (
         index[slot + 1] === hash &&
         index[slot + 2] === ownerLength &&
@@ -147,7 +152,7 @@ export class KeyTable extends KeyStore {
       }
       position = (position + 1) & mask;
     }
-    return EMPTY;
+    return NOT_FOUND;
   }
 
   /** Read the index slot a hash starts probing at (prefetch: the caller only wants the cache line). */
@@ -173,7 +178,7 @@ export class KeyTable extends KeyStore {
     for (let probes = 0; probes <= mask && index[position * INLINE_SLOT_INTS] !== EMPTY; probes++) position = (position + 1) & mask;
     const slot = position * INLINE_SLOT_INTS;
     assert(index[slot] === EMPTY, "key table index has no empty position");
-    index[slot] = entry;
+    index[slot] = entry + 1;
     index[slot + 1] = hash;
     index[slot + 2] = (owner << 8) | byteLength;
     const stored = this.keyWords;
@@ -190,10 +195,10 @@ export class KeyTable extends KeyStore {
     let probes = 0;
     for (; probes <= mask; probes++) {
       const found = index[hole * INLINE_SLOT_INTS];
-      if (found === entry || found === EMPTY) break;
+      if (found === entry + 1 || found === EMPTY) break;
       hole = (hole + 1) & mask;
     }
-    assert(index[hole * INLINE_SLOT_INTS] === entry, "key table entry missing from its probe chain");
+    assert(index[hole * INLINE_SLOT_INTS] === entry + 1, "key table entry missing from its probe chain");
     index[hole * INLINE_SLOT_INTS] = EMPTY;
     let position = hole;
     for (probes = 0; probes <= mask; probes++) {
