@@ -122,11 +122,6 @@ export class RecordDecoder {
   private offset = 0;
   private skip = 0;
 
-  /** Commands of the record not yet decoded (skipped ones included). */
-  get remaining(): number {
-    return this.header.commandCount - this.command;
-  }
-
   /** Check `record` (every command's type, group and field lengths, and its length) and decode from its start. */
   start(record: Uint8Array, header: RecordHeader, skip = 0): void {
     assert(skip >= 0 && skip < header.commandCount, "skip out of range");
