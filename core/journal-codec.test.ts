@@ -1,12 +1,14 @@
 // Proves the hand-written journal record is a faithful form of the .proto JournalRecord: the same commands
 // encoded both ways decode to the same commands (field by field), a record round-trips through the ring
-// unchanged, and damaged records (bad version, bad type, broken group, bad length, trailing bytes) are refused.
+// unchanged, and damaged records (bad version, bad type, broken group, bad length, trailing bytes) are refused;
+// decoded in pieces (as a replay does) a record gives the same slots, never splits an atomic group, and a damaged
+// one is refused before any piece is written.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { COMMAND_TYPES, RingBuffer, translateCommand, type Command } from "./index.ts";
 import { CommandSchema, JournalRecordSchema, type Command as ProtoCommand } from "./gen/hotledger/v1/ledger_pb.ts";
-import { decodeRecordInto, encodeRecord, JournalRecordError, readCommand, readRecordHeader, recordBytesMax } from "./journal-codec.ts";
+import { decodeRecordInto, encodeRecord, JournalRecordError, readCommand, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 
 const COMMANDS: Command[] = [
   { type: "openAccount", id: "o1", partnerId: "p", accountId: "a", currency: "EUR" },
@@ -95,6 +97,39 @@ describe("journal record codec", () => {
     const ring = new RingBuffer(64);
     decodeRecordInto(record, readRecordHeader(record), ring, 10, 3);
     assert.deepEqual(readCommand(ring, 10), COMMANDS[3]);
+  });
+
+  test("in pieces: the same slots as whole, groups never split, skip honoured", () => {
+    const groups = [1, 3, 1, 1, 4, 2, 1, 1, 1, 2];
+    const record = encode(COMMANDS, groups);
+    const header = readRecordHeader(record);
+    const starts = new Set(groups.map((_, g) => groups.slice(0, g).reduce((a, b) => a + b, 0)));
+    for (const skip of [0, 1, 4]) {
+      for (const max of [1, 2, 3, 5, 100]) {
+        const ring = new RingBuffer(64);
+        const decoder = new RecordDecoder();
+        decoder.start(record, header, skip);
+        let written = 0;
+        for (let piece = 0; piece < COMMANDS.length && written < COMMANDS.length - skip; piece++) {
+          const count = decoder.decode(ring, 1 + written, max);
+          assert.ok(count >= 1, `a piece writes something (skip ${skip}, max ${max})`);
+          written += count;
+          assert.ok(written === COMMANDS.length - skip || starts.has(skip + written), `piece ends at a group boundary (skip ${skip}, max ${max})`);
+        }
+        assert.equal(written, COMMANDS.length - skip);
+        assert.deepEqual(COMMANDS.slice(skip).map((_, k) => readCommand(ring, (1 + k) & ring.mask)), COMMANDS.slice(skip));
+        assert.deepEqual(COMMANDS.slice(skip).map((_, k) => ring.groupSize[(1 + k) & ring.mask]), COMMANDS.slice(skip).map((_, k) => (starts.has(skip + k) ? groups[[...starts].indexOf(skip + k)] : 0)));
+      }
+    }
+  });
+
+  test("in pieces: a record damaged anywhere is refused by start, before any slot is written", () => {
+    const record = encode(COMMANDS);
+    const damaged = new Uint8Array([...record, 0]);
+    const ring = new RingBuffer(64);
+    const decoder = new RecordDecoder();
+    assert.throws(() => decoder.start(damaged, readRecordHeader(damaged), 0), JournalRecordError);
+    assert.equal(ring.type[1], 0, "nothing written");
   });
 
   test("refuses damaged records", () => {
