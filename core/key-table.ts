@@ -4,9 +4,9 @@
  * `entry * KEY_WORDS` (KeyStore), so lookups hash and compare words straight out of ring slots.
  *
  * KeyTable (accounts, holds, partners, currencies): linear probing at load <= 0.5, backward-shift deletion (no
- * tombstones), every loop bounded by the index size. A slot is 32 bytes, [entry, hash, owner << 8 | length, the
- * key's first 4 words, 0], so a key of up to 16 bytes is compared without leaving the slot: one cache miss, not
- * two. The idempotency window has its own index, core/window-table.ts, built for first-in first-out eviction.
+ * tombstones), every loop bounded by the index size. A slot is 32 bytes, [entry + 1 (0: free), hash, owner << 8 |
+ * length, the key's first 4 words, 0], so a key of up to 16 bytes is compared without leaving the slot: one cache
+ * miss, not two. The idempotency window has its own index, core/window-table.ts, built for first-in first-out eviction.
  */
 import { assert } from "./assert.ts";
 import { hashWords } from "./hash.ts";
@@ -19,7 +19,7 @@ export const KEY_WORDS = KEY_BYTES_MAX / 4;
 const EMPTY = 0;
 /** What find returns for a key that is not there. */
 const NOT_FOUND = -1;
-/** Int32s per index slot: entry, hash, owner << 8 | key length, 4 words of key, padding. */
+/** Int32s per index slot: entry + 1, hash, owner << 8 | key length, 4 words of key, padding. */
 const INLINE_SLOT_INTS = 8;
 /** Owners are packed with the key length into one int32: owner << 8 | length. */
 export const OWNER_LIMIT = 1 << 23;
