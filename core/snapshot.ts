@@ -328,6 +328,17 @@ function read<T>(bytes: Uint8Array, count: number, Type: { new (b: ArrayBuffer):
   return new Type(bytes.slice().buffer);
 }
 
+/**
+ * Copy a column of `count` elements straight into `target`'s first elements (byte for byte, little-endian as
+ * written): no aligned temporary copy as `read` makes, which at 1M accounts was ~80 MB of extra allocation.
+ */
+function readInto(bytes: Uint8Array, count: number, target: Float64Array | Uint8Array, name: string): void {
+  if (bytes.length !== count * target.BYTES_PER_ELEMENT) {
+    throw new SnapshotError(`snapshot column ${name} has ${bytes.length} bytes, want ${count * target.BYTES_PER_ELEMENT}`);
+  }
+  new Uint8Array(target.buffer, target.byteOffset, bytes.length).set(bytes);
+}
+
 /** Inserts keys from a concatenated key column, returning a function that yields the next key into the table. */
 class KeyReader {
   private offset = 0;
@@ -411,11 +422,11 @@ function restoreAccounts(ledger: Ledger, message: Snapshot): void {
   reader.finish();
   ledger.accountCount = count;
   ledger.currency.set(currency);
-  ledger.status.set(read(c.status, count, Uint8Array, "accounts.status"));
-  ledger.balance.set(read(c.balance, count, Float64Array, "accounts.balance"));
-  ledger.held.set(read(c.held, count, Float64Array, "accounts.held"));
-  ledger.overdraftLimit.set(read(c.overdraftLimit, count, Float64Array, "accounts.overdraft_limit"));
-  ledger.accountSeq.set(read(c.seq, count, Float64Array, "accounts.seq"));
+  readInto(c.status, count, ledger.status, "accounts.status");
+  readInto(c.balance, count, ledger.balance, "accounts.balance");
+  readInto(c.held, count, ledger.held, "accounts.held");
+  readInto(c.overdraftLimit, count, ledger.overdraftLimit, "accounts.overdraft_limit");
+  readInto(c.seq, count, ledger.accountSeq, "accounts.seq");
 }
 
 function restoreHolds(ledger: Ledger, message: Snapshot): void {
@@ -472,10 +483,10 @@ function restoreWindow(ledger: Ledger, message: Snapshot): void {
   }
   reader.finish();
   ledger.windowFingerprint.set(fingerprint);
-  ledger.windowTime.set(read(c.timeMs, count, Float64Array, "window.time_ms"));
-  ledger.windowCode.set(read(c.code, count, Uint8Array, "window.code"));
-  ledger.windowSeq.set(read(c.seq, count, Float64Array, "window.seq"));
-  ledger.windowBalance.set(read(c.balance, count, Float64Array, "window.balance"));
-  ledger.windowHeld.set(read(c.held, count, Float64Array, "window.held"));
-  ledger.windowAvailable.set(read(c.available, count, Float64Array, "window.available"));
+  readInto(c.timeMs, count, ledger.windowTime, "window.time_ms");
+  readInto(c.code, count, ledger.windowCode, "window.code");
+  readInto(c.seq, count, ledger.windowSeq, "window.seq");
+  readInto(c.balance, count, ledger.windowBalance, "window.balance");
+  readInto(c.held, count, ledger.windowHeld, "window.held");
+  readInto(c.available, count, ledger.windowAvailable, "window.available");
 }
