@@ -20,6 +20,7 @@ export {
   JOURNAL_RECORD_VERSION,
   JournalRecordError,
   readRecordHeader,
+  RecordDecoder,
   recordBytesMax,
 } from "./journal-codec.ts";
 export {
