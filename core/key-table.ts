@@ -41,8 +41,6 @@ export abstract class KeyStore {
   readonly keyLength: Uint8Array;
   /** Owner of each entry (a partner index; 0 where keys have no owner). Part of the key. */
   readonly owner: Uint32Array;
-  /** The hash each entry was inserted with (removal finds its slot without rehashing the key). */
-  readonly entryHash: Int32Array;
   /** owner << 8 | key length of each entry (what an index verifies on a hash match). */
   protected readonly ownerLength: Int32Array;
   /** Entries in use. */
@@ -56,7 +54,6 @@ export abstract class KeyStore {
     this.keyBytes = new Uint8Array(this.keyWords.buffer);
     this.keyLength = new Uint8Array(capacity);
     this.owner = new Uint32Array(capacity);
-    this.entryHash = new Int32Array(capacity);
   }
 
   /** The hash `find` and `insert` expect for a key of `byteLength` bytes at `words[wordStart]`. */
@@ -71,7 +68,7 @@ export abstract class KeyStore {
   abstract insertIfAbsent(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): boolean;
 
   /** Copy the key into `entry` (which must be free); returns its first word index. */
-  protected store(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
+  protected store(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number): number {
     assert(entry >= 0 && entry < this.capacity, "key table entry out of range");
     assert(this.keyLength[entry] === 0, "key table entry already in use");
     assert(byteLength >= 1 && byteLength <= KEY_BYTES_MAX, "key length out of range");
@@ -84,7 +81,6 @@ export abstract class KeyStore {
     for (let i = 0; i < wordCount; i++) stored[base + i] = words[wordStart + i];
     this.keyLength[entry] = byteLength;
     this.owner[entry] = owner;
-    this.entryHash[entry] = hash;
     this.ownerLength[entry] = (owner << 8) | byteLength;
     return base;
   }
@@ -108,6 +104,8 @@ export abstract class KeyStore {
 
 /** A key index for lookups that mostly hit, with removal of any entry. */
 export class KeyTable extends KeyStore {
+  /** The hash each entry was inserted with (removal finds its slot without rehashing the key). */
+  readonly entryHash: Int32Array;
   /** Index slots, INLINE_SLOT_INTS int32 each: [entry + 1 (EMPTY = free), hash, ...]. */
   private readonly index: Int32Array;
   /** Index slots - 1 (slot count is a power of two). */
@@ -115,6 +113,7 @@ export class KeyTable extends KeyStore {
 
   constructor(capacity: number) {
     super(capacity);
+    this.entryHash = new Int32Array(capacity);
     let size = 2;
     while (size < capacity * 2) size *= 2;
     // Zeroed memory is an empty index: pages of it that no key reaches are never touched.
@@ -170,7 +169,8 @@ export class KeyTable extends KeyStore {
   /** Store the key at `entry` and index it. The key must not be present and the entry must be free. */
   insert(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): void {
     assert(this.count < this.capacity, "key table full");
-    const base = this.store(entry, owner, words, wordStart, byteLength, hash);
+    const base = this.store(entry, owner, words, wordStart, byteLength);
+    this.entryHash[entry] = hash;
     const wordCount = (byteLength + 3) >>> 2;
     const index = this.index;
     const mask = this.indexMask;

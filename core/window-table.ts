@@ -97,7 +97,7 @@ export class WindowTable extends KeyStore {
   push(owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
     assert(this.count < this.capacity, "window table full: shift before pushing");
     const entry = this.tail;
-    this.store(entry, owner, words, wordStart, byteLength, hash);
+    this.store(entry, owner, words, wordStart, byteLength);
     this.place(hash, this.pushed | TAG_USED);
     this.pushed = (this.pushed + 1) & TAG_MASK;
     this.tail = entry + 1 === this.capacity ? 0 : entry + 1;
