@@ -125,6 +125,10 @@ type Operation = "write" | "datasync" | "sync" | "truncate" | "syncDirectory";
  */
 class FaultyFileSystem implements JournalFileSystem {
   readonly calls: Record<Operation, number> = { write: 0, datasync: 0, sync: 0, truncate: 0, syncDirectory: 0 };
+  /** While set, a read waits for it (a slow disk). */
+  readGate: Promise<void> | undefined;
+  /** Reads and closes of handles, in the order they ended. */
+  readonly ended: string[] = [];
   private readonly failures: Array<{ operation: Operation; from: number; to: number }> = [];
 
   fail(operation: Operation, from: number, count = 1): void {
@@ -165,8 +169,11 @@ class FaultyHandle implements JournalFileHandle {
     private readonly fileSystem: FaultyFileSystem,
   ) {}
 
-  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
-    return this.inner.read(buffer, offset, length, position);
+  async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
+    await this.fileSystem.readGate;
+    const result = await this.inner.read(buffer, offset, length, position);
+    this.fileSystem.ended.push("read");
+    return result;
   }
 
   async write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
@@ -196,8 +203,9 @@ class FaultyHandle implements JournalFileHandle {
     return this.inner.stat();
   }
 
-  close(): Promise<void> {
-    return this.inner.close();
+  async close(): Promise<void> {
+    await this.inner.close();
+    this.fileSystem.ended.push("close");
   }
 }
 
@@ -732,5 +740,22 @@ describe("FileJournalTail", () => {
     const pending = idle.next();
     await idle.close();
     assert.equal(await pending, null);
+  });
+
+  test("close during a read waits for it: the read ends normally, then the file is closed", async () => {
+    const records = makeRecords(5, 300, 43);
+    const directory = await journalWith(records);
+    const fileSystem = new FaultyFileSystem();
+    let release = () => {};
+    fileSystem.readGate = new Promise<void>((resolve) => (release = resolve));
+    const tail = await FileJournalTail.open({ directory, afterSequence: 0, sleep, fileSystem });
+    const reading = tail.next();
+    await sleep(5);
+    const closing = tail.close();
+    release();
+    const [batch] = await Promise.all([reading, closing]);
+    assert.deepEqual(batch?.map(copyRecord), records, "the read under way hands out what it read");
+    assert.deepEqual(fileSystem.ended, ["read", "close"]);
+    assert.equal(await tail.next(), null);
   });
 });

@@ -11,6 +11,7 @@
  * (not the process) loses power in that window, an event can have been delivered for a command the shard then
  * does not have. A process crash loses nothing (the page cache keeps the write). A failed fsync is the same case.
  */
+import { assert } from "../../core/assert.ts";
 import { crc32c } from "../../core/crc32c.ts";
 import { JournalCorruptError, type StoredRecord } from "../../core/ports.ts";
 import type { JournalTail } from "../../core/outputs.ts";
@@ -43,6 +44,8 @@ export class FileJournalTail implements JournalTail {
   private nextSequence: number;
   private last: number;
   private closed = false;
+  /** The read under way in `next`, if any: close() waits for it, so a read never meets a closed handle. */
+  private reading: Promise<StoredRecord[]> | undefined = undefined;
   private buffer: Uint8Array;
   private view: DataView;
   private readonly header: FrameHeader = { bodyLength: 0, commandCount: 0, firstSequence: 0, bodyCrc: 0 };
@@ -71,12 +74,12 @@ export class FileJournalTail implements JournalTail {
     let waitMs = 1;
     // Ends: returns records, or null once closed; each empty pass sleeps.
     while (!this.closed) {
+      this.reading = this.readAvailable();
       let records: StoredRecord[];
       try {
-        records = await this.readAvailable();
-      } catch (error) {
-        if (this.closed) break; // the handle was closed under a read
-        throw error;
+        records = await this.reading;
+      } finally {
+        this.reading = undefined;
       }
       if (records.length > 0) return records;
       if (this.closed) break;
@@ -88,6 +91,11 @@ export class FileJournalTail implements JournalTail {
 
   async close(): Promise<void> {
     this.closed = true;
+    // The read's own outcome (records or an error) goes to the caller of next(), which is waiting for it.
+    await this.reading?.then(
+      () => undefined,
+      () => undefined,
+    );
     const handle = this.handle;
     this.handle = null;
     await handle?.close();
@@ -97,7 +105,7 @@ export class FileJournalTail implements JournalTail {
   private async readAvailable(): Promise<StoredRecord[]> {
     if (this.segment === null && !(await this.findSegment())) return [];
     const handle = this.handle;
-    if (handle === null) return []; // closed meanwhile
+    assert(handle !== null, "a segment is open while reading");
     const { bytesRead } = await handle.read(this.buffer, 0, this.buffer.length, this.position);
     const records: StoredRecord[] = [];
     let offset = 0;
@@ -157,13 +165,7 @@ export class FileJournalTail implements JournalTail {
     const previous = this.handle;
     this.handle = null;
     await previous?.close();
-    const handle = await this.fileSystem.open(segment.path, "r");
-    if (this.closed) {
-      // close() ran while the file was being opened: it could not close this handle, so close it here.
-      await handle.close();
-      return;
-    }
-    this.handle = handle;
+    this.handle = await this.fileSystem.open(segment.path, "r");
     this.segment = segment;
     this.position = 0;
   }
