@@ -27,7 +27,7 @@ import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Shard } from "../core/index.ts";
 import { FileJournal } from "../adapters/journal-file/index.ts";
-import { readJournalFloor } from "../adapters/journal-file/floor.ts";
+import { keepJournalForOutputs, readJournalFloor } from "../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../adapters/snapshot-file/index.ts";
 import { HEADER_LAST_SEQ, STREAM_DEFAULT, SUBJECT_PREFIX_DEFAULT } from "../adapters/jetstream/index.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
@@ -118,6 +118,8 @@ async function main(): Promise<void> {
   const config = loadConfig({ HOTLEDGER_DATA: dataDirectory, HOTLEDGER_SHARDS: "1" });
   const nats = await PrivateNats.create();
   const journalDirectory = join(dataDirectory, "shard-0", "journal");
+  // The relay starts after millions of commands: as the gateway does when outputs are configured, keep the journal.
+  await keepJournalForOutputs(journalDirectory);
   const journal = await FileJournal.open({ directory: journalDirectory, fsync: "batch", log: () => {} });
   let timeMs = 1_700_000_000_000;
   const shard = await Shard.open({

@@ -4,6 +4,7 @@
  * .journalFloor), so segments the outputs have not consumed are never deleted, even when the relay runs in
  * another process or is down. Remove the file when a data directory's outputs are retired for good.
  */
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { readFileIfExists, writeFileAtomic } from "../atomic-file.ts";
 
@@ -12,6 +13,18 @@ export const JOURNAL_FLOOR_FILE = "outputs.floor";
 /** Record that the journal must be kept after `sequence`. */
 export async function writeJournalFloor(journalDirectory: string, sequence: number): Promise<void> {
   await writeFileAtomic(join(journalDirectory, JOURNAL_FLOOR_FILE), `${sequence}\n`);
+}
+
+/**
+ * Outputs are configured for this journal: unless a relay has already recorded its floor, record 0 (keep every
+ * record). Call before the shard opens. Without it the shard compacts freely until the relay first writes its
+ * floor, and a relay that starts late (a separate process, a slow sink, a sink added later) finds the records it
+ * needs deleted and stops.
+ */
+export async function keepJournalForOutputs(journalDirectory: string): Promise<void> {
+  if ((await readFileIfExists(join(journalDirectory, JOURNAL_FLOOR_FILE))) !== undefined) return;
+  await mkdir(journalDirectory, { recursive: true });
+  await writeJournalFloor(journalDirectory, 0);
 }
 
 /** The recorded floor; +Infinity when there is none (no relay has ever run here). Throws on a damaged file. */

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Shard, ShardMap, type Relay } from "../../core/index.ts";
 import { FileJournal } from "../../adapters/journal-file/index.ts";
-import { readJournalFloor } from "../../adapters/journal-file/floor.ts";
+import { keepJournalForOutputs, readJournalFloor } from "../../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
 import { RoutingGateway, type ShardPort } from "../../transports/gateway.ts";
@@ -41,6 +41,8 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
   for (let index = 0; index < config.shards; index++) {
     const directory = join(config.dataDirectory, `shard-${index}`);
     const shardLog = (line: string) => log(`shard ${index}: ${line}`);
+    // The relay starts after the shard (or in its own process): the journal must keep what it has not read yet.
+    if (config.outputs.length > 0) await keepJournalForOutputs(shardDirectories(config, index).journal);
     if (config.workers) {
       shards.push(
         await WorkerShard.start(
