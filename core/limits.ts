@@ -70,6 +70,7 @@ assert((RING_SLOTS_MAX & (RING_SLOTS_MAX - 1)) === 0, "RING_SLOTS_MAX must be a 
 assert((RING_SLOTS_DEFAULT & (RING_SLOTS_DEFAULT - 1)) === 0, "RING_SLOTS_DEFAULT must be a power of two");
 assert(RING_SLOTS_DEFAULT <= RING_SLOTS_MAX, "RING_SLOTS_DEFAULT <= RING_SLOTS_MAX");
 assert(GROUP_COMMANDS_MAX <= RING_SLOTS_DEFAULT, "a group must fit in the default ring");
+assert(REPLAY_PIECE_COMMANDS + GROUP_COMMANDS_MAX <= RING_SLOTS_DEFAULT, "a replay piece and the rest of its last group fit the default ring");
 assert(KEY_BYTES_MAX % 4 === 0, "keys are compared a 32-bit word at a time");
 assert(KEY_BYTES_MAX <= 255, "key lengths are stored in a byte");
 assert(ACCOUNTS_DEFAULT <= ACCOUNTS_MAX, "ACCOUNTS_DEFAULT <= ACCOUNTS_MAX");
