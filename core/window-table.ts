@@ -34,8 +34,6 @@ const SWEEP_PUSHES = 16;
 export class WindowTable extends KeyStore {
   /** The oldest live entry. */
   head = 0;
-  /** Where the next push goes: (head + count) mod capacity. */
-  private tail = 0;
   /** Pushes so far, modulo 2^31 (the tag of the next push). */
   private pushed = 0;
   private readonly index: Int32Array;
@@ -82,10 +80,16 @@ export class WindowTable extends KeyStore {
     return -1;
   }
 
+  /** Where the next push goes: (head + count) mod capacity. */
+  private tail(): number {
+    const entry = this.head + this.count;
+    return entry < this.capacity ? entry : entry - this.capacity;
+  }
+
   /** The entry pushed `age` pushes ago (age < count). */
   private entryAt(age: number): number {
-    const entry = this.tail - 1 - age;
-    return entry < 0 ? entry + this.capacity : entry;
+    const entry = this.head + this.count - 1 - age;
+    return entry < this.capacity ? entry : entry - this.capacity;
   }
 
   /** Read the bucket a hash starts at (prefetch: the caller only wants the cache line). */
@@ -96,11 +100,10 @@ export class WindowTable extends KeyStore {
   /** Store the key as the newest entry and index it; returns the entry. The key must not be live; room must be made. */
   push(owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): number {
     assert(this.count < this.capacity, "window table full: shift before pushing");
-    const entry = this.tail;
+    const entry = this.tail();
     this.store(entry, owner, words, wordStart, byteLength);
     this.place(hash, this.pushed | TAG_USED);
     this.pushed = (this.pushed + 1) & TAG_MASK;
-    this.tail = entry + 1 === this.capacity ? 0 : entry + 1;
     this.count++;
     if ((this.pushed & (SWEEP_PUSHES - 1)) === 0) this.sweep();
     return entry;
@@ -184,7 +187,7 @@ export class WindowTable extends KeyStore {
 
   /** Snapshot restore: push unless the key is live; `entry` must be where the push goes. */
   insertIfAbsent(entry: number, owner: number, words: Uint32Array, wordStart: number, byteLength: number, hash: number): boolean {
-    assert(entry === this.tail, "window entries are restored oldest first into a fresh table");
+    assert(entry === this.tail(), "window entries are restored oldest first into a fresh table");
     if (this.find(owner, words, wordStart, byteLength, hash) >= 0) return false;
     this.push(owner, words, wordStart, byteLength, hash);
     return true;
