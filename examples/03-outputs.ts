@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Relay, Shard } from "../core/index.ts";
 import { FileJournal } from "../adapters/journal-file/index.ts";
-import { readJournalFloor, writeJournalFloor } from "../adapters/journal-file/floor.ts";
+import { keepJournalForOutputs, readJournalFloor, writeJournalFloor } from "../adapters/journal-file/floor.ts";
 import { FileJournalTail } from "../adapters/journal-file/tail.ts";
 import { FileSnapshotStore } from "../adapters/snapshot-file/index.ts";
 import { openPgliteSink } from "../adapters/postgres/index.ts";
@@ -17,6 +17,7 @@ import { openPgliteSink } from "../adapters/postgres/index.ts";
 const directory = mkdtempSync(join(tmpdir(), "hotledger-example-"));
 const journalDirectory = join(directory, "journal");
 const snapshotDirectory = join(directory, "snapshots");
+await keepJournalForOutputs(journalDirectory); // outputs are configured: keep the journal until the relay has it
 const shard = await Shard.open({
   journal: await FileJournal.open({ directory: journalDirectory, fsync: "batch" }),
   snapshots: await FileSnapshotStore.open({ directory: snapshotDirectory }),
