@@ -78,10 +78,10 @@ async function benchOps() {
   log(`opsPerSec: one shard, fsync per batch, ${PRODUCERS} producers x ${REQUEST_COMMANDS} commands`);
   const { shard, journal } = await openShard("ops", "batch");
   await openAccounts(shard, ACCOUNTS);
-  await opsRun(shard, "warm", ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS_MAX);
+  await opsRun(shard, RUNS, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS_MAX); // the warm-up: run number RUNS
   const runs: OpsRun[] = [];
   for (let run = 0; run < RUNS; run++) {
-    runs.push(await opsRun(shard, `run${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS_MAX));
+    runs.push(await opsRun(shard, run, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS_MAX));
     const last = runs[run];
     log(`  run ${run + 1}: ${Math.round(last.opsPerSec)}/s, commit p50 ${percentile(last.latencies, last.latencyCount, 50).toFixed(2)} ms p99 ${percentile(last.latencies, last.latencyCount, 99).toFixed(2)} ms`);
   }
@@ -129,7 +129,7 @@ async function benchRecover() {
   while (sent < RECOVER_COMMANDS) {
     const inFlight: Promise<unknown>[] = [];
     for (let p = 0; p < PRODUCERS && sent < RECOVER_COMMANDS; p++, sent += REQUEST_COMMANDS) {
-      inFlight.push(shard.submit(request("recover", index++, ACCOUNTS_BIG)));
+      inFlight.push(shard.submit(request(0, index++, ACCOUNTS_BIG)));
     }
     await Promise.all(inFlight);
   }

@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   let relay: Child | undefined;
   try {
     await openAccounts(shard, ACCOUNTS);
-    await opsRun(shard, "warm", ACCOUNTS, RUN_COMMANDS_MAX, 2_000);
+    await opsRun(shard, 2 * RUNS, ACCOUNTS, RUN_COMMANDS_MAX, 2_000); // the warm-up: run number 2 x RUNS
     const databaseUrl = await freshDatabase();
     const without: number[] = [];
     const withOutputs: number[] = [];
@@ -150,11 +150,11 @@ async function main(): Promise<void> {
     for (let run = 0; run < RUNS; run++) {
       await stopChild(relay);
       relay = undefined;
-      without.push((await opsRun(shard, `without${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
+      without.push((await opsRun(shard, 2 * run, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
       relay = (await startRelay("postgres,jetstream", databaseUrl, nats.url)).child;
       const cursorBefore = await besideCursor();
       const begin = performance.now();
-      withOutputs.push((await opsRun(shard, `with${run}`, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
+      withOutputs.push((await opsRun(shard, 2 * run + 1, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
       const cursorAfter = await besideCursor();
       besideRates.push(((cursorAfter - cursorBefore) / (performance.now() - begin)) * 1000);
       lagAtEnd = shard.lastSequence - cursorAfter;
