@@ -20,7 +20,7 @@ import {
   type CommandType,
   type Result,
 } from "../../core/index.ts";
-import { readCommandBatch, WireFormatError, type WireCommand } from "../../core/command-batch-reader.ts";
+import { readCommandBatch, WireFormatError, type AsciiDecoder, type WireCommand } from "../../core/command-batch-reader.ts";
 import { encodeResultBatch } from "../../core/wire.ts";
 import { GROUP_COMMANDS_MAX } from "../../core/limits.ts";
 import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
@@ -147,11 +147,18 @@ export function commandFromProto(proto: WireCommand, index: number): Command {
   return row as unknown as Command;
 }
 
+/**
+ * Strings of the request's ASCII bytes: Node's and Bun's `Buffer.prototype.latin1Slice` where the runtime has it
+ * (~55 ns an id against ~150 ns for core's TextDecoder over a subarray), else core's.
+ */
+const latin1Slice = (globalThis as { Buffer?: { prototype: { latin1Slice?: (start: number, end: number) => string } } }).Buffer?.prototype.latin1Slice;
+const ascii: AsciiDecoder | undefined = latin1Slice === undefined ? undefined : (bytes, start, end) => latin1Slice.call(bytes, start, end);
+
 /** A protobuf `CommandBatch` as core commands (read by hand: core/command-batch-reader.ts). */
 function decodeProto(data: Uint8Array): { commands: Command[]; atomic: boolean } {
   let batch;
   try {
-    batch = readCommandBatch(data, GROUP_COMMANDS_MAX);
+    batch = readCommandBatch(data, GROUP_COMMANDS_MAX, ascii);
   } catch (error) {
     if (!(error instanceof WireFormatError)) throw error;
     throw new NatsRequestError("invalid_request", `the payload is not a valid CommandBatch: ${error.message}`);
