@@ -48,7 +48,13 @@ export class RoutingGateway implements Gateway {
     if (commands.length === 0) return [];
     const first = this.shardOf(commands[0], 0);
     let position = 1;
-    while (position < commands.length && this.shardOf(commands[position], position) === first) position++;
+    // A command of the partner of the one before it is on the same shard: no lookup (requests are mostly of one).
+    while (
+      position < commands.length &&
+      (commands[position]?.partnerId === commands[position - 1].partnerId || this.shardOf(commands[position], position) === first)
+    ) {
+      position++;
+    }
     if (position === commands.length) {
       // The common case (a request of one partner): no regrouping.
       const results = await this.shards[first].submit(commands, options);
