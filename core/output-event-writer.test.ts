@@ -129,6 +129,17 @@ describe("output event writer", () => {
     assert.equal(writeResultBatch([]).length, 0);
   });
 
+  test("results at the size limits, and ids the core never makes (long, not ASCII), are written as protobuf-es writes them", () => {
+    const big = { status: "rejected" as const, code: "insufficient_funds" as const, seq: MAX, balance: -MAX, held: -MAX, available: -MAX, duplicate: true };
+    const ids = ["x".repeat(64), "é".repeat(64), "\u{1F600}".repeat(32), "é".repeat(65), "x".repeat(65), "a\ud800b", ""];
+    for (const id of ids) {
+      for (const chunk of [[{ ...big, id }], [{ ...big, id: "y".repeat(64) }, { ...big, id }, { ...big, id: "z" }]]) {
+        const message = create(ResultBatchSchema, { results: chunk.map(resultToProto) });
+        assert.deepEqual(writeResultBatch(chunk), toBinary(ResultBatchSchema, message), `id ${JSON.stringify(id)} in ${chunk.length}`);
+      }
+    }
+  });
+
   test("an empty batch is empty, as protobuf-es writes it", () => {
     assert.equal(writeOutputEventBatch([]).length, 0);
     assertBatchLikeProtobufEs([]);

@@ -12,6 +12,7 @@
  * is below 16, so every tag is one byte.
  */
 import { assert } from "./assert.ts";
+import { KEY_BYTES_MAX } from "./limits.ts";
 import { Code, Status, Type, type CommandType } from "./codes.ts";
 import type { AccountChange, OutputEvent } from "./outputs.ts";
 import type { Result } from "./types.ts";
@@ -212,10 +213,36 @@ export function writeOutputEvent(event: OutputEvent): Uint8Array {
 }
 
 /**
+ * The most bytes a Result's fields take when its id is at most 64 ASCII characters (every id the core accepts):
+ * id 1 + 1 + 64, code 1 + 1, seq 1 + 8, balance, held and available 1 + 10 each, duplicate 1 + 1. Below 128, so
+ * its length prefix is one byte, known to be one byte before the fields are written.
+ */
+const RESULT_BYTES_MAX = 2 + KEY_BYTES_MAX + 2 + 9 + 3 * 11 + 2;
+
+/**
  * Results as one protobuf `ResultBatch` (field 1: each result), the NATS transport's reply: the same `Result`
- * fields an event carries, so the same sizing and writing.
+ * fields an event carries. One pass: each result's one-byte length is written after its fields. A result longer
+ * than that (a long non-ASCII id: never one the core made) sends the whole batch through the sizing pass instead.
  */
 export function writeResultBatch(results: readonly Result[]): Uint8Array {
+  // The slack: one id of up to 64 characters that are not ASCII (3 UTF-8 bytes each at most) fits before the check.
+  const writer = new Writer(new Uint8Array(results.length * (2 + RESULT_BYTES_MAX) + 2 * KEY_BYTES_MAX));
+  const bytes = writer.bytes;
+  for (let i = 0; i < results.length; i++) {
+    if (results[i].id.length > KEY_BYTES_MAX) return writeResultBatchSized(results);
+    bytes[writer.offset] = (1 << 3) | LENGTH_DELIMITED;
+    const lengthAt = writer.offset + 1;
+    writer.offset += 2;
+    writer.result(results[i]);
+    const length = writer.offset - lengthAt - 1;
+    if (length > RESULT_BYTES_MAX) return writeResultBatchSized(results);
+    bytes[lengthAt] = length;
+  }
+  return bytes.subarray(0, writer.offset);
+}
+
+/** `writeResultBatch` for any results: a sizing pass, then the writing pass. */
+function writeResultBatchSized(results: readonly Result[]): Uint8Array {
   const sizes = new Uint32Array(results.length);
   let total = 0;
   for (let i = 0; i < results.length; i++) {
