@@ -218,6 +218,7 @@ export function writeOutputEvent(event: OutputEvent): Uint8Array {
  * its length prefix is one byte, known to be one byte before the fields are written.
  */
 const RESULT_BYTES_MAX = 2 + KEY_BYTES_MAX + 2 + 9 + 3 * 11 + 2;
+assert(RESULT_BYTES_MAX < 128, "a result's length fits one varint byte");
 
 /**
  * Results as one protobuf `ResultBatch` (field 1: each result), the NATS transport's reply: the same `Result`
