@@ -41,31 +41,26 @@ export async function openAccounts(shard: Shard, count: number): Promise<void> {
 }
 
 /**
- * The account and partner ids of `accounts` accounts, built once and flattened: the producers stand in for a
- * transport, which hands the shard strings JSON.parse or the protobuf reader made (flat, already paid for), so
- * building them per command (a padStart and a rope per id, resolved on the shard's first read) is not charged to
- * the shard.
+ * Partner and account ids built once and flattened: the producers stand in for a transport, which hands the shard
+ * strings JSON.parse or the protobuf reader made (flat, already paid for), so building them per command (a padStart
+ * and a rope per id, resolved on the shard's first read) is not charged to the shard. Reading a character resolves
+ * a rope into a flat string in place.
  */
-function idTable(accounts: number): { partners: string[]; accounts: string[] } {
-  let table = idTables.get(accounts);
-  if (table === undefined) {
-    table = { partners: [], accounts: [] };
-    for (let k = 0; k < accounts; k++) {
-      const partner = partnerId(k);
-      const account = accountId(k);
-      // Reading a character resolves a rope into a flat string in place.
-      partner.charCodeAt(0);
-      account.charCodeAt(0);
-      table.partners.push(partner);
-      table.accounts.push(account);
-    }
-    idTables.set(accounts, table);
-  }
-  return table;
-}
-const idTables = new Map<number, { partners: string[]; accounts: string[] }>();
+const flat = (text: string): string => (text.charCodeAt(0), text);
+const PARTNER_IDS = Array.from({ length: PARTNERS }, (_, partner) => flat(partnerId(partner)));
 
-/** Commands ids of run `run` start here: decimal numbers, flat strings, unique across runs up to 9,000. */
+/** The account ids of `accounts` accounts (built at the first request of that size). */
+function accountIds(accounts: number): string[] {
+  let ids = accountIdTables.get(accounts);
+  if (ids === undefined) {
+    ids = Array.from({ length: accounts }, (_, account) => flat(accountId(account)));
+    accountIdTables.set(accounts, ids);
+  }
+  return ids;
+}
+const accountIdTables = new Map<number, string[]>();
+
+/** Command ids of run `run` start here: decimal numbers, flat strings, unique across runs up to 9,000. */
 const runBase = (run: number) => (run + 1) * 1e12;
 
 /**
@@ -73,7 +68,7 @@ const runBase = (run: number) => (run + 1) * 1e12;
  * REQUEST_COMMANDS credits and debits (any accounts, any of the partners).
  */
 export function request(run: number, index: number, accounts: number): Command[] {
-  const ids = idTable(accounts);
+  const ids = accountIds(accounts);
   const base = runBase(run) + index * REQUEST_COMMANDS;
   const commands: Command[] = new Array(REQUEST_COMMANDS);
   for (let i = 0; i < REQUEST_COMMANDS; i++) {
@@ -81,8 +76,8 @@ export function request(run: number, index: number, accounts: number): Command[]
     commands[i] = {
       type: i % 2 === 0 ? "credit" : "debit",
       id: String(base + i),
-      partnerId: ids.partners[account],
-      accountId: ids.accounts[account],
+      partnerId: PARTNER_IDS[account % PARTNERS],
+      accountId: ids[account],
       amount: 1 + (i % 1000),
     } as Command;
   }
