@@ -64,7 +64,8 @@ class Reader {
   constructor(
     readonly bytes: Uint8Array,
     start: number,
-    readonly end: number,
+    /** Where the reader stops (moved per command by a batch's command reader). */
+    public end: number,
     readonly ascii: AsciiDecoder,
   ) {
     this.offset = start;
@@ -227,6 +228,8 @@ function readCommand(reader: Reader, last: LastPartner): WireCommand {
 export function readCommandBatch(bytes: Uint8Array, commandsMax: number, ascii: AsciiDecoder = asciiString): WireCommandBatch {
   const reader = new Reader(bytes, 0, bytes.length, ascii);
   const last: LastPartner = { start: 0, end: 0, value: "" };
+  // One reader for the commands, moved to each one's bytes (not one allocated per command).
+  const commandReader = new Reader(bytes, 0, 0, ascii);
   const commands: WireCommand[] = [];
   let atomic = false;
   // Ends: every pass moves the reader forward or throws.
@@ -238,7 +241,9 @@ export function readCommandBatch(bytes: Uint8Array, commandsMax: number, ascii: 
       expect(wireType, LENGTH_DELIMITED, "CommandBatch.commands");
       const start = reader.delimited();
       if (commands.length === commandsMax) throw new WireFormatError(`more than ${commandsMax} commands`);
-      commands.push(readCommand(new Reader(bytes, start, reader.offset, ascii), last));
+      commandReader.offset = start;
+      commandReader.end = reader.offset;
+      commands.push(readCommand(commandReader, last));
     } else if (field === 2) {
       expect(wireType, VARINT, "CommandBatch.atomic");
       atomic = reader.varint64() !== 0 || reader.high !== 0;
