@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { CommandBatchSchema, CommandSchema, type Command as ProtoCommand } from "./gen/hotledger/v1/ledger_pb.ts";
-import { readCommandBatch, WireFormatError, type WireCommand } from "./command-batch-reader.ts";
+import { readCommandBatch, scanCommandBatch, WireFormatError, type WireCommand } from "./command-batch-reader.ts";
+import { COMMAND_TYPES } from "./codes.ts";
+import { InvalidCommandError } from "./errors.ts";
+import { translateCommand, translateScanned } from "./event-translator.ts";
+import { FIELD_COUNT, FIELD_OFFSET, RingBuffer } from "./ring-buffer.ts";
+import type { Command } from "./types.ts";
 
 const MAX = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -147,5 +152,72 @@ describe("CommandBatch reader", () => {
     const bytes = encode({ commands: Array.from({ length: 5 }, (_, i) => ({ type: 2, id: `c${i}` })), atomic: false });
     assert.equal(readCommandBatch(bytes, 5).commands.length, 5);
     assert.throws(() => readCommandBatch(bytes, 4), /more than 4 commands/);
+  });
+});
+
+// The fast path's translator (bytes of a scanned batch straight into a slot) against the object path's
+// (translateCommand of the same command as a plain object): both refuse, or both write the same slot.
+describe("translateScanned", () => {
+  const identifier = fc.oneof(fc.stringMatching(/^[A-Za-z0-9._:-]{1,64}$/), fc.constantFrom("", "x y", "é", "a".repeat(65)));
+  const currency = fc.oneof(fc.constantFrom("EUR", "USD", "ABC123456789"), fc.constantFrom("", "eu", "EURO!", "ABCDEFGHIJKLM"));
+  const number = fc.oneof(fc.constant(undefined), fc.constantFrom(0n, 1n, 5000n, MAX), fc.bigInt({ min: 0n, max: MAX }));
+  const fastCommand = fc.record({
+    type: fc.oneof(fc.integer({ min: 1, max: 12 }), fc.constantFrom(0, 13, -1)),
+    id: identifier,
+    partnerId: identifier,
+    accountId: identifier,
+    toAccountId: fc.oneof(fc.constant(""), identifier),
+    holdId: fc.oneof(fc.constant(""), identifier),
+    currency: fc.oneof(fc.constant(""), currency),
+    amount: number,
+    overdraftLimit: number,
+    expiresInMs: number,
+  });
+
+  /** A WireCommand as the object path has it: "" and undefined absent, a transfer's account as its source. */
+  function asCommand(wire: WireCommand): Command {
+    const type = COMMAND_TYPES[wire.type] ?? wire.type;
+    const row: Record<string, unknown> = { type };
+    for (const name of ["id", "partnerId", "toAccountId", "holdId", "currency"] as const) if (wire[name] !== "") row[name] = wire[name];
+    if (wire.accountId !== "") row[type === "transfer" ? "fromAccountId" : "accountId"] = wire.accountId;
+    for (const name of ["amount", "overdraftLimit", "expiresInMs"] as const) if (wire[name] !== undefined) row[name] = wire[name];
+    return row as unknown as Command;
+  }
+
+  /** Slot 0 of `ring` as plain values (text: each field's words up to its length). */
+  function slot(ring: RingBuffer) {
+    const lengths = Array.from(ring.fieldLength.subarray(0, FIELD_COUNT));
+    const text = lengths.map((length, field) => Array.from(ring.textWords.subarray(FIELD_OFFSET[field] / 4, FIELD_OFFSET[field] / 4 + Math.ceil(length / 4))));
+    return { type: ring.type[0], flags: ring.flags[0], lengths, text, amount: ring.amount[0], expiresInMs: ring.expiresInMs[0] };
+  }
+
+  /** What translating does with one command: the slot written, or the error class thrown. */
+  function outcome(write: (ring: RingBuffer) => void) {
+    const ring = new RingBuffer(2);
+    try {
+      write(ring);
+    } catch (error) {
+      assert.ok(error instanceof InvalidCommandError, `only InvalidCommandError is thrown, got ${error}`);
+      return "refused";
+    }
+    return slot(ring);
+  }
+
+  test("generated commands: the same slot as translateCommand, or both refuse", () => {
+    let written = 0;
+    fc.assert(
+      fc.property(fc.array(fastCommand, { minLength: 1, maxLength: 6 }), (commands) => {
+        const bytes = encode({ commands, atomic: false });
+        const scan = scanCommandBatch(bytes, 100);
+        const wire = readCommandBatch(bytes, 100).commands;
+        for (let k = 0; k < scan.count; k++) {
+          const scanned = outcome((ring) => translateScanned(ring, 0, scan, k, k));
+          assert.deepEqual(scanned, outcome((ring) => translateCommand(ring, 0, asCommand(wire[k]), k)), JSON.stringify(wire[k]));
+          if (scanned !== "refused") written++;
+        }
+      }),
+      { numRuns: 1000 },
+    );
+    assert.ok(written > 100, `enough commands were valid to compare slots (${written})`);
   });
 });

@@ -66,7 +66,6 @@ class Reader {
     start: number,
     /** Where the reader stops (moved per command by a batch's command reader). */
     public end: number,
-    readonly ascii: AsciiDecoder,
   ) {
     this.offset = start;
   }
@@ -112,19 +111,6 @@ class Reader {
     return start;
   }
 
-  string(): string {
-    return this.text(this.delimited(), this.offset);
-  }
-
-  /** The string of the UTF-8 bytes `[start, end)`. */
-  text(start: number, end: number): string {
-    const bytes = this.bytes;
-    for (let i = start; i < end; i++) {
-      if (bytes[i] >= 0x80) return utf8.decode(bytes.subarray(start, end));
-    }
-    return start === end ? "" : this.ascii(bytes, start, end);
-  }
-
   /** Skip a field of `wireType` (an unknown field). */
   skip(wireType: number): void {
     if (wireType === VARINT) this.varint64();
@@ -149,88 +135,77 @@ function expect(wireType: number, want: number, field: string): void {
 }
 
 /**
- * The last partner id read in a batch and where its bytes were: the commands of a batch are mostly of one partner,
- * so its string is made once and reused when the next command's bytes are the same.
+ * A CommandBatch read in place: every command's fields as byte ranges of the request and numbers, no strings and no
+ * objects. The NATS transport's fast path hands it to a shard, whose translator copies the bytes straight into ring
+ * slots (`translateScanned`); `readCommandBatch` makes WireCommands of it for everything else.
  */
-interface LastPartner {
-  start: number;
-  end: number;
-  value: string;
+export interface ScannedBatch {
+  readonly bytes: Uint8Array;
+  readonly count: number;
+  readonly atomic: boolean;
+  /** The CommandType number of each command as sent (0 when absent). */
+  readonly types: Int32Array;
+  /**
+   * Per command, TEXT_FIELDS (start, end) pairs of `bytes` in ScannedText order; start === end: absent or "" (proto3
+   * does not tell them apart). The last occurrence of a field wins, as protobuf reads a merged message.
+   */
+  readonly ranges: Int32Array;
+  /** Per command, NUMBER_FIELDS values in ScannedNumber order: -1 absent, NaN outside 0..2^53-1, else the value. */
+  readonly numbers: Float64Array;
 }
 
-function samePartner(bytes: Uint8Array, last: LastPartner, start: number, end: number): boolean {
-  if (end - start !== last.end - last.start) return false;
-  for (let i = 0; i < end - start; i++) if (bytes[start + i] !== bytes[last.start + i]) return false;
-  return true;
-}
+/** The string fields of a scanned command, in `ranges` order (by proto field number). */
+export const ScannedText = { id: 0, partnerId: 1, accountId: 2, toAccountId: 3, holdId: 4, currency: 5 } as const;
+export const TEXT_FIELDS = 6;
+/** The int64 fields of a scanned command, in `numbers` order. */
+export const ScannedNumber = { amount: 0, overdraftLimit: 1, expiresInMs: 2 } as const;
+export const NUMBER_FIELDS = 3;
+/** A number field that was not sent. */
+export const ABSENT = -1;
 
-function readCommand(reader: Reader, last: LastPartner): WireCommand {
-  const command: WireCommand = {
-    type: 0, id: "", partnerId: "", accountId: "", toAccountId: "", holdId: "", currency: "",
-    amount: undefined, overdraftLimit: undefined, expiresInMs: undefined,
-  };
+/** Proto field number -> ScannedText index (-1: not a string field). */
+const TEXT_OF_FIELD = [-1, -1, 0, 1, 2, 3, 4, -1, 5, -1, -1];
+/** Proto field number -> ScannedNumber index (-1: not an int64 field). */
+const NUMBER_OF_FIELD = [-1, -1, -1, -1, -1, -1, -1, 0, -1, 1, 2];
+
+/** Read command `k` of `scan` from the reader's bytes (its offset and end set to the command's). */
+function scanCommand(reader: Reader, scan: ScannedBatch, k: number): void {
+  const ranges = scan.ranges;
+  const numbers = scan.numbers;
+  const textBase = k * TEXT_FIELDS * 2;
+  const numberBase = k * NUMBER_FIELDS;
+  numbers[numberBase] = ABSENT;
+  numbers[numberBase + 1] = ABSENT;
+  numbers[numberBase + 2] = ABSENT;
   // Ends: every pass moves the reader forward or throws.
   while (reader.offset < reader.end) {
     const key = tag(reader);
     const field = key >>> 3;
     const wireType = key & 7;
-    switch (field) {
-      case 1:
-        expect(wireType, VARINT, "Command.type");
-        command.type = reader.int32();
-        break;
-      case 3: {
-        expect(wireType, LENGTH_DELIMITED, "Command field 3");
-        const start = reader.delimited();
-        if (!samePartner(reader.bytes, last, start, reader.offset)) {
-          last.value = reader.text(start, reader.offset);
-          last.start = start;
-          last.end = reader.offset;
-        }
-        command.partnerId = last.value;
-        break;
-      }
-      case 2:
-      case 4:
-      case 5:
-      case 6:
-      case 8: {
-        expect(wireType, LENGTH_DELIMITED, `Command field ${field}`);
-        const text = reader.string();
-        if (field === 2) command.id = text;
-        else if (field === 4) command.accountId = text;
-        else if (field === 5) command.toAccountId = text;
-        else if (field === 6) command.holdId = text;
-        else command.currency = text;
-        break;
-      }
-      case 7:
-      case 9:
-      case 10: {
-        expect(wireType, VARINT, `Command field ${field}`);
-        const value = reader.safeInt64();
-        if (field === 7) command.amount = value;
-        else if (field === 9) command.overdraftLimit = value;
-        else command.expiresInMs = value;
-        break;
-      }
-      default:
-        reader.skip(wireType);
-    }
+    if (field === 1) {
+      expect(wireType, VARINT, "Command.type");
+      scan.types[k] = reader.int32();
+    } else if (field < TEXT_OF_FIELD.length && TEXT_OF_FIELD[field] >= 0) {
+      expect(wireType, LENGTH_DELIMITED, `Command field ${field}`);
+      const start = reader.delimited();
+      const at = textBase + TEXT_OF_FIELD[field] * 2;
+      ranges[at] = start;
+      ranges[at + 1] = reader.offset;
+    } else if (field < NUMBER_OF_FIELD.length && NUMBER_OF_FIELD[field] >= 0) {
+      expect(wireType, VARINT, `Command field ${field}`);
+      numbers[numberBase + NUMBER_OF_FIELD[field]] = reader.safeInt64();
+    } else reader.skip(wireType);
   }
-  return command;
 }
 
 /**
- * Decode a CommandBatch, making strings with `ascii` (core's TextDecoder by default). Throws WireFormatError for bytes
- * that are not one, or for more than `commandsMax` commands.
+ * Scan a CommandBatch in place (see ScannedBatch). Throws WireFormatError for bytes that are not one, or for more
+ * than `commandsMax` commands.
  */
-export function readCommandBatch(bytes: Uint8Array, commandsMax: number, ascii: AsciiDecoder = asciiString): WireCommandBatch {
-  const reader = new Reader(bytes, 0, bytes.length, ascii);
-  const last: LastPartner = { start: 0, end: 0, value: "" };
-  // One reader for the commands, moved to each one's bytes (not one allocated per command).
-  const commandReader = new Reader(bytes, 0, 0, ascii);
-  const commands: WireCommand[] = [];
+export function scanCommandBatch(bytes: Uint8Array, commandsMax: number): ScannedBatch {
+  // Pass 1: the batch's own fields; counts the commands so the columns are allocated once, at their size.
+  const reader = new Reader(bytes, 0, bytes.length);
+  let count = 0;
   let atomic = false;
   // Ends: every pass moves the reader forward or throws.
   while (reader.offset < reader.end) {
@@ -239,15 +214,94 @@ export function readCommandBatch(bytes: Uint8Array, commandsMax: number, ascii: 
     const wireType = key & 7;
     if (field === 1) {
       expect(wireType, LENGTH_DELIMITED, "CommandBatch.commands");
-      const start = reader.delimited();
-      if (commands.length === commandsMax) throw new WireFormatError(`more than ${commandsMax} commands`);
-      commandReader.offset = start;
-      commandReader.end = reader.offset;
-      commands.push(readCommand(commandReader, last));
+      reader.delimited();
+      if (count === commandsMax) throw new WireFormatError(`more than ${commandsMax} commands`);
+      count++;
     } else if (field === 2) {
       expect(wireType, VARINT, "CommandBatch.atomic");
       atomic = reader.varint64() !== 0 || reader.high !== 0;
     } else reader.skip(wireType);
   }
-  return { commands, atomic };
+  const scan: ScannedBatch = {
+    bytes,
+    count,
+    atomic,
+    types: new Int32Array(count),
+    ranges: new Int32Array(count * TEXT_FIELDS * 2),
+    numbers: new Float64Array(count * NUMBER_FIELDS),
+  };
+  // Pass 2: each command, by one reader moved over each command's bytes (pass 1 checked the framing).
+  const commandReader = new Reader(bytes, 0, 0);
+  reader.offset = 0;
+  for (let k = 0; k < count; ) {
+    const key = tag(reader);
+    if (key >>> 3 !== 1) {
+      reader.skip(key & 7);
+      continue;
+    }
+    commandReader.offset = reader.delimited();
+    commandReader.end = reader.offset;
+    scanCommand(commandReader, scan, k++);
+  }
+  return scan;
+}
+
+/** The string of text field `field` of scanned command `k` (UTF-8; `ascii` makes the ASCII ones). */
+export function scannedText(scan: ScannedBatch, k: number, field: number, ascii: AsciiDecoder = asciiString): string {
+  const at = (k * TEXT_FIELDS + field) * 2;
+  return textOf(scan.bytes, scan.ranges[at], scan.ranges[at + 1], ascii);
+}
+
+/** The string of the UTF-8 bytes `[start, end)`. */
+function textOf(bytes: Uint8Array, start: number, end: number, ascii: AsciiDecoder): string {
+  for (let i = start; i < end; i++) {
+    if (bytes[i] >= 0x80) return utf8.decode(bytes.subarray(start, end));
+  }
+  return start === end ? "" : ascii(bytes, start, end);
+}
+
+/** A scanned number as WireCommand has it: undefined when absent. */
+const sent = (value: number) => (value === ABSENT ? undefined : value);
+
+function sameBytes(bytes: Uint8Array, start: number, end: number, otherStart: number, otherEnd: number): boolean {
+  if (end - start !== otherEnd - otherStart) return false;
+  for (let i = 0; i < end - start; i++) if (bytes[start + i] !== bytes[otherStart + i]) return false;
+  return true;
+}
+
+/**
+ * Decode a CommandBatch, making strings with `ascii` (core's TextDecoder by default). Throws WireFormatError for bytes
+ * that are not one, or for more than `commandsMax` commands. A batch's commands are mostly of one partner: its
+ * string is made once and reused while the next command's bytes are the same.
+ */
+export function readCommandBatch(bytes: Uint8Array, commandsMax: number, ascii: AsciiDecoder = asciiString): WireCommandBatch {
+  const scan = scanCommandBatch(bytes, commandsMax);
+  const { ranges, numbers } = scan;
+  const commands = new Array<WireCommand>(scan.count);
+  let partnerStart = 0;
+  let partnerEnd = 0;
+  let partner = "";
+  for (let k = 0; k < scan.count; k++) {
+    const start = ranges[(k * TEXT_FIELDS + ScannedText.partnerId) * 2];
+    const end = ranges[(k * TEXT_FIELDS + ScannedText.partnerId) * 2 + 1];
+    if (!sameBytes(bytes, start, end, partnerStart, partnerEnd)) {
+      partner = textOf(bytes, start, end, ascii);
+      partnerStart = start;
+      partnerEnd = end;
+    }
+    const n = k * NUMBER_FIELDS;
+    commands[k] = {
+      type: scan.types[k],
+      id: scannedText(scan, k, ScannedText.id, ascii),
+      partnerId: partner,
+      accountId: scannedText(scan, k, ScannedText.accountId, ascii),
+      toAccountId: scannedText(scan, k, ScannedText.toAccountId, ascii),
+      holdId: scannedText(scan, k, ScannedText.holdId, ascii),
+      currency: scannedText(scan, k, ScannedText.currency, ascii),
+      amount: sent(numbers[n + ScannedNumber.amount]),
+      overdraftLimit: sent(numbers[n + ScannedNumber.overdraftLimit]),
+      expiresInMs: sent(numbers[n + ScannedNumber.expiresInMs]),
+    };
+  }
+  return { commands, atomic: scan.atomic };
 }

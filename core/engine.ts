@@ -6,7 +6,8 @@
 import { ACCOUNT_STATUSES, RESULT_CODES } from "./codes.ts";
 import { BatchEventProcessor } from "./batch-event-processor.ts";
 import { InvalidCommandError } from "./errors.ts";
-import { translateCommand } from "./event-translator.ts";
+import { translateCommand, translateScanned } from "./event-translator.ts";
+import type { ScannedBatch } from "./command-batch-reader.ts";
 import { Ledger } from "./ledger.ts";
 import { AMOUNT_MAX, GROUP_COMMANDS_MAX, RING_SLOTS_DEFAULT } from "./limits.ts";
 import { RingBuffer, Sequence, Sequencer } from "./ring-buffer.ts";
@@ -90,6 +91,19 @@ export class Engine {
    * The allocation-free producer path: no results are built; read them from the ring's result columns.
    */
   tryPublish(commands: readonly Command[], start: number, count: number, atomic: boolean, timeMs: number): boolean {
+    return this.publish(commands, undefined, start, count, atomic, timeMs);
+  }
+
+  /**
+   * `tryPublish` for a scanned CommandBatch (all its commands, one by one, not as a group): the translator copies
+   * each command's bytes into its slot, with no strings or objects on the way.
+   */
+  tryPublishScanned(scan: ScannedBatch, timeMs: number): boolean {
+    return this.publish(undefined, scan, 0, scan.count, false, timeMs);
+  }
+
+  /** Claim `count` slots, translate commands `start..` of `commands` or of `scan` into them, publish. */
+  private publish(commands: readonly Command[] | undefined, scan: ScannedBatch | undefined, start: number, count: number, atomic: boolean, timeMs: number): boolean {
     const high = this.sequencer.tryNext(count);
     if (high < 0) return false;
     const ring = this.ring;
@@ -97,7 +111,8 @@ export class Engine {
     try {
       for (let k = 0; k < count; k++) {
         const index = (low + k) & ring.mask;
-        translateCommand(ring, index, commands[start + k], start + k);
+        if (scan === undefined) translateCommand(ring, index, (commands as readonly Command[])[start + k], start + k);
+        else translateScanned(ring, index, scan, start + k, start + k);
         ring.timeMs[index] = timeMs;
         ring.groupSize[index] = atomic ? (k === 0 ? count : 0) : 1;
       }

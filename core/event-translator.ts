@@ -9,6 +9,7 @@ import { InvalidCommandError } from "./errors.ts";
 import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, CURRENCY_CLASS, IDENTIFIER_CLASS, KEY_BYTES_MAX } from "./limits.ts";
 import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
 import type { Command } from "./types.ts";
+import { ABSENT, NUMBER_FIELDS, ScannedNumber, ScannedText, TEXT_FIELDS, type ScannedBatch } from "./command-batch-reader.ts";
 
 /** 1 for each UTF-16 code unit allowed in an identifier; 64 KiB so any charCodeAt indexes it without a branch. */
 const IDENTIFIER = charTable(IDENTIFIER_CLASS);
@@ -65,12 +66,7 @@ export function translateCommand(ring: RingBuffer, index: number, command: Comma
   const row = command as unknown as Row;
   const type = typeOf(row.type);
   if (type === 0) throw new InvalidCommandError(`${pathOf(position)}.type`, `unknown command type ${JSON.stringify(row.type)}`);
-  ring.type[index] = type;
-  ring.flags[index] = 0;
-  const lengths = index * FIELD_COUNT;
-  for (let f = 0; f < FIELD_COUNT; f++) ring.fieldLength[lengths + f] = 0;
-  ring.amount[index] = 0;
-  ring.expiresInMs[index] = 0;
+  clearSlot(ring, index, type);
   if (type === Type.check) {
     if (row.id !== undefined) writeIdentifier(ring, index, Field.id, row.id, position, "id");
   } else {
@@ -117,6 +113,106 @@ export function translateCommand(ring: RingBuffer, index: number, command: Comma
     default:
       writeIdentifier(ring, index, Field.account, row.accountId, position, "accountId");
   }
+}
+
+/** One text field a type takes from a scanned command: the slot field it goes to, where it comes from, its name. */
+type TextRule = readonly [slotField: number, source: number, required: boolean, name: string];
+/** One number field: where it comes from, whether it goes to `expiresInMs` (else `amount`), required, name. */
+type NumberRule = readonly [source: number, expiry: boolean, required: boolean, name: string];
+
+const ACCOUNT: TextRule = [Field.account, ScannedText.accountId, true, "accountId"];
+const AMOUNT: NumberRule = [ScannedNumber.amount, false, true, "amount"];
+
+/**
+ * What each type takes from a scanned command, the same fields translateCommand writes (a test holds the two to the
+ * same slots). Fields a type does not take are not read: refusing them is the transport's contract (as for JSON).
+ */
+const SCANNED_RULES: readonly { texts: readonly TextRule[]; numbers: readonly NumberRule[] }[] = (() => {
+  const rules = new Array<{ texts: readonly TextRule[]; numbers: readonly NumberRule[] }>(Type.close + 1);
+  rules[Type.openAccount] = { texts: [ACCOUNT, [Field.currency, ScannedText.currency, true, "currency"]], numbers: [[ScannedNumber.overdraftLimit, false, false, "overdraftLimit"]] };
+  rules[Type.credit] = rules[Type.debit] = { texts: [ACCOUNT, [Field.currency, ScannedText.currency, false, "currency"]], numbers: [AMOUNT] };
+  rules[Type.transfer] = { texts: [[Field.account, ScannedText.accountId, true, "fromAccountId"], [Field.target, ScannedText.toAccountId, true, "toAccountId"]], numbers: [AMOUNT] };
+  rules[Type.hold] = { texts: [ACCOUNT], numbers: [AMOUNT, [ScannedNumber.expiresInMs, true, false, "expiresInMs"]] };
+  rules[Type.capture] = { texts: [[Field.target, ScannedText.holdId, true, "holdId"]], numbers: [[ScannedNumber.amount, false, false, "amount"]] };
+  rules[Type.release] = { texts: [[Field.target, ScannedText.holdId, true, "holdId"]], numbers: [] };
+  rules[Type.check] = { texts: [ACCOUNT], numbers: [AMOUNT] };
+  rules[Type.setOverdraftLimit] = { texts: [ACCOUNT], numbers: [[ScannedNumber.overdraftLimit, false, true, "overdraftLimit"]] };
+  rules[Type.freeze] = rules[Type.unfreeze] = rules[Type.close] = { texts: [ACCOUNT], numbers: [] };
+  return rules;
+})();
+
+/**
+ * Write command `k` of a scanned CommandBatch into slot `index`, copying its bytes (no strings): the slot holds what
+ * translateCommand writes for the same command. Throws InvalidCommandError as translateCommand does (the messages
+ * may differ); the slot is then garbage and the caller gives the claim back.
+ */
+export function translateScanned(ring: RingBuffer, index: number, scan: ScannedBatch, k: number, position: number): void {
+  const type = scan.types[k];
+  const rules = type >= 1 && type < SCANNED_RULES.length ? SCANNED_RULES[type] : undefined;
+  if (rules === undefined) throw new InvalidCommandError(`${pathOf(position)}.type`, `unknown command type ${type}`);
+  clearSlot(ring, index, type);
+  const ranges = scan.ranges;
+  const at = k * TEXT_FIELDS * 2;
+  copyIdentifier(ring, index, Field.id, scan.bytes, ranges[at], ranges[at + 1], type !== Type.check, position, "id");
+  copyIdentifier(ring, index, Field.partner, scan.bytes, ranges[at + 2], ranges[at + 3], true, position, "partnerId");
+  for (const [slotField, source, required, name] of rules.texts) {
+    copyIdentifier(ring, index, slotField, scan.bytes, ranges[at + source * 2], ranges[at + source * 2 + 1], required, position, name);
+  }
+  for (const [source, expiry, required, name] of rules.numbers) {
+    const value = scan.numbers[k * NUMBER_FIELDS + source];
+    if (value === ABSENT) {
+      if (required) throw new InvalidCommandError(`${pathOf(position)}.${name}`, "is required");
+    } else if (expiry) writeExpiry(ring, index, value, position);
+    else writeNumber(ring, index, value, position, name);
+  }
+}
+
+/** Copy bytes `[start, end)` into a slot's text field (absent when empty), checking them as writeIdentifier does. */
+function copyIdentifier(ring: RingBuffer, index: number, field: number, bytes: Uint8Array, start: number, end: number, required: boolean, position: number, name: string): void {
+  const length = end - start;
+  if (length === 0) {
+    if (required) throw new InvalidCommandError(`${pathOf(position)}.${name}`, "is required");
+    return;
+  }
+  const currency = field === Field.currency;
+  const min = currency ? CURRENCY_BYTES_MIN : 1;
+  const max = currency ? CURRENCY_BYTES_MAX : KEY_BYTES_MAX;
+  if (length < min || length > max) throw new InvalidCommandError(`${pathOf(position)}.${name}`, `must be ${min}-${max} characters, got ${length}`);
+  const allowed = currency ? CURRENCY : IDENTIFIER;
+  const words = ring.textWords;
+  let word = index * SLOT_TEXT_WORDS + (FIELD_OFFSET[field] >>> 2);
+  let valid = 1;
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    const c0 = bytes[i];
+    const c1 = bytes[i + 1];
+    const c2 = bytes[i + 2];
+    const c3 = bytes[i + 3];
+    valid &= allowed[c0] & allowed[c1] & allowed[c2] & allowed[c3];
+    words[word++] = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
+  }
+  if (i < end) {
+    let last = 0;
+    for (let shift = 0; i < end; i++, shift += 8) {
+      valid &= allowed[bytes[i]];
+      last |= bytes[i] << shift;
+    }
+    words[word] = last;
+  }
+  if (valid !== 1) throw new InvalidCommandError(`${pathOf(position)}.${name}`, `must be characters of [${currency ? CURRENCY_CLASS : IDENTIFIER_CLASS}]`);
+  ring.fieldLength[index * FIELD_COUNT + field] = length;
+  if (field === Field.id) ring.flags[index] |= Flag.id;
+  else if (currency) ring.flags[index] |= Flag.currency;
+}
+
+/** Slot `index` holds a command of `type` with no fields yet. */
+function clearSlot(ring: RingBuffer, index: number, type: number): void {
+  ring.type[index] = type;
+  ring.flags[index] = 0;
+  const lengths = index * FIELD_COUNT;
+  for (let f = 0; f < FIELD_COUNT; f++) ring.fieldLength[lengths + f] = 0;
+  ring.amount[index] = 0;
+  ring.expiresInMs[index] = 0;
 }
 
 function writeIdentifier(ring: RingBuffer, index: number, field: number, value: unknown, position: number, name: string): void {

@@ -12,6 +12,7 @@
 import { assert } from "./assert.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { InvalidCommandError } from "./errors.ts";
+import { scannedText, ScannedText, type AsciiDecoder, type ScannedBatch } from "./command-batch-reader.ts";
 import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 import { RESULT_CODES } from "./codes.ts";
 import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS } from "./limits.ts";
@@ -84,7 +85,9 @@ export const SUBMIT_COMMANDS_MAX = GROUP_COMMANDS_MAX;
 
 interface Pending {
   first: number;
-  commands: readonly Command[];
+  count: number;
+  /** The id of command `k` of the request, for its result. */
+  idOf: (k: number) => string;
   resolve: (results: Result[]) => void;
   reject: (error: Error) => void;
   /** Resolved (with no results) as soon as its record is durable, before it is applied: async mode. */
@@ -275,10 +278,28 @@ export class Shard {
     if (!engine.tryPublish(commands, 0, commands.length, atomic, 0)) {
       throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     }
-    const first = engine.sequencer.cursor.value - commands.length + 1;
-    const durableOnly = options.mode === "async";
+    return this.resultsWhenDone(commands.length, (k) => commands[k].id ?? "", options.mode === "async");
+  }
+
+  /**
+   * `submit` for a scanned CommandBatch (core/command-batch-reader.ts), its commands one by one (no atomic groups):
+   * their bytes go straight into ring slots, and `ascii` makes the result ids. Throws as `submit` does.
+   */
+  submitScanned(scan: ScannedBatch, ascii?: AsciiDecoder): Promise<Result[]> {
+    if (this.state !== "open") this.checkAvailable();
+    if (scan.count < 1 || scan.count > SUBMIT_COMMANDS_MAX) {
+      throw new InvalidCommandError("commands", `must be an array of 1-${SUBMIT_COMMANDS_MAX} commands`);
+    }
+    const engine = this.engine;
+    if (!engine.tryPublishScanned(scan, 0)) throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
+    return this.resultsWhenDone(scan.count, (k) => scannedText(scan, k, ScannedText.id, ascii), false);
+  }
+
+  /** The results of the `count` commands just published, once durable (and applied, unless `durableOnly`). */
+  private resultsWhenDone(count: number, idOf: (k: number) => string, durableOnly: boolean): Promise<Result[]> {
+    const first = this.engine.sequencer.cursor.value - count + 1;
     const promise = new Promise<Result[]>((resolve, reject) => {
-      this.pending.push({ first, commands, resolve, reject, durableOnly, settled: false });
+      this.pending.push({ first, count, idOf, resolve, reject, durableOnly, settled: false });
     });
     if (!this.writing) this.startWriting();
     return promise;
@@ -357,7 +378,7 @@ export class Shard {
     for (let i = this.pendingHead; i < this.pending.length; i++) {
       const request = this.pending[i];
       if (request.first > last) break;
-      if (request.durableOnly && !request.settled && request.first + request.commands.length - 1 <= last) {
+      if (request.durableOnly && !request.settled && request.first + request.count - 1 <= last) {
         request.settled = true;
         request.resolve([]);
       }
@@ -369,7 +390,7 @@ export class Shard {
     const ring = this.engine.ring;
     while (this.pendingHead < this.pending.length) {
       const request = this.pending[this.pendingHead];
-      const count = request.commands.length;
+      const count = request.count;
       if (request.first + count - 1 > last) break;
       if (request.settled) {
         for (let k = 0; k < count; k++) this.resultsByCode[ring.code[(request.first + k) & ring.mask]]++;
@@ -380,7 +401,7 @@ export class Shard {
       for (let k = 0; k < count; k++) {
         const index = (request.first + k) & ring.mask;
         this.resultsByCode[ring.code[index]]++;
-        results[k] = this.engine.resultAt(index, request.commands[k].id ?? "");
+        results[k] = this.engine.resultAt(index, request.idOf(k));
       }
       this.pendingHead++;
       request.resolve(results);

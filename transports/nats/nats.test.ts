@@ -377,6 +377,70 @@ describe("NATS transport", { skip }, () => {
     }
   });
 
+  test("one-partner protobuf batches take the scanned fast path; atomic, mixed, admin and refused ones are decoded, with the same answers", async () => {
+    const counts = { scanned: 0, decoded: 0 };
+    let failure: Error | undefined;
+    const h = await start({
+      wrap: (gateway) => ({
+        ...counting([0])(gateway, 0),
+        submit: (commands, options) => {
+          counts.decoded += commands.length;
+          return gateway.submit(commands, options);
+        },
+        submitScanned: (partnerId, scan, ascii) => {
+          if (failure !== undefined) throw failure;
+          const results = gateway.submitScanned?.(partnerId, scan, ascii);
+          counts.scanned += scan.count;
+          return results;
+        },
+      }),
+    });
+    try {
+      await seed(h);
+      assert.deepEqual(counts, { scanned: 1, decoded: 3 }, "the seed: opens of two partners decoded, one credit scanned");
+      const batch: ProtoCommandInit[] = [
+        credit("f1", A, "a1", 10n),
+        { type: CommandType.DEBIT, id: "f2", partnerId: A, accountId: "a1", amount: 30n },
+        { type: CommandType.TRANSFER, id: "f3", partnerId: A, accountId: "a1", toAccountId: "a2", amount: 5n },
+        { type: CommandType.HOLD, id: "h1", partnerId: A, accountId: "a1", amount: 20n, expiresInMs: 60_000n },
+        { type: CommandType.CAPTURE, id: "f4", partnerId: A, holdId: "h1", amount: 15n },
+        { type: CommandType.CHECK, partnerId: A, accountId: "a1", amount: 1_000n },
+        { type: CommandType.DEBIT, id: "f5", partnerId: A, accountId: "a1", amount: 1_000n },
+      ];
+      const results = await requestProto(h, batch, KEYS.a);
+      assert.deepEqual(results.map((r) => [r.id, ResultCode[r.code], r.balance, r.held]), [
+        ["f1", "OK", 110n, 0n],
+        ["f2", "OK", 80n, 0n],
+        ["f3", "OK", 75n, 0n],
+        ["h1", "OK", 75n, 20n],
+        ["f4", "OK", 60n, 0n],
+        ["", "INSUFFICIENT_FUNDS", 60n, 0n],
+        ["f5", "INSUFFICIENT_FUNDS", 60n, 0n],
+      ]);
+      assert.deepEqual(counts, { scanned: 8, decoded: 3 });
+      const again = await requestProto(h, batch.slice(0, 2), KEYS.a);
+      assert.deepEqual(again.map((r) => [r.id, r.duplicate, r.seq]), results.slice(0, 2).map((r) => [r.id, true, r.seq]));
+      assert.equal(counts.scanned, 10);
+      // Decoded: atomic, two partners, an admin command, and a batch the shard refused on the fast path (having
+      // published nothing), which then gets the decoded path's error.
+      await requestProto(h, [credit("g1", A, "a1", 1n), credit("g2", A, "a2", 1n)], KEYS.a, true);
+      await requestProto(h, [credit("m1", A, "a1", 1n), credit("m2", B, "b1", 1n)], KEYS.internal);
+      await requestProto(h, [{ type: CommandType.FREEZE, id: "z1", partnerId: B, accountId: "b1" }], KEYS.internal);
+      assert.deepEqual(counts, { scanned: 10, decoded: 8 });
+      const refused = errorOf(await request(h, proto([credit("ok1", A, "a1", 1n), credit("x y", A, "a1", 1n)]), KEYS.a));
+      assert.equal(refused.code, "invalid_request");
+      assert.match(refused.message, /commands\[1\]\.id/);
+      assert.equal((await h.gateway.account(A, "a1"))?.balance, 62, "the refused batch changed nothing");
+      // The shard's own errors on the fast path are the usual error replies.
+      failure = new OverloadedError("ring full");
+      assert.deepEqual(errorOf(await request(h, proto([credit("o1", A, "a1", 1n)]), KEYS.a)).code, "overloaded");
+      failure = new ShardUnavailableError("disk", 1000);
+      assert.deepEqual(errorOf(await request(h, proto([credit("o2", A, "a1", 1n)]), KEYS.a)).code, "unavailable");
+    } finally {
+      await h.stop();
+    }
+  });
+
   test("two instances in one queue group share 50 requests, each answered exactly once", async () => {
     const counts = [0, 0];
     const opened = await openGateway();
