@@ -155,10 +155,15 @@ export function translateScanned(ring: RingBuffer, index: number, scan: ScannedB
   const at = k * TEXT_FIELDS * 2;
   copyIdentifier(ring, index, Field.id, scan.bytes, ranges[at], ranges[at + 1], type !== Type.check, position, "id");
   copyIdentifier(ring, index, Field.partner, scan.bytes, ranges[at + 2], ranges[at + 3], true, position, "partnerId");
-  for (const [slotField, source, required, name] of rules.texts) {
+  // Index loops, not for-of with destructuring: this runs for every command of a request.
+  const texts = rules.texts;
+  for (let r = 0; r < texts.length; r++) {
+    const [slotField, source, required, name] = texts[r];
     copyIdentifier(ring, index, slotField, scan.bytes, ranges[at + source * 2], ranges[at + source * 2 + 1], required, position, name);
   }
-  for (const [source, expiry, required, name] of rules.numbers) {
+  const numbers = rules.numbers;
+  for (let r = 0; r < numbers.length; r++) {
+    const [source, expiry, required, name] = numbers[r];
     const value = scan.numbers[k * NUMBER_FIELDS + source];
     if (value === ABSENT) {
       if (required) throw new InvalidCommandError(`${pathOf(position)}.${name}`, "is required");

@@ -16,6 +16,8 @@ import { KEY_BYTES_MAX } from "./limits.ts";
 import { Code, Status, Type, type CommandType } from "./codes.ts";
 import type { AccountChange, OutputEvent } from "./outputs.ts";
 import type { Result } from "./types.ts";
+import type { RingBuffer } from "./ring-buffer.ts";
+import { ScannedText, TEXT_FIELDS, type ScannedBatch } from "./command-batch-reader.ts";
 import { varintSize, writeVarint } from "./varint.ts";
 
 const VARINT = 0;
@@ -187,15 +189,25 @@ class Writer {
     this.offset = offset;
   }
 
+  /** A string field whose UTF-8 bytes are `source[start, end)` (none when empty). */
+  copy(field: number, source: Uint8Array, start: number, end: number): void {
+    if (start === end) return;
+    const bytes = this.bytes;
+    bytes[this.offset++] = (field << 3) | LENGTH_DELIMITED;
+    let offset = writeVarint(bytes, this.offset, end - start);
+    for (let i = start; i < end; i++) bytes[offset++] = source[i];
+    this.offset = offset;
+  }
+
   /** An int64, uint64, uint32, enum or bool field (proto3: 0 is not written). */
-  private number(field: number, value: number): void {
+  number(field: number, value: number): void {
     if (value === 0) return;
     this.bytes[this.offset++] = (field << 3) | VARINT;
     this.offset = writeVarint(this.bytes, this.offset, value);
   }
 
   /** An `optional int64` field: written whenever set, 0 included. */
-  private optional(field: number, value: number | undefined): void {
+  optional(field: number, value: number | undefined): void {
     if (value === undefined) return;
     this.bytes[this.offset++] = (field << 3) | VARINT;
     this.offset = writeVarint(this.bytes, this.offset, value);
@@ -237,6 +249,36 @@ export function writeResultBatch(results: readonly Result[]): Uint8Array {
     writer.result(results[i]);
     const length = writer.offset - lengthAt - 1;
     if (length > RESULT_BYTES_MAX) return writeResultBatchSized(results);
+    bytes[lengthAt] = length;
+  }
+  return bytes.subarray(0, writer.offset);
+}
+
+/**
+ * The ResultBatch of a scanned batch's commands, published from sequence `first` and applied: written straight
+ * from the ring's result columns and the request's id bytes, the bytes `writeResultBatch` writes for the same
+ * results (a test holds them equal). Every id the translator accepted is at most 64 ASCII characters.
+ */
+export function writeScannedResults(ring: RingBuffer, first: number, scan: ScannedBatch): Uint8Array {
+  const writer = new Writer(new Uint8Array(scan.count * (2 + RESULT_BYTES_MAX)));
+  const bytes = writer.bytes;
+  for (let k = 0; k < scan.count; k++) {
+    const index = (first + k) & ring.mask;
+    bytes[writer.offset] = (1 << 3) | LENGTH_DELIMITED;
+    const lengthAt = writer.offset + 1;
+    writer.offset += 2;
+    const id = (k * TEXT_FIELDS + ScannedText.id) * 2;
+    writer.copy(1, scan.bytes, scan.ranges[id], scan.ranges[id + 1]);
+    writer.number(2, ring.code[index]);
+    writer.number(3, ring.resultSeq[index]);
+    if (!Number.isNaN(ring.balance[index])) {
+      writer.optional(4, ring.balance[index]);
+      writer.optional(5, ring.held[index]);
+      writer.optional(6, ring.available[index]);
+    }
+    writer.number(7, ring.duplicate[index]);
+    const length = writer.offset - lengthAt - 1;
+    assert(length <= RESULT_BYTES_MAX, "a scanned command's result fits one length byte");
     bytes[lengthAt] = length;
   }
   return bytes.subarray(0, writer.offset);

@@ -12,7 +12,8 @@
 import { assert } from "./assert.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { InvalidCommandError } from "./errors.ts";
-import { scannedText, ScannedText, type AsciiDecoder, type ScannedBatch } from "./command-batch-reader.ts";
+import type { ScannedBatch } from "./command-batch-reader.ts";
+import { writeScannedResults } from "./output-event-writer.ts";
 import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 import { RESULT_CODES } from "./codes.ts";
 import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS } from "./limits.ts";
@@ -86,9 +87,8 @@ export const SUBMIT_COMMANDS_MAX = GROUP_COMMANDS_MAX;
 interface Pending {
   first: number;
   count: number;
-  /** The id of command `k` of the request, for its result. */
-  idOf: (k: number) => string;
-  resolve: (results: Result[]) => void;
+  /** Resolve the request: with its results once applied, or (async mode) with none once durable. */
+  deliver: () => void;
   reject: (error: Error) => void;
   /** Resolved (with no results) as soon as its record is durable, before it is applied: async mode. */
   durableOnly: boolean;
@@ -278,31 +278,41 @@ export class Shard {
     if (!engine.tryPublish(commands, 0, commands.length, atomic, 0)) {
       throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     }
-    return this.resultsWhenDone(commands.length, (k) => commands[k].id ?? "", options.mode === "async");
+    const ring = engine.ring;
+    const durableOnly = options.mode === "async";
+    return new Promise<Result[]>((resolve, reject) => {
+      const first = this.enqueue(commands.length, durableOnly, reject, () => {
+        if (durableOnly) return resolve([]);
+        const results = new Array<Result>(commands.length);
+        for (let k = 0; k < commands.length; k++) results[k] = engine.resultAt((first + k) & ring.mask, commands[k].id ?? "");
+        resolve(results);
+      });
+    });
   }
 
   /**
    * `submit` for a scanned CommandBatch (core/command-batch-reader.ts), its commands one by one (no atomic groups):
-   * their bytes go straight into ring slots, and `ascii` makes the result ids. Throws as `submit` does.
+   * their bytes go straight into ring slots, and the reply is a protobuf ResultBatch written from the ring's result
+   * columns and the request's id bytes (no strings, no Result objects). Throws as `submit` does.
    */
-  submitScanned(scan: ScannedBatch, ascii?: AsciiDecoder): Promise<Result[]> {
+  submitScanned(scan: ScannedBatch): Promise<Uint8Array> {
     if (this.state !== "open") this.checkAvailable();
     if (scan.count < 1 || scan.count > SUBMIT_COMMANDS_MAX) {
       throw new InvalidCommandError("commands", `must be an array of 1-${SUBMIT_COMMANDS_MAX} commands`);
     }
     const engine = this.engine;
     if (!engine.tryPublishScanned(scan, 0)) throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
-    return this.resultsWhenDone(scan.count, (k) => scannedText(scan, k, ScannedText.id, ascii), false);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const first = this.enqueue(scan.count, false, reject, () => resolve(writeScannedResults(engine.ring, first, scan)));
+    });
   }
 
-  /** The results of the `count` commands just published, once durable (and applied, unless `durableOnly`). */
-  private resultsWhenDone(count: number, idOf: (k: number) => string, durableOnly: boolean): Promise<Result[]> {
+  /** Queue the `count` commands just published; returns the sequence of the first. */
+  private enqueue(count: number, durableOnly: boolean, reject: (error: Error) => void, deliver: () => void): number {
     const first = this.engine.sequencer.cursor.value - count + 1;
-    const promise = new Promise<Result[]>((resolve, reject) => {
-      this.pending.push({ first, count, idOf, resolve, reject, durableOnly, settled: false });
-    });
+    this.pending.push({ first, count, deliver, reject, durableOnly, settled: false });
     if (!this.writing) this.startWriting();
-    return promise;
+    return first;
   }
 
   private checkAvailable(): void {
@@ -380,7 +390,7 @@ export class Shard {
       if (request.first > last) break;
       if (request.durableOnly && !request.settled && request.first + request.count - 1 <= last) {
         request.settled = true;
-        request.resolve([]);
+        request.deliver();
       }
     }
   }
@@ -392,19 +402,10 @@ export class Shard {
       const request = this.pending[this.pendingHead];
       const count = request.count;
       if (request.first + count - 1 > last) break;
-      if (request.settled) {
-        for (let k = 0; k < count; k++) this.resultsByCode[ring.code[(request.first + k) & ring.mask]]++;
-        this.pendingHead++;
-        continue;
-      }
-      const results = new Array<Result>(count);
-      for (let k = 0; k < count; k++) {
-        const index = (request.first + k) & ring.mask;
-        this.resultsByCode[ring.code[index]]++;
-        results[k] = this.engine.resultAt(index, request.idOf(k));
-      }
+      for (let k = 0; k < count; k++) this.resultsByCode[ring.code[(request.first + k) & ring.mask]]++;
       this.pendingHead++;
-      request.resolve(results);
+      // A durable-only request was answered when its record was durable.
+      if (!request.settled) request.deliver();
     }
     this.compactPending();
   }

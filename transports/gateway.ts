@@ -6,7 +6,7 @@
  */
 import { InvalidCommandError, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
-import type { AsciiDecoder, ScannedBatch } from "../core/command-batch-reader.ts";
+import type { ScannedBatch } from "../core/command-batch-reader.ts";
 
 /** Routes commands and reads to shards. Every method may throw the shard's typed errors. */
 export interface Gateway {
@@ -19,11 +19,12 @@ export interface Gateway {
    */
   submit(commands: readonly Command[], options?: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   /**
-   * Submit a scanned CommandBatch whose commands are all of `partnerId`, one by one (the NATS transport's fast
-   * path: bytes straight into the shard's ring). Undefined, having done nothing, when the partner's shard cannot
-   * take one (a shard on a worker thread): the caller submits the commands instead.
+   * Submit a scanned CommandBatch whose commands are all of `partnerId`, one by one, and resolve with the protobuf
+   * ResultBatch (the NATS transport's fast path: bytes straight into the shard's ring and out of it). Undefined,
+   * having done nothing, when the partner's shard cannot take one (a shard on a worker thread): the caller submits
+   * the commands instead.
    */
-  submitScanned?(partnerId: string, scan: ScannedBatch, ascii?: AsciiDecoder): Promise<Result[]> | undefined;
+  submitScanned?(partnerId: string, scan: ScannedBatch): Promise<Uint8Array> | undefined;
   account(partnerId: string, accountId: string): Promise<Account | undefined>;
   storedResult(partnerId: string, id: string): Promise<Result | undefined>;
   /** Whether every shard is recovered and accepting. */
@@ -36,7 +37,7 @@ export interface Gateway {
 export interface ShardPort {
   submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   /** Optional: a shard in this process takes a scanned CommandBatch (core `Shard.submitScanned`). */
-  submitScanned?(scan: ScannedBatch, ascii?: AsciiDecoder): Promise<Result[]>;
+  submitScanned?(scan: ScannedBatch): Promise<Uint8Array>;
   account(partnerId: string, accountId: string): Account | undefined | Promise<Account | undefined>;
   storedResult(partnerId: string, id: string): Result | undefined | Promise<Result | undefined>;
   metrics(): ShardMetrics | Promise<ShardMetrics>;
@@ -95,8 +96,8 @@ export class RoutingGateway implements Gateway {
     return results;
   }
 
-  submitScanned(partnerId: string, scan: ScannedBatch, ascii?: AsciiDecoder): Promise<Result[]> | undefined {
-    return this.shards[this.map.shardOf(partnerId)].submitScanned?.(scan, ascii);
+  submitScanned(partnerId: string, scan: ScannedBatch): Promise<Uint8Array> | undefined {
+    return this.shards[this.map.shardOf(partnerId)].submitScanned?.(scan);
   }
 
   /** The shard of command `position`'s partner. */

@@ -201,10 +201,10 @@ const FAST_TYPE_FIELDS: readonly number[] = COMMAND_TYPES.map((type) => {
  * translator copies its bytes into ring slots (no strings, no Command objects, no second validation pass). Taken
  * only for a non-atomic batch of one partner the key may act on, with no admin command, no field its type does
  * not have and no number out of range; undefined otherwise, or when the shard refuses a command (a bad identifier,
- * a missing field) having published nothing: the caller then decodes the batch and answers with the same result
- * or error as ever.
+ * a missing field) having published nothing: the caller then decodes the batch and answers with the same results
+ * or error as ever. Resolves with the protobuf ResultBatch, written by the shard.
  */
-function submitScanned(data: Uint8Array, principal: Principal, gateway: Gateway): Promise<Result[]> | undefined {
+function submitScanned(data: Uint8Array, principal: Principal, gateway: Gateway): Promise<Uint8Array> | undefined {
   if (gateway.submitScanned === undefined) return undefined;
   let scan: ScannedBatch;
   try {
@@ -238,7 +238,7 @@ function submitScanned(data: Uint8Array, principal: Principal, gateway: Gateway)
   const partnerId = scannedText(scan, 0, ScannedText.partnerId, ascii);
   if (partnerId === "" || !mayActOn(principal, partnerId)) return undefined;
   try {
-    return gateway.submitScanned(partnerId, scan, ascii);
+    return gateway.submitScanned(partnerId, scan);
   } catch (error) {
     if (error instanceof InvalidCommandError) return undefined;
     throw error;
@@ -285,9 +285,12 @@ async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<
   try {
     const principal = authenticate(msg.headers, options.keys);
     const fast = json ? undefined : submitScanned(msg.data, principal, options.gateway);
-    const results = fast === undefined ? await submitDecoded(msg.data, json, principal, options.gateway) : await fast;
-    payload = json ? new TextEncoder().encode(JSON.stringify({ results })) : encodeResultBatch(results);
-    if (json) hdrs.set("Content-Type", "application/json");
+    if (fast !== undefined) payload = await fast;
+    else {
+      const results = await submitDecoded(msg.data, json, principal, options.gateway);
+      payload = json ? new TextEncoder().encode(JSON.stringify({ results })) : encodeResultBatch(results);
+      if (json) hdrs.set("Content-Type", "application/json");
+    }
   } catch (error) {
     const reply = errorReply(error);
     if (reply.code === "internal") log("nats: unexpected error", error);

@@ -387,9 +387,9 @@ describe("NATS transport", { skip }, () => {
           counts.decoded += commands.length;
           return gateway.submit(commands, options);
         },
-        submitScanned: (partnerId, scan, ascii) => {
+        submitScanned: (partnerId, scan) => {
           if (failure !== undefined) throw failure;
-          const results = gateway.submitScanned?.(partnerId, scan, ascii);
+          const results = gateway.submitScanned?.(partnerId, scan);
           counts.scanned += scan.count;
           return results;
         },
