@@ -85,6 +85,11 @@ export abstract class KeyStore {
     return base;
   }
 
+  /** Whether `entry` holds exactly the key of `byteLength` bytes at `words[wordStart..]` (whatever its owner). */
+  holds(entry: number, words: Uint32Array, wordStart: number, byteLength: number): boolean {
+    return this.keyLength[entry] === byteLength && this.wordsEqual(entry, words, wordStart, 0, (byteLength + 3) >>> 2);
+  }
+
   /** Compare words `from..wordCount` of the stored key of `entry` with the probe key. */
   protected wordsEqual(entry: number, words: Uint32Array, wordStart: number, from: number, wordCount: number): boolean {
     const stored = this.keyWords;

@@ -97,6 +97,8 @@ export class Ledger {
   applying = 0;
 
   readonly partners: KeyTable;
+  /** The partner the last lookup found (-1: none yet): `partnerFor` tries it first. Partners are never removed. */
+  private lastPartner = -1;
   readonly currencies: KeyTable;
   currencyCount = 0;
 
@@ -798,8 +800,12 @@ export class Ledger {
   private partnerFor(ring: RingBuffer, index: number, create: boolean): number {
     const length = this.fieldLength(ring, index, Field.partner);
     const word = this.fieldWord(index, Field.partner);
+    // Consecutive commands are mostly of one partner (a request is): compare with the last one before hashing.
+    const last = this.lastPartner;
+    if (last >= 0 && this.partners.holds(last, ring.textWords, word, length)) return last;
     const hash = KeyTable.hash(0, ring.textWords, word, length);
     const partner = this.partners.find(0, ring.textWords, word, length, hash);
+    if (partner >= 0) this.lastPartner = partner;
     if (partner >= 0 || !create) return partner;
     if (this.partners.count === this.sizes.partnersMax) return -1;
     const created = this.partners.count;
