@@ -73,6 +73,11 @@ class Reader {
   /** A varint's low 32 bits (unsigned); the high bits go to `high`. At most ten bytes. */
   varint64(): number {
     const bytes = this.bytes;
+    // Most varints here (tags, lengths, small values) are one byte.
+    if (this.offset < this.end && bytes[this.offset] < 0x80) {
+      this.high = 0;
+      return bytes[this.offset++];
+    }
     let low = 0;
     let high = 0;
     for (let shift = 0; shift < 70; shift += 7) {

@@ -281,7 +281,8 @@ async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<
   }
   const json = isJson(msg.headers);
   let payload: Uint8Array;
-  const hdrs = natsHeaders();
+  // Headers only when there is one to send: a reply without them is a plain PUB (no header block to encode).
+  let hdrs: MsgHdrs | undefined;
   try {
     const principal = authenticate(msg.headers, options.keys);
     const fast = json ? undefined : submitScanned(msg.data, principal, options.gateway);
@@ -289,19 +290,23 @@ async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<
     else {
       const results = await submitDecoded(msg.data, json, principal, options.gateway);
       payload = json ? new TextEncoder().encode(JSON.stringify({ results })) : encodeResultBatch(results);
-      if (json) hdrs.set("Content-Type", "application/json");
+      if (json) {
+        hdrs = natsHeaders();
+        hdrs.set("Content-Type", "application/json");
+      }
     }
   } catch (error) {
     const reply = errorReply(error);
     if (reply.code === "internal") log("nats: unexpected error", error);
     payload = EMPTY;
+    hdrs = natsHeaders();
     hdrs.set(HEADER_ERROR, reply.code);
     // Header values are one line.
     hdrs.set(HEADER_ERROR_MESSAGE, reply.message.replace(/[\r\n]+/g, " "));
     if (reply.retryAfterSeconds !== undefined) hdrs.set(HEADER_RETRY_AFTER, String(reply.retryAfterSeconds));
   }
   try {
-    msg.respond(payload, { headers: hdrs });
+    msg.respond(payload, hdrs === undefined ? undefined : { headers: hdrs });
   } catch (error) {
     log("nats: reply failed", error);
   }
