@@ -34,10 +34,18 @@ export function writeVarint(bytes: Uint8Array, offset: number, value: number): n
   }
   // (The message is built only on failure: this runs for every large or negative number.)
   if (!Number.isSafeInteger(value)) assert(false, `a varint must be a safe integer, not ${value}`);
-  // Beyond 32 bits or negative: the two 32-bit halves of the 64-bit two's complement, seven bits at a time.
-  const highSigned = Math.floor(value / TWO_POW_32);
-  let low = (value - highSigned * TWO_POW_32) >>> 0;
-  let high = highSigned >>> 0;
+  // Beyond 32 bits or negative: the two 32-bit halves of the 64-bit two's complement, seven bits at a time. A
+  // positive one (a balance past 2^32) needs no floor: ToUint32 gives its low half, and the division is exact.
+  let low: number;
+  let high: number;
+  if (value > 0) {
+    low = value >>> 0;
+    high = (value - low) / TWO_POW_32;
+  } else {
+    const highSigned = Math.floor(value / TWO_POW_32);
+    low = (value - highSigned * TWO_POW_32) >>> 0;
+    high = highSigned >>> 0;
+  }
   while (high !== 0 || low > 0x7f) {
     bytes[offset++] = (low & 0x7f) | 0x80;
     low = ((low >>> 7) | (high << 25)) >>> 0;
