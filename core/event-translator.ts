@@ -115,61 +115,76 @@ export function translateCommand(ring: RingBuffer, index: number, command: Comma
   }
 }
 
-/** One text field a type takes from a scanned command: the slot field it goes to, where it comes from, its name. */
-type TextRule = readonly [slotField: number, source: number, required: boolean, name: string];
-/** One number field: where it comes from, whether it goes to `expiresInMs` (else `amount`), required, name. */
-type NumberRule = readonly [source: number, expiry: boolean, required: boolean, name: string];
-
-const ACCOUNT: TextRule = [Field.account, ScannedText.accountId, true, "accountId"];
-const AMOUNT: NumberRule = [ScannedNumber.amount, false, true, "amount"];
-
-/**
- * What each type takes from a scanned command, the same fields translateCommand writes (a test holds the two to the
- * same slots). Fields a type does not take are not read: refusing them is the transport's contract (as for JSON).
- */
-const SCANNED_RULES: readonly { texts: readonly TextRule[]; numbers: readonly NumberRule[] }[] = (() => {
-  const rules = new Array<{ texts: readonly TextRule[]; numbers: readonly NumberRule[] }>(Type.close + 1);
-  rules[Type.openAccount] = { texts: [ACCOUNT, [Field.currency, ScannedText.currency, true, "currency"]], numbers: [[ScannedNumber.overdraftLimit, false, false, "overdraftLimit"]] };
-  rules[Type.credit] = rules[Type.debit] = { texts: [ACCOUNT, [Field.currency, ScannedText.currency, false, "currency"]], numbers: [AMOUNT] };
-  rules[Type.transfer] = { texts: [[Field.account, ScannedText.accountId, true, "fromAccountId"], [Field.target, ScannedText.toAccountId, true, "toAccountId"]], numbers: [AMOUNT] };
-  rules[Type.hold] = { texts: [ACCOUNT], numbers: [AMOUNT, [ScannedNumber.expiresInMs, true, false, "expiresInMs"]] };
-  rules[Type.capture] = { texts: [[Field.target, ScannedText.holdId, true, "holdId"]], numbers: [[ScannedNumber.amount, false, false, "amount"]] };
-  rules[Type.release] = { texts: [[Field.target, ScannedText.holdId, true, "holdId"]], numbers: [] };
-  rules[Type.check] = { texts: [ACCOUNT], numbers: [AMOUNT] };
-  rules[Type.setOverdraftLimit] = { texts: [ACCOUNT], numbers: [[ScannedNumber.overdraftLimit, false, true, "overdraftLimit"]] };
-  rules[Type.freeze] = rules[Type.unfreeze] = rules[Type.close] = { texts: [ACCOUNT], numbers: [] };
-  return rules;
-})();
-
 /**
  * Write command `k` of a scanned CommandBatch into slot `index`, copying its bytes (no strings): the slot holds what
- * translateCommand writes for the same command. Throws InvalidCommandError as translateCommand does (the messages
- * may differ); the slot is then garbage and the caller gives the claim back.
+ * translateCommand writes for the same command (a test holds the two to the same slots). Fields a type does not take
+ * are not read: refusing them is the transport's contract, as for JSON. Throws InvalidCommandError as
+ * translateCommand does (the messages may differ); the slot is then garbage and the caller gives the claim back.
  */
 export function translateScanned(ring: RingBuffer, index: number, scan: ScannedBatch, k: number, position: number): void {
   const type = scan.types[k];
-  const rules = type >= 1 && type < SCANNED_RULES.length ? SCANNED_RULES[type] : undefined;
-  if (rules === undefined) throw new InvalidCommandError(`${pathOf(position)}.type`, `unknown command type ${type}`);
+  if (type < Type.openAccount || type > Type.close) throw new InvalidCommandError(`${pathOf(position)}.type`, `unknown command type ${type}`);
   clearSlot(ring, index, type);
+  const bytes = scan.bytes;
   const ranges = scan.ranges;
   const at = k * TEXT_FIELDS * 2;
-  copyIdentifier(ring, index, Field.id, scan.bytes, ranges[at], ranges[at + 1], type !== Type.check, position, "id");
-  copyIdentifier(ring, index, Field.partner, scan.bytes, ranges[at + 2], ranges[at + 3], true, position, "partnerId");
-  // Index loops, not for-of with destructuring: this runs for every command of a request.
-  const texts = rules.texts;
-  for (let r = 0; r < texts.length; r++) {
-    const [slotField, source, required, name] = texts[r];
-    copyIdentifier(ring, index, slotField, scan.bytes, ranges[at + source * 2], ranges[at + source * 2 + 1], required, position, name);
+  const numbers = k * NUMBER_FIELDS;
+  const partner = at + ScannedText.partnerId * 2;
+  copyIdentifier(ring, index, Field.id, bytes, ranges[at + ScannedText.id * 2], ranges[at + ScannedText.id * 2 + 1], type !== Type.check, position, "id");
+  copyIdentifier(ring, index, Field.partner, bytes, ranges[partner], ranges[partner + 1], true, position, "partnerId");
+  // Where each field's (start, end) pair is in `ranges`.
+  const account = at + ScannedText.accountId * 2;
+  const target = at + ScannedText.toAccountId * 2;
+  const hold = at + ScannedText.holdId * 2;
+  const currency = at + ScannedText.currency * 2;
+  switch (type) {
+    case Type.openAccount:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "accountId");
+      copyIdentifier(ring, index, Field.currency, bytes, ranges[currency], ranges[currency + 1], true, position, "currency");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.overdraftLimit], false, false, position, "overdraftLimit");
+      return;
+    case Type.credit:
+    case Type.debit:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "accountId");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.amount], true, false, position, "amount");
+      copyIdentifier(ring, index, Field.currency, bytes, ranges[currency], ranges[currency + 1], false, position, "currency");
+      return;
+    case Type.transfer:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "fromAccountId");
+      copyIdentifier(ring, index, Field.target, bytes, ranges[target], ranges[target + 1], true, position, "toAccountId");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.amount], true, false, position, "amount");
+      return;
+    case Type.hold:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "accountId");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.amount], true, false, position, "amount");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.expiresInMs], false, true, position, "expiresInMs");
+      return;
+    case Type.capture:
+      copyIdentifier(ring, index, Field.target, bytes, ranges[hold], ranges[hold + 1], true, position, "holdId");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.amount], false, false, position, "amount");
+      return;
+    case Type.release:
+      copyIdentifier(ring, index, Field.target, bytes, ranges[hold], ranges[hold + 1], true, position, "holdId");
+      return;
+    case Type.check:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "accountId");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.amount], true, false, position, "amount");
+      return;
+    case Type.setOverdraftLimit:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "accountId");
+      copyNumber(ring, index, scan.numbers[numbers + ScannedNumber.overdraftLimit], true, false, position, "overdraftLimit");
+      return;
+    default:
+      copyIdentifier(ring, index, Field.account, bytes, ranges[account], ranges[account + 1], true, position, "accountId");
   }
-  const numbers = rules.numbers;
-  for (let r = 0; r < numbers.length; r++) {
-    const [source, expiry, required, name] = numbers[r];
-    const value = scan.numbers[k * NUMBER_FIELDS + source];
-    if (value === ABSENT) {
-      if (required) throw new InvalidCommandError(`${pathOf(position)}.${name}`, "is required");
-    } else if (expiry) writeExpiry(ring, index, value, position);
-    else writeNumber(ring, index, value, position, name);
-  }
+}
+
+/** A scanned number into `amount` (or `expiresInMs` when `expiry`); ABSENT is refused when `required`. */
+function copyNumber(ring: RingBuffer, index: number, value: number, required: boolean, expiry: boolean, position: number, name: string): void {
+  if (value === ABSENT) {
+    if (required) throw new InvalidCommandError(`${pathOf(position)}.${name}`, "is required");
+  } else if (expiry) writeExpiry(ring, index, value, position);
+  else writeNumber(ring, index, value, position, name);
 }
 
 /** Copy bytes `[start, end)` into a slot's text field (absent when empty), checking them as writeIdentifier does. */
