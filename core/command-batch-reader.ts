@@ -280,8 +280,12 @@ function sameBytes(bytes: Uint8Array, start: number, end: number, otherStart: nu
  * string is made once and reused while the next command's bytes are the same.
  */
 export function readCommandBatch(bytes: Uint8Array, commandsMax: number, ascii: AsciiDecoder = asciiString): WireCommandBatch {
-  const scan = scanCommandBatch(bytes, commandsMax);
-  const { ranges, numbers } = scan;
+  return readScannedBatch(scanCommandBatch(bytes, commandsMax), ascii);
+}
+
+/** The commands of a scanned batch as WireCommands (strings made with `ascii`, the partner's once while it repeats). */
+export function readScannedBatch(scan: ScannedBatch, ascii: AsciiDecoder = asciiString): WireCommandBatch {
+  const { bytes, ranges, numbers } = scan;
   const commands = new Array<WireCommand>(scan.count);
   let partnerStart = 0;
   let partnerEnd = 0;

@@ -34,7 +34,16 @@ export {
   type RelayOptions,
   type SinkStatus,
 } from "./outputs.ts";
-export { readCommandBatch, WireFormatError, type AsciiDecoder, type WireCommand, type WireCommandBatch } from "./command-batch-reader.ts";
+export {
+  readCommandBatch,
+  readScannedBatch,
+  scanCommandBatch,
+  WireFormatError,
+  type AsciiDecoder,
+  type ScannedBatch,
+  type WireCommand,
+  type WireCommandBatch,
+} from "./command-batch-reader.ts";
 export { commandToProto, encodeOutputEvent, encodeOutputEventBatch, encodeResultBatch, outputEventToProto, resultToProto } from "./wire.ts";
 export { JournalCorruptError, JournalUnavailableError, type Journal, type SnapshotStore, type StoredRecord } from "./ports.ts";
 export { ShardMap, type RoutingOptions } from "./routing.ts";

@@ -23,7 +23,7 @@ import {
 import {
   ABSENT,
   NUMBER_FIELDS,
-  readCommandBatch,
+  readScannedBatch,
   scanCommandBatch,
   scannedText,
   ScannedText,
@@ -166,15 +166,19 @@ export function commandFromProto(proto: WireCommand, index: number): Command {
 const latin1Slice = (globalThis as { Buffer?: { prototype: { latin1Slice?: (start: number, end: number) => string } } }).Buffer?.prototype.latin1Slice;
 const ascii: AsciiDecoder | undefined = latin1Slice === undefined ? undefined : (bytes, start, end) => latin1Slice.call(bytes, start, end);
 
-/** A protobuf `CommandBatch` as core commands (read by hand: core/command-batch-reader.ts). */
-function decodeProto(data: Uint8Array): { commands: Command[]; atomic: boolean } {
-  let batch;
+/** A protobuf `CommandBatch` scanned in place (core/command-batch-reader.ts); bytes that are not one are refused. */
+function scanProto(data: Uint8Array): ScannedBatch {
   try {
-    batch = readCommandBatch(data, GROUP_COMMANDS_MAX, ascii);
+    return scanCommandBatch(data, GROUP_COMMANDS_MAX);
   } catch (error) {
     if (!(error instanceof WireFormatError)) throw error;
     throw new NatsRequestError("invalid_request", `the payload is not a valid CommandBatch: ${error.message}`);
   }
+}
+
+/** A scanned `CommandBatch` as core commands. */
+function decodeProto(scan: ScannedBatch): { commands: Command[]; atomic: boolean } {
+  const batch = readScannedBatch(scan, ascii);
   if (batch.commands.length < 1) throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got 0`);
   const commands = new Array<Command>(batch.commands.length);
   for (let index = 0; index < commands.length; index++) commands[index] = commandFromProto(batch.commands[index], index);
@@ -204,15 +208,8 @@ const FAST_TYPE_FIELDS: readonly number[] = COMMAND_TYPES.map((type) => {
  * a missing field) having published nothing: the caller then decodes the batch and answers with the same results
  * or error as ever. Resolves with the protobuf ResultBatch, written by the shard.
  */
-function submitScanned(data: Uint8Array, principal: Principal, gateway: Gateway): Promise<Uint8Array> | undefined {
+function submitScanned(scan: ScannedBatch, principal: Principal, gateway: Gateway): Promise<Uint8Array> | undefined {
   if (gateway.submitScanned === undefined) return undefined;
-  let scan: ScannedBatch;
-  try {
-    scan = scanCommandBatch(data, GROUP_COMMANDS_MAX);
-  } catch (error) {
-    if (error instanceof WireFormatError) return undefined;
-    throw error;
-  }
   if (scan.atomic || scan.count < 1) return undefined;
   const { bytes, ranges, numbers } = scan;
   const partnerStart = ranges[ScannedText.partnerId * 2];
@@ -258,9 +255,9 @@ function decodeJson(data: Uint8Array): { commands: Command[]; atomic: boolean } 
 
 const EMPTY = new Uint8Array(0);
 
-/** A request decoded into commands, checked against the key, and submitted: every request the fast path leaves. */
-async function submitDecoded(data: Uint8Array, json: boolean, principal: Principal, gateway: Gateway): Promise<Result[]> {
-  const { commands, atomic } = json ? decodeJson(data) : decodeProto(data);
+/** A request's commands checked against the key and submitted: every request the fast path leaves. */
+async function submitDecoded(decoded: { commands: Command[]; atomic: boolean }, principal: Principal, gateway: Gateway): Promise<Result[]> {
+  const { commands, atomic } = decoded;
   for (let index = 0; index < commands.length; index++) {
     const command = commands[index];
     if (!mayActOn(principal, command.partnerId)) {
@@ -285,10 +282,13 @@ async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<
   let hdrs: MsgHdrs | undefined;
   try {
     const principal = authenticate(msg.headers, options.keys);
-    const fast = json ? undefined : submitScanned(msg.data, principal, options.gateway);
+    // A protobuf batch is scanned once: for the fast path, else decoded from the same scan.
+    const scan = json ? undefined : scanProto(msg.data);
+    const fast = scan === undefined ? undefined : submitScanned(scan, principal, options.gateway);
     if (fast !== undefined) payload = await fast;
     else {
-      const results = await submitDecoded(msg.data, json, principal, options.gateway);
+      const decoded = scan === undefined ? decodeJson(msg.data) : decodeProto(scan);
+      const results = await submitDecoded(decoded, principal, options.gateway);
       payload = json ? new TextEncoder().encode(JSON.stringify({ results })) : encodeResultBatch(results);
       if (json) {
         hdrs = natsHeaders();
