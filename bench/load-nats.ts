@@ -81,10 +81,11 @@ function writeDigits(bytes: Uint8Array, at: number, value: number): void {
 }
 
 /**
- * The results of a ResultBatch reply: how many, and the first that is not OK or is a duplicate (read by hand: only
- * `code`, field 2, and `duplicate`, field 7, matter here, and both are absent when OK and new).
+ * The results of a ResultBatch reply: how many, and the first that is not OK, is a duplicate, or does not carry the
+ * id of the request's command in its place (read by hand: `id` is field 1, `code` field 2 and `duplicate` field 7,
+ * the last two absent when OK and new). Command `k`'s id is `request[idStart[k], idStart[k] + idLength)`.
  */
-function checkResults(bytes: Uint8Array): { count: number; bad: string | undefined } {
+function checkResults(bytes: Uint8Array, request: Uint8Array, idStart: readonly number[], idLength: number): { count: number; bad: string | undefined } {
   let offset = 0;
   let count = 0;
   let bad: string | undefined;
@@ -101,6 +102,7 @@ function checkResults(bytes: Uint8Array): { count: number; bad: string | undefin
     if (varint() !== ((1 << 3) | 2)) throw new Error("not a ResultBatch");
     const end = varint() + offset;
     count++;
+    let sawId = false;
     while (offset < end) {
       const key = varint();
       const wire = key & 7;
@@ -108,10 +110,18 @@ function checkResults(bytes: Uint8Array): { count: number; bad: string | undefin
       if (wire === 0) value = varint();
       else if (wire === 2) {
         const length = varint();
+        if (key >>> 3 === 1) {
+          sawId = true;
+          const from = idStart[count - 1];
+          let same = length === idLength && from !== undefined;
+          for (let i = 0; same && i < length; i++) same = bytes[offset + i] === request[from + i];
+          if (!same) bad ??= `result ${count - 1} does not carry its command's id`;
+        }
         offset += length;
       } else throw new Error(`wire type ${wire} in a Result`);
       if ((key >>> 3 === 2 || key >>> 3 === 7) && value !== 0) bad ??= key >>> 3 === 2 ? `code ${ResultCode[value]}` : "duplicate";
     }
+    if (!sawId) bad ??= `result ${count - 1} has no id`;
   }
   return { count, bad };
 }
@@ -121,7 +131,9 @@ async function loop(index: number, deadline: number, requestsMax: number): Promi
   const hdrs = natsHeaders();
   hdrs.set("Authorization", `Bearer ${partner.key}`);
   const count = config.mode === "echo" ? 1 : config.batch;
-  const { bytes, idAt } = template(index, count, partner.partnerId, `${config.tag}-${index}-`);
+  const prefix = `${config.tag}-${index}-`;
+  const { bytes, idAt } = template(index, count, partner.partnerId, prefix);
+  const idStart = idAt.map((at) => at - prefix.length);
   let n = nextId[index];
   for (let sent = 0; sent < requestsMax && performance.now() < deadline; sent++) {
     const data = bytes.slice();
@@ -145,7 +157,7 @@ async function loop(index: number, deadline: number, requestsMax: number): Promi
         recorder.fail(`Hotledger-Error ${code}: ${reply.headers?.get("Hotledger-Error-Message")}`);
         continue;
       }
-      const { count: results, bad } = checkResults(reply.data);
+      const { count: results, bad } = checkResults(reply.data, data, idStart, prefix.length + ID_DIGITS);
       if (results !== count) recorder.fail(`${results} results for ${count} commands`);
       if (bad !== undefined) recorder.fail(bad);
     }

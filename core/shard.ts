@@ -293,7 +293,8 @@ export class Shard {
   /**
    * `submit` for a scanned CommandBatch (core/command-batch-reader.ts), its commands one by one (no atomic groups):
    * their bytes go straight into ring slots, and the reply is a protobuf ResultBatch written from the ring's result
-   * columns and the request's id bytes (no strings, no Result objects). Throws as `submit` does.
+   * columns and the request's id bytes (no strings, no Result objects). `scan.bytes` must not change until the promise
+   * settles (the ids are read from it then; NATS message payloads are never reused). Throws as `submit` does.
    */
   submitScanned(scan: ScannedBatch): Promise<Uint8Array> {
     if (this.state !== "open") this.checkAvailable();
