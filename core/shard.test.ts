@@ -150,6 +150,17 @@ describe("scanned submits (the NATS fast path)", () => {
     await scanned.close();
   });
 
+  test("a request larger than the ring (it could never fit) is refused with a typed error, as objects or scanned", async () => {
+    const shard = await open(new MemoryJournal(), new MemorySnapshotStore());
+    const credits = Array.from({ length: SIZES.ringSlots + 1 }, (_, i) => credit(`big${i}`, 1));
+    assert.throws(() => shard.submit(credits), (error: Error) => error instanceof InvalidCommandError && /1-64 commands, got 65/.test(error.message));
+    const bytes = toBinary(CommandBatchSchema, create(CommandBatchSchema, { commands: credits.map(commandToProto) }));
+    assert.throws(() => shard.submitScanned(scanCommandBatch(bytes, 1000)), InvalidCommandError);
+    assert.throws(() => shard.submit([]), InvalidCommandError);
+    assert.equal(shard.lastSequence, 0);
+    await shard.close();
+  });
+
   test("a command the translator refuses publishes none of the batch; a full ring is overloaded", async () => {
     const shard = await open(new MemoryJournal(), new MemorySnapshotStore());
     await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);

@@ -268,9 +268,8 @@ export class Shard {
    */
   submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" } = {}): Promise<Result[]> {
     if (this.state !== "open") this.checkAvailable();
-    if (!Array.isArray(commands) || commands.length < 1 || commands.length > SUBMIT_COMMANDS_MAX) {
-      throw new InvalidCommandError("commands", `must be an array of 1-${SUBMIT_COMMANDS_MAX} commands`);
-    }
+    if (!Array.isArray(commands)) throw new InvalidCommandError("commands", "must be an array");
+    this.checkCount(commands.length);
     const engine = this.engine;
     const atomic = options.atomic === true;
     if (atomic) engine.checkGroup(commands);
@@ -298,14 +297,18 @@ export class Shard {
    */
   submitScanned(scan: ScannedBatch): Promise<Uint8Array> {
     if (this.state !== "open") this.checkAvailable();
-    if (scan.count < 1 || scan.count > SUBMIT_COMMANDS_MAX) {
-      throw new InvalidCommandError("commands", `must be an array of 1-${SUBMIT_COMMANDS_MAX} commands`);
-    }
+    this.checkCount(scan.count);
     const engine = this.engine;
     if (!engine.tryPublishScanned(scan, 0)) throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     return new Promise<Uint8Array>((resolve, reject) => {
       const first = this.enqueue(scan.count, false, reject, () => resolve(writeScannedResults(engine.ring, first, scan)));
     });
+  }
+
+  /** A request holds 1..SUBMIT_COMMANDS_MAX commands, and no more than the ring has slots (it could never fit). */
+  private checkCount(count: number): void {
+    const max = Math.min(SUBMIT_COMMANDS_MAX, this.engine.ring.size);
+    if (count < 1 || count > max) throw new InvalidCommandError("commands", `must be an array of 1-${max} commands, got ${count}`);
   }
 
   /** Queue the `count` commands just published; returns the sequence of the first. */
