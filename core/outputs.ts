@@ -15,6 +15,7 @@ import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec.ts";
 import { NO_ACCOUNT, type LedgerObserver } from "./ledger.ts";
+import { SNAPSHOT_EVERY_COMMANDS_DEFAULT } from "./limits.ts";
 import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
 import { decodeSnapshot } from "./snapshot.ts";
 import { SnapshotJob, SnapshotScratch, type YieldToEventLoop } from "./snapshot-job.ts";
@@ -311,7 +312,7 @@ export interface RelayOptions extends EngineOptions {
    * not depend on the shard still keeping an old enough snapshot. Optional: without, only the shard's are used.
    */
   ownSnapshots?: SnapshotStore;
-  /** Take an own snapshot after this many events since the last. Default 1,000,000. */
+  /** Take an own snapshot after this many events since the last. Default SNAPSHOT_EVERY_COMMANDS_DEFAULT (10M). */
   snapshotEveryEvents?: number;
   /**
    * Tells the shard's side the oldest sequence the relay may still need from the journal (the sequence of the
@@ -515,7 +516,7 @@ export class Relay {
 
   private snapshotDue(): boolean {
     if (this.options.ownSnapshots === undefined) return false;
-    return this.deriver.engine.lastSequence - this.snapshotSequence >= (this.options.snapshotEveryEvents ?? 1_000_000);
+    return this.deriver.engine.lastSequence - this.snapshotSequence >= (this.options.snapshotEveryEvents ?? SNAPSHOT_EVERY_COMMANDS_DEFAULT);
   }
 
   /** Every sink has every event applied so far: snapshot the follower into the own store, move the floor. */

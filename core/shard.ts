@@ -16,7 +16,7 @@ import type { ScannedBatch } from "./command-batch-reader.ts";
 import { writeScannedResults } from "./output-event-writer.ts";
 import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 import { RESULT_CODES } from "./codes.ts";
-import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS } from "./limits.ts";
+import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS, SNAPSHOT_EVERY_COMMANDS_DEFAULT, SNAPSHOT_EVERY_MS_DEFAULT } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
 import { decodeSnapshot } from "./snapshot.ts";
@@ -27,9 +27,9 @@ import type { Account, Command, Result } from "./types.ts";
 export interface ShardOptions extends EngineOptions {
   journal: Journal;
   snapshots: SnapshotStore;
-  /** Take a snapshot after this many commands since the last one. Default 1,000,000. */
+  /** Take a snapshot after this many commands since the last one. Default SNAPSHOT_EVERY_COMMANDS_DEFAULT (10M). */
   snapshotEveryCommands?: number;
-  /** ...or after this much stamped time since the last one. Default 60,000 ms. */
+  /** ...or after this much stamped time since the last one. Default SNAPSHOT_EVERY_MS_DEFAULT (60,000 ms). */
   snapshotEveryMs?: number;
   /** How long `unavailable` lasts after a journal failure before the next submit tries the disk again. */
   retryAfterMs?: number;
@@ -446,8 +446,8 @@ export class Shard {
 
   private maybeSnapshot(): void {
     if (this.snapshotting !== undefined) return;
-    const everyCommands = this.options.snapshotEveryCommands ?? 1_000_000;
-    const everyMs = this.options.snapshotEveryMs ?? 60_000;
+    const everyCommands = this.options.snapshotEveryCommands ?? SNAPSHOT_EVERY_COMMANDS_DEFAULT;
+    const everyMs = this.options.snapshotEveryMs ?? SNAPSHOT_EVERY_MS_DEFAULT;
     const sequence = this.engine.lastSequence;
     if (sequence - this.snapshotSequence < everyCommands && this.lastTimeMs - this.snapshotTimeMs < everyMs) return;
     void this.takeSnapshot();

@@ -14,7 +14,7 @@ const openShard = async () =>
   Shard.open({
     journal: await FileJournal.open({ directory: join(directory, "journal"), fsync: "batch" }),
     snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), keep: 3 }),
-    snapshotEveryCommands: 1_000_000, // or snapshotEveryMs: 60_000, whichever comes first
+    snapshotEveryCommands: 10_000_000, // the default; or snapshotEveryMs: 60_000, whichever comes first
     yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)), // snapshots run between batches
   });
 

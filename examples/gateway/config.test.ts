@@ -19,6 +19,10 @@ test("defaults and environment overrides", () => {
   assert.equal(defaults.workers, availableParallelism() >= WORKERS_CORES_MIN);
   assert.equal(loadConfig({ HOTLEDGER_WORKERS: "0" }).workers, false);
   assert.equal(loadConfig({ HOTLEDGER_WORKERS: "1" }).workers, true);
+  assert.equal(defaults.snapshotEveryCommands, 10_000_000);
+  assert.equal(defaults.snapshotEveryMs, 60_000);
+  const snapshots = loadConfig({ HOTLEDGER_SNAPSHOT_EVERY_COMMANDS: "250000", HOTLEDGER_SNAPSHOT_EVERY_MS: "5000" });
+  assert.deepEqual([snapshots.snapshotEveryCommands, snapshots.snapshotEveryMs], [250_000, 5_000]);
   const custom = loadConfig({ HOTLEDGER_SHARDS: "2", HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "interval", HOTLEDGER_DATA: "/tmp/x" });
   assert.deepEqual([custom.shards, custom.port, custom.fsync, custom.dataDirectory], [2, 0, "interval", "/tmp/x"]);
 });
@@ -27,6 +31,8 @@ test("bad configuration fails fast with the setting's name", () => {
   assert.throws(() => loadConfig({ HOTLEDGER_SHARDS: "zero" }), (error: Error) => error instanceof ConfigError && /HOTLEDGER_SHARDS/.test(error.message));
   assert.throws(() => loadConfig({ HOTLEDGER_PORT: "70000" }), /HOTLEDGER_PORT/);
   assert.throws(() => loadConfig({ HOTLEDGER_FSYNC: "sometimes" }), /HOTLEDGER_FSYNC/);
+  assert.throws(() => loadConfig({ HOTLEDGER_SNAPSHOT_EVERY_COMMANDS: "10" }), /HOTLEDGER_SNAPSHOT_EVERY_COMMANDS must be an integer in 1000\.\./);
+  assert.throws(() => loadConfig({ HOTLEDGER_SNAPSHOT_EVERY_MS: "1500.5" }), /HOTLEDGER_SNAPSHOT_EVERY_MS/);
   assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: "/nonexistent/config.json" }), /HOTLEDGER_CONFIG/);
 });
 

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import type { FsyncPolicy } from "../../adapters/journal-file/index.ts";
+import { limits } from "../../core/index.ts";
 import { KeyRing, type KeyConfig } from "../../transports/auth.ts";
 
 /** Everything the gateway reads at start. */
@@ -19,6 +20,12 @@ export interface GatewayConfig {
   /** Accounts per shard (preallocated: ~190 B each). */
   accountsMax: number;
   idempotencyCommandsMax: number;
+  /**
+   * A shard snapshots after this many commands (HOTLEDGER_SNAPSHOT_EVERY_COMMANDS) or this much time
+   * (HOTLEDGER_SNAPSHOT_EVERY_MS) since its last snapshot, whichever comes first; a restart replays at most that.
+   */
+  snapshotEveryCommands: number;
+  snapshotEveryMs: number;
   /**
    * Shards on worker threads, or in the gateway's own thread. Default: workers when the machine has at least
    * WORKERS_CORES_MIN cores; measured on 2 vCPUs (bench/README.md), in-thread shards were ~1.7x faster there.
@@ -65,6 +72,8 @@ const DEFAULTS: GatewayConfig = {
   keys: [],
   accountsMax: 1 << 16,
   idempotencyCommandsMax: 1 << 18,
+  snapshotEveryCommands: limits.SNAPSHOT_EVERY_COMMANDS_DEFAULT,
+  snapshotEveryMs: limits.SNAPSHOT_EVERY_MS_DEFAULT,
   workers: availableParallelism() >= WORKERS_CORES_MIN,
   outputs: ["postgres"],
   databaseUrl: undefined,
@@ -124,6 +133,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDirectory: env.HOTLEDGER_DATA ?? merged.dataDirectory,
     accountsMax: integer("accountsMax", merged.accountsMax, 1, 1 << 24),
     idempotencyCommandsMax: integer("idempotencyCommandsMax", merged.idempotencyCommandsMax, 1000, 1 << 24),
+    snapshotEveryCommands: integer("HOTLEDGER_SNAPSHOT_EVERY_COMMANDS", env.HOTLEDGER_SNAPSHOT_EVERY_COMMANDS ?? merged.snapshotEveryCommands, 1000, 1e12),
+    snapshotEveryMs: integer("HOTLEDGER_SNAPSHOT_EVERY_MS", env.HOTLEDGER_SNAPSHOT_EVERY_MS ?? merged.snapshotEveryMs, 1000, 7 * 24 * 60 * 60 * 1000),
     fsync,
     workers: env.HOTLEDGER_WORKERS === undefined ? merged.workers !== false : env.HOTLEDGER_WORKERS !== "0",
   };

@@ -46,7 +46,14 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
     if (config.workers) {
       shards.push(
         await WorkerShard.start(
-          { directory, fsync: config.fsync, accountsMax: config.accountsMax, idempotencyCommandsMax: config.idempotencyCommandsMax },
+          {
+            directory,
+            fsync: config.fsync,
+            accountsMax: config.accountsMax,
+            idempotencyCommandsMax: config.idempotencyCommandsMax,
+            snapshotEveryCommands: config.snapshotEveryCommands,
+            snapshotEveryMs: config.snapshotEveryMs,
+          },
           shardLog,
         ),
       );
@@ -60,6 +67,8 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
         snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log: shardLog }),
         accountsMax: config.accountsMax,
         idempotencyCommandsMax: config.idempotencyCommandsMax,
+        snapshotEveryCommands: config.snapshotEveryCommands,
+        snapshotEveryMs: config.snapshotEveryMs,
         yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
         log: shardLog,
       }),

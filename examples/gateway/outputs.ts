@@ -133,6 +133,7 @@ async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
           sinks,
           accountsMax: config.accountsMax,
           idempotencyCommandsMax: config.idempotencyCommandsMax,
+          snapshotEveryEvents: config.snapshotEveryCommands,
           snapshots: await FileSnapshotStore.open({ directory: directories.snapshots, readOnly: true, log }),
           ownSnapshots: await FileSnapshotStore.open({ directory: directories.relaySnapshots, log }),
           saveJournalFloor: (sequence) => writeJournalFloor(directories.journal, sequence),

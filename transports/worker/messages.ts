@@ -12,6 +12,7 @@ export interface ShardWorkerInit {
   accountsMax?: number;
   idempotencyCommandsMax?: number;
   snapshotEveryCommands?: number;
+  snapshotEveryMs?: number;
 }
 
 export type ShardOperation = "submit" | "account" | "storedResult" | "metrics";

@@ -27,6 +27,7 @@ try {
     accountsMax: init.accountsMax,
     idempotencyCommandsMax: init.idempotencyCommandsMax,
     snapshotEveryCommands: init.snapshotEveryCommands,
+    snapshotEveryMs: init.snapshotEveryMs,
     yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
     log,
   });
