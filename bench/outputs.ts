@@ -129,7 +129,7 @@ async function main(): Promise<void> {
     // The relay re-applies the journal with the gateway's options: the shard must run with the same.
     accountsMax: config.accountsMax,
     idempotencyCommandsMax: config.idempotencyCommandsMax,
-    snapshotEveryCommands: 1_000_000,
+    snapshotEveryCommands: config.snapshotEveryCommands,
     snapshotEveryMs: Number.MAX_SAFE_INTEGER,
     clock: () => timeMs++,
     yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
