@@ -47,6 +47,5 @@ export {
 export { commandToProto, encodeOutputEvent, encodeOutputEventBatch, encodeResultBatch, outputEventToProto, resultToProto } from "./wire.ts";
 export { JournalCorruptError, JournalUnavailableError, type Journal, type SnapshotStore, type StoredRecord } from "./ports.ts";
 export { ShardMap, type RoutingOptions } from "./routing.ts";
-export { OverloadedError, Shard, ShardUnavailableError, SUBMIT_COMMANDS_MAX, type ScannedResultWriter, type ShardMetrics, type ShardOptions } from "./shard.ts";
-export { writeScannedResultsJson } from "./result-json-writer.ts";
+export { OverloadedError, Shard, ShardUnavailableError, SUBMIT_COMMANDS_MAX, type ShardMetrics, type ShardOptions } from "./shard.ts";
 export type * from "./types.ts";

@@ -18,13 +18,10 @@ import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from ".
 import { RESULT_CODES } from "./codes.ts";
 import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS, SNAPSHOT_EVERY_COMMANDS_DEFAULT, SNAPSHOT_EVERY_MS_DEFAULT } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
-import { type RingBuffer, Sequence } from "./ring-buffer.ts";
+import { Sequence } from "./ring-buffer.ts";
 import { decodeSnapshot } from "./snapshot.ts";
 import { SnapshotJob, SnapshotScratch, type YieldToEventLoop } from "./snapshot-job.ts";
 import type { Account, Command, Result } from "./types.ts";
-
-/** Writes the reply of a scanned batch published from sequence `first`, from the ring once it is applied. */
-export type ScannedResultWriter = (ring: RingBuffer, first: number, scan: ScannedBatch) => Uint8Array;
 
 /** Options of a durable shard. */
 export interface ShardOptions extends EngineOptions {
@@ -293,19 +290,18 @@ export class Shard {
   }
 
   /**
-   * `submit` for a scanned batch (core/command-batch-reader.ts; the HTTP transport scans JSON into the same form),
-   * its commands one by one (no atomic groups): their bytes go straight into ring slots, and the reply is written
-   * by `write` from the ring's result columns and the request's id bytes (no strings, no Result objects): by default
-   * a protobuf ResultBatch, or `writeScannedResultsJson`'s JSON. `scan.bytes` must not change until the promise
-   * settles (the ids are read from it then). Throws as `submit` does.
+   * `submit` for a scanned CommandBatch (core/command-batch-reader.ts), its commands one by one (no atomic groups):
+   * their bytes go straight into ring slots, and the reply is a protobuf ResultBatch written from the ring's result
+   * columns and the request's id bytes (no strings, no Result objects). `scan.bytes` must not change until the promise
+   * settles (the ids are read from it then; NATS message payloads are never reused). Throws as `submit` does.
    */
-  submitScanned(scan: ScannedBatch, write: ScannedResultWriter = writeScannedResults): Promise<Uint8Array> {
+  submitScanned(scan: ScannedBatch): Promise<Uint8Array> {
     if (this.state !== "open") this.checkAvailable();
     this.checkCount(scan.count);
     const engine = this.engine;
     if (!engine.tryPublishScanned(scan, 0)) throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     return new Promise<Uint8Array>((resolve, reject) => {
-      const first = this.enqueue(scan.count, false, reject, () => resolve(write(engine.ring, first, scan)));
+      const first = this.enqueue(scan.count, false, reject, () => resolve(writeScannedResults(engine.ring, first, scan)));
     });
   }
 

@@ -4,7 +4,7 @@
  * core `Shard` in this process satisfies it as it is; `WorkerShard` (transports/worker) is one on a worker thread;
  * a shard on another machine over NATS would be a third.
  */
-import { InvalidCommandError, type Account, type Command, type Result, type ScannedResultWriter, type ShardMetrics, type SinkStatus } from "../core/index.ts";
+import { InvalidCommandError, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
 import type { ScannedBatch } from "../core/command-batch-reader.ts";
 
@@ -19,13 +19,12 @@ export interface Gateway {
    */
   submit(commands: readonly Command[], options?: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   /**
-   * Submit a scanned batch whose commands are all of `partnerId`, one by one, and resolve with the reply `write`
-   * makes (default: the protobuf ResultBatch; the NATS and HTTP transports' fast paths: bytes straight into the
-   * shard's ring and out of it). Undefined,
+   * Submit a scanned CommandBatch whose commands are all of `partnerId`, one by one, and resolve with the protobuf
+   * ResultBatch (the NATS transport's fast path: bytes straight into the shard's ring and out of it). Undefined,
    * having done nothing, when the partner's shard cannot take one (a shard on a worker thread): the caller submits
    * the commands instead.
    */
-  submitScanned?(partnerId: string, scan: ScannedBatch, write?: ScannedResultWriter): Promise<Uint8Array> | undefined;
+  submitScanned?(partnerId: string, scan: ScannedBatch): Promise<Uint8Array> | undefined;
   account(partnerId: string, accountId: string): Promise<Account | undefined>;
   storedResult(partnerId: string, id: string): Promise<Result | undefined>;
   /** Whether every shard is recovered and accepting. */
@@ -38,7 +37,7 @@ export interface Gateway {
 export interface ShardPort {
   submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   /** Optional: a shard in this process takes a scanned CommandBatch (core `Shard.submitScanned`). */
-  submitScanned?(scan: ScannedBatch, write?: ScannedResultWriter): Promise<Uint8Array>;
+  submitScanned?(scan: ScannedBatch): Promise<Uint8Array>;
   account(partnerId: string, accountId: string): Account | undefined | Promise<Account | undefined>;
   storedResult(partnerId: string, id: string): Result | undefined | Promise<Result | undefined>;
   metrics(): ShardMetrics | Promise<ShardMetrics>;
@@ -97,8 +96,8 @@ export class RoutingGateway implements Gateway {
     return results;
   }
 
-  submitScanned(partnerId: string, scan: ScannedBatch, write?: ScannedResultWriter): Promise<Uint8Array> | undefined {
-    return this.shards[this.map.shardOf(partnerId)].submitScanned?.(scan, write);
+  submitScanned(partnerId: string, scan: ScannedBatch): Promise<Uint8Array> | undefined {
+    return this.shards[this.map.shardOf(partnerId)].submitScanned?.(scan);
   }
 
   /** The shard of command `position`'s partner. */

@@ -17,10 +17,7 @@ import {
   type ResultCode,
   type Result,
   type SinkStatus,
-  writeScannedResultsJson,
 } from "../../core/index.ts";
-import { scannedText, ScannedText, TEXT_FIELDS } from "../../core/command-batch-reader.ts";
-import { scanJsonCommands } from "./json-scan.ts";
 import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, type Gateway, type OutputsView } from "../gateway.ts";
 import { openApiRoutes } from "./openapi.ts";
@@ -176,55 +173,6 @@ async function readJson(request: Request, bodyBytesMax: number): Promise<unknown
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
-/** As `request.json()` decodes: invalid UTF-8 becomes U+FFFD (which no identifier or currency accepts: still a 400). */
-const utf8Lenient = new TextDecoder("utf-8");
-
-/** A body of declared length (the server never delivers more than Content-Length bytes). */
-async function readDeclared(request: Request): Promise<Uint8Array> {
-  try {
-    return new Uint8Array(await request.arrayBuffer());
-  } catch (error) {
-    throw new HttpError(400, "invalid_request", `the body is not valid JSON: ${(error as Error).message}`);
-  }
-}
-
-/** `JSON.parse` as `request.json()` parses a body. */
-function parseJsonLenient(bytes: Uint8Array): unknown {
-  try {
-    return JSON.parse(utf8Lenient.decode(bytes));
-  } catch (error) {
-    throw new HttpError(400, "invalid_request", `the body is not valid JSON: ${(error as Error).message}`);
-  }
-}
-
-/**
- * The fast path of `POST /v1/commands`: a body in json-scan.ts's subset, all of one partner the key may act on,
- * scanned in place and handed to that partner's shard, whose translator copies its bytes into ring slots and whose
- * reply is written as JSON bytes from the ring (no JSON.parse, no Command or Result objects, no JSON.stringify).
- * Undefined when the body is not in the subset, or when the shard refuses a command having published nothing (a bad
- * identifier): the caller then parses the body and answers exactly as the slow path always has.
- */
-function submitJsonScanned(bytes: Uint8Array, principal: Principal, gateway: Gateway): Promise<Uint8Array> | undefined {
-  const scan = scanJsonCommands(bytes);
-  if (scan === undefined || gateway.submitScanned === undefined) return undefined;
-  const { ranges } = scan;
-  const partnerStart = ranges[ScannedText.partnerId * 2];
-  const partnerEnd = ranges[ScannedText.partnerId * 2 + 1];
-  for (let k = 1; k < scan.count; k++) {
-    const start = ranges[(k * TEXT_FIELDS + ScannedText.partnerId) * 2];
-    const end = ranges[(k * TEXT_FIELDS + ScannedText.partnerId) * 2 + 1];
-    if (end - start !== partnerEnd - partnerStart) return undefined;
-    for (let i = 0; i < end - start; i++) if (bytes[start + i] !== bytes[partnerStart + i]) return undefined;
-  }
-  const partnerId = scannedText(scan, 0, ScannedText.partnerId);
-  if (!mayActOn(principal, partnerId)) return undefined;
-  try {
-    return gateway.submitScanned(partnerId, scan, writeScannedResultsJson);
-  } catch (error) {
-    if (error instanceof InvalidCommandError) return undefined;
-    throw error;
-  }
-}
 
 function parseJson(bytes: Uint8Array): unknown {
   try {
@@ -312,15 +260,7 @@ export function createHttpApp(options: HttpAppOptions) {
       "/v1/commands",
       guarded(async (request) => {
         const principal = authenticate(request, keys);
-        let body: unknown;
-        const declared = request.headers.get("content-length");
-        if (gateway.submitScanned !== undefined && declared !== null && Number(declared) <= bodyBytesMax) {
-          const bytes = await readDeclared(request);
-          const reply = submitJsonScanned(bytes, principal, gateway);
-          if (reply !== undefined) return new Response((await reply) as Uint8Array<ArrayBuffer>, { status: 200, headers: JSON_HEADERS });
-          body = parseJsonLenient(bytes);
-        } else body = await readJson(request, bodyBytesMax);
-        const { commands, atomic, mode } = checkCommandsBody(body);
+        const { commands, atomic, mode } = checkCommandsBody(await readJson(request, bodyBytesMax));
         for (let index = 0; index < commands.length; index++) {
           const command = commands[index];
           if (!mayActOn(principal, command.partnerId)) authorize(principal, command.partnerId, `commands[${index}].partnerId`);
