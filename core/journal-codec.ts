@@ -14,6 +14,7 @@
  */
 import { assert } from "./assert.ts";
 import { COMMAND_TYPES, type CommandType } from "./codes.ts";
+import type { AsciiDecoder } from "./command-batch-reader.ts";
 import { asciiString } from "./key-table.ts";
 import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_BYTES } from "./ring-buffer.ts";
 import type { CaptureCommand, CheckCommand, Command, CreditCommand, DebitCommand, HoldCommand, OpenAccountCommand } from "./types.ts";
@@ -214,54 +215,54 @@ export class RecordDecoder {
  * The command in ring slot `index`, as a plain command (replays, outputs, tests). Built without object spreads:
  * the output relay calls it once per event.
  */
-export function readCommand(ring: RingBuffer, index: number): Command {
+export function readCommand(ring: RingBuffer, index: number, ascii: AsciiDecoder = asciiString): Command {
   const flags = ring.flags[index];
   const type = COMMAND_TYPES[ring.type[index]] as CommandType;
   const amount = ring.amount[index];
   const hasAmount = (flags & Flag.amount) !== 0;
-  const partnerId = slotText(ring, index, Field.partner);
+  const partnerId = slotText(ring, index, ascii, Field.partner);
   // Every command but a check carries an id (a check may too).
-  const id = type !== "check" || (flags & Flag.id) !== 0 ? slotText(ring, index, Field.id) : undefined;
+  const id = type !== "check" || (flags & Flag.id) !== 0 ? slotText(ring, index, ascii, Field.id) : undefined;
   switch (type) {
     case "openAccount": {
-      const command: OpenAccountCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), currency: slotText(ring, index, Field.currency) };
+      const command: OpenAccountCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, ascii, Field.account), currency: slotText(ring, index, ascii, Field.currency) };
       if (hasAmount) command.overdraftLimit = amount;
       return command;
     }
     case "credit":
     case "debit": {
-      const command: CreditCommand | DebitCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), amount };
-      if ((flags & Flag.currency) !== 0) command.currency = slotText(ring, index, Field.currency);
+      const command: CreditCommand | DebitCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, ascii, Field.account), amount };
+      if ((flags & Flag.currency) !== 0) command.currency = slotText(ring, index, ascii, Field.currency);
       return command;
     }
     case "transfer":
-      return { type, id: id!, partnerId, fromAccountId: slotText(ring, index, Field.account), toAccountId: slotText(ring, index, Field.target), amount };
+      return { type, id: id!, partnerId, fromAccountId: slotText(ring, index, ascii, Field.account), toAccountId: slotText(ring, index, ascii, Field.target), amount };
     case "hold": {
-      const command: HoldCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), amount };
+      const command: HoldCommand = { type, id: id!, partnerId, accountId: slotText(ring, index, ascii, Field.account), amount };
       if ((flags & Flag.expiry) !== 0) command.expiresInMs = ring.expiresInMs[index];
       return command;
     }
     case "capture": {
-      const command: CaptureCommand = { type, id: id!, partnerId, holdId: slotText(ring, index, Field.target) };
+      const command: CaptureCommand = { type, id: id!, partnerId, holdId: slotText(ring, index, ascii, Field.target) };
       if (hasAmount) command.amount = amount;
       return command;
     }
     case "release":
-      return { type, id: id!, partnerId, holdId: slotText(ring, index, Field.target) };
+      return { type, id: id!, partnerId, holdId: slotText(ring, index, ascii, Field.target) };
     case "check": {
-      const command: CheckCommand = { type, partnerId, accountId: slotText(ring, index, Field.account), amount };
+      const command: CheckCommand = { type, partnerId, accountId: slotText(ring, index, ascii, Field.account), amount };
       if (id !== undefined) command.id = id;
       return command;
     }
     case "setOverdraftLimit":
-      return { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account), overdraftLimit: amount };
+      return { type, id: id!, partnerId, accountId: slotText(ring, index, ascii, Field.account), overdraftLimit: amount };
     default:
-      return { type, id: id!, partnerId, accountId: slotText(ring, index, Field.account) } as Command;
+      return { type, id: id!, partnerId, accountId: slotText(ring, index, ascii, Field.account) } as Command;
   }
 }
 
 /** Text field `field` of ring slot `index`, as a string. */
-function slotText(ring: RingBuffer, index: number, field: number): string {
+function slotText(ring: RingBuffer, index: number, ascii: AsciiDecoder, field: number): string {
   const start = index * SLOT_TEXT_BYTES + FIELD_OFFSET[field];
-  return asciiString(ring.text, start, start + ring.fieldLength[index * FIELD_COUNT + field]);
+  return ascii(ring.text, start, start + ring.fieldLength[index * FIELD_COUNT + field]);
 }

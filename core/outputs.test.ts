@@ -15,6 +15,23 @@ const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 512, idempotencyCom
 const key = (partnerId: string, accountId: string) => `${partnerId}/${accountId}`;
 
 describe("output events", () => {
+  test("a relay's own string decoder (a runtime's faster one) gives the same events", async () => {
+    const journal = new KeepingJournal();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(5, 120)]);
+    let calls = 0;
+    const ascii = (bytes: Uint8Array, start: number, end: number) => {
+      calls++;
+      let text = "";
+      for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]);
+      return text;
+    };
+    const events = deriveEvents(journal.records, 3, SIZES, undefined, ascii);
+    assert.ok(calls >= 2 * events.length, `the decoder made the commands' strings (${calls} calls for ${events.length} events)`);
+    assert.deepEqual(events, deriveEvents(journal.records, 3, SIZES));
+    await shard.close();
+  });
+
   test("one per sequence with the shard's result; changes chain, add up to the final state, and are double entry", async () => {
     const journal = new KeepingJournal();
     const shard = await openWorkloadShard(journal, { sizes: SIZES });

@@ -15,3 +15,4 @@ export {
   type ShardPort,
 } from "./gateway.ts";
 export { hashKey, KEYS_PER_PARTNER_MAX, KeyRing, mayActOn, type KeyConfig, type Principal } from "./auth.ts";
+export { runtimeAscii } from "./ascii.ts";

@@ -7,6 +7,7 @@
  * a time, in order), `deriveEvents` (the events of the journal), or all three at once: `batchEvents`, `workloadEvents`.
  */
 import { assert } from "../assert.ts";
+import type { AsciiDecoder } from "../command-batch-reader.ts";
 import { Engine, type EngineOptions } from "../engine.ts";
 import { EventDeriver, type OutputEvent } from "../outputs.ts";
 import type { Journal, SnapshotStore, StoredRecord } from "../ports.ts";
@@ -103,12 +104,12 @@ export function workloadClock(startMs = 1_000_000): () => number {
 
 /**
  * Every event of `records`, derived as shard `shard` by `engine`: a fresh follower of `sizes` unless given one (an
- * engine restored from a snapshot derives the events after the snapshot).
+ * engine restored from a snapshot derives the events after the snapshot), its strings made by `ascii` if given.
  */
 export function deriveEvents(
-  records: readonly StoredRecord[], shard: number, sizes: EngineOptions = WORKLOAD_SIZES, engine: Engine = new Engine(sizes),
+  records: readonly StoredRecord[], shard: number, sizes: EngineOptions = WORKLOAD_SIZES, engine: Engine = new Engine(sizes), ascii?: AsciiDecoder,
 ): OutputEvent[] {
-  const deriver = new EventDeriver(engine, shard);
+  const deriver = new EventDeriver(engine, shard, ascii);
   const events: OutputEvent[] = [];
   for (const record of records) deriver.apply(record, events);
   return events;

@@ -17,6 +17,7 @@ import { openPgliteSink, openPostgresSink, type PostgresSink } from "../../adapt
 import { openJetStreamSink } from "../../adapters/jetstream/index.ts";
 import { openKafkaSink } from "../../adapters/kafka/index.ts";
 import type { HistoryReader, OutputsView } from "../../transports/gateway.ts";
+import { runtimeAscii } from "../../transports/ascii.ts";
 import type { GatewayConfig } from "./config.ts";
 
 /** Running relays, as the HTTP transport sees them, plus stop. */
@@ -134,6 +135,7 @@ async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
           accountsMax: config.accountsMax,
           idempotencyCommandsMax: config.idempotencyCommandsMax,
           snapshotEveryEvents: config.snapshotEveryCommands,
+          ascii: runtimeAscii,
           snapshots: await FileSnapshotStore.open({ directory: directories.snapshots, readOnly: true, log }),
           ownSnapshots: await FileSnapshotStore.open({ directory: directories.relaySnapshots, log }),
           saveJournalFloor: (sequence) => writeJournalFloor(directories.journal, sequence),

@@ -35,6 +35,7 @@ import {
 } from "../../core/command-batch-reader.ts";
 import { encodeResultBatch } from "../../core/wire.ts";
 import { GROUP_COMMANDS_MAX } from "../../core/limits.ts";
+import { runtimeAscii } from "../ascii.ts";
 import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import type { Gateway } from "../gateway.ts";
 import { ADMIN_COMMAND_TYPES, checkCommandFields, checkCommandsBody, COMMAND_SHAPES, HttpError, type Shape } from "../http/validate.ts";
@@ -159,12 +160,8 @@ export function commandFromProto(proto: WireCommand, index: number): Command {
   return row as unknown as Command;
 }
 
-/**
- * Strings of the request's ASCII bytes: Node's and Bun's `Buffer.prototype.latin1Slice` where the runtime has it
- * (~55 ns an id against ~150 ns for core's TextDecoder over a subarray), else core's.
- */
-const latin1Slice = (globalThis as { Buffer?: { prototype: { latin1Slice?: (start: number, end: number) => string } } }).Buffer?.prototype.latin1Slice;
-const ascii: AsciiDecoder | undefined = latin1Slice === undefined ? undefined : (bytes, start, end) => latin1Slice.call(bytes, start, end);
+/** Strings of the request's ASCII bytes: the runtime's fastest (transports/ascii.ts), else core's. */
+const ascii = runtimeAscii;
 
 /** A protobuf `CommandBatch` scanned in place (core/command-batch-reader.ts); bytes that are not one are refused. */
 function scanProto(data: Uint8Array): ScannedBatch {
