@@ -56,8 +56,8 @@ export const IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1000;
 /**
  * Default snapshot interval of a shard (and of an output relay's follower): every this many commands, or every
  * SNAPSHOT_EVERY_MS_DEFAULT of stamped time, whichever comes first. A snapshot copies and writes the whole state,
- * idempotency window included (~133 MB at 1M accounts with a full 2^20 window); every 1M commands it cost the NATS gateway
- * ~15% of its CPU in bench:nats. Every 10M commands it costs a tenth of that, and a recovery replays at most 10M
+ * idempotency window included (~133 MB at 1M accounts with a full 2^20 window); every 1M commands it cost the NATS
+ * gateway ~15% of its CPU in bench:nats. Every 10M commands it costs a tenth of that, and a recovery replays at most 10M
  * commands (bench:durable's `recover1MAccounts10MCommandsMs` measures exactly that) or a minute of traffic.
  * The journal keeps the commands since the oldest retained snapshot on disk: ~130 B each.
  */
