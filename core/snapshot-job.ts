@@ -30,6 +30,8 @@ const STEP_CLOCK_ROWS = 1024;
 /** A monotonic clock where the runtime has the Web's `performance` (Bun, Deno, Node all do), else Date.now. */
 const stepClock: () => number =
   typeof performance === "object" && typeof performance.now === "function" ? () => performance.now() : Date.now;
+/** Whether a step that began at `started` (stepClock) has used its time. */
+const stepSpent = (started: number): boolean => stepClock() - started >= SNAPSHOT_STEP_MS_MAX;
 
 /** Lets the event loop run (the runtime's setImmediate or similar); `() => Promise.resolve()` does not yield. */
 export type YieldToEventLoop = () => Promise<void>;
@@ -232,7 +234,7 @@ export class SnapshotJob implements LedgerObserver {
         this.window().copyRow(this.ledger, row, entry);
       }
       this.windowCopied = to;
-      if (stepClock() - started >= SNAPSHOT_STEP_MS_MAX) return;
+      if (stepSpent(started)) return;
     }
   }
 
@@ -272,7 +274,8 @@ export class SnapshotJob implements LedgerObserver {
       const base = row * KEY_BYTES_MAX;
       for (let b = 0; b < length; b++) keyBytes[offset + b] = table.keyBytes[base + b];
       offset += length;
-      if (row % this.chunkRows === this.chunkRows - 1 || (row % STEP_CLOCK_ROWS === STEP_CLOCK_ROWS - 1 && stepClock() - stepStarted >= SNAPSHOT_STEP_MS_MAX)) {
+      const chunkDone = row % this.chunkRows === this.chunkRows - 1;
+      if (chunkDone || (row % STEP_CLOCK_ROWS === STEP_CLOCK_ROWS - 1 && stepSpent(stepStarted))) {
         await yieldToEventLoop();
         stepStarted = stepClock();
       }
