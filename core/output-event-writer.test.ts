@@ -78,6 +78,10 @@ const synthetic: OutputEvent[] = [
   // character, and 128+ bytes (a two-byte length), also where the text is under 128 characters but not its bytes.
   variant({ eventId: "é:1", accountId: "kontø", accounts: [{ ...change, partnerId: "😀", accountId: "€".repeat(50), currency: "x".repeat(200) }] }),
   variant({ command: { type: "credit", id: "ид-1", partnerId: "p", accountId: "a".repeat(127) + "é", amount: 5, currency: "€" } }),
+  // Length prefixes the one-pass writer reserved too short: an event over 16,383 bytes (three bytes in a batch), a
+  // command message over 127 bytes (two).
+  variant({ accounts: Array.from({ length: 1000 }, (_, i) => ({ ...change, balance: i })) }),
+  variant({ command: { type: "credit", id: "i".repeat(64), partnerId: "p".repeat(64), accountId: "a".repeat(64), amount: 5 } }),
 ];
 
 describe("output event writer", () => {
@@ -111,6 +115,7 @@ describe("output event writer", () => {
   });
 
   test("synthetic edge cases: int64 varint boundaries, zeros, all statuses, non-ASCII and long strings", () => {
+    assert.ok(writeOutputEvent(synthetic.at(-2)!).length > 16_383, "an event whose length takes three bytes");
     for (const event of synthetic) assertLikeProtobufEs(event);
     assertBatchLikeProtobufEs(synthetic);
   });

@@ -15,7 +15,7 @@ import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec.ts";
 import { NO_ACCOUNT, type LedgerObserver } from "./ledger.ts";
-import { SNAPSHOT_EVERY_COMMANDS_DEFAULT } from "./limits.ts";
+import { OUTPUT_DELIVER_EVENTS_DEFAULT, SNAPSHOT_EVERY_COMMANDS_DEFAULT } from "./limits.ts";
 import type { AsciiDecoder } from "./command-batch-reader.ts";
 import { asciiString } from "./key-table.ts";
 import { JournalCorruptError, type SnapshotStore, type StoredRecord } from "./ports.ts";
@@ -338,7 +338,7 @@ export interface RelayOptions extends EngineOptions {
   sleep(ms: number): Promise<void>;
   /** Wait after a failed delivery before asking the sink for its cursor again. Default 1000 ms. */
   retryMs?: number;
-  /** Most events per `deliver` call. Default 5000. */
+  /** Most events per `deliver` call. Default OUTPUT_DELIVER_EVENTS_DEFAULT (50,000). */
   deliverEventsMax?: number;
   /**
    * A delivery not settled after this long counts as failed and is retried from the sink's cursor (a driver can
@@ -550,7 +550,7 @@ export class Relay {
 
   /** Deliver what sink `i` has not got of `events`, in chunks, retrying (after `retryMs`) until it succeeds or the relay stops. */
   private async deliverTo(sink: OutputSink, i: number, events: readonly OutputEvent[]): Promise<void> {
-    const max = this.options.deliverEventsMax ?? 5000;
+    const max = this.options.deliverEventsMax ?? OUTPUT_DELIVER_EVENTS_DEFAULT;
     const status = this.statuses[i];
     const shard = this.options.shard;
     while (!this.stopping && events.length > 0) {

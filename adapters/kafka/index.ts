@@ -4,7 +4,7 @@
  *
  * Message: key `partnerId:accountId` (see `messageKey`), value the protobuf `OutputEvent` (or its JSON), headers
  * `hotledger-event-id` (`<shard>:<seq>`) and `content-type`, timestamp the command's stamped time. Sent with
- * `acks: -1` (every in-sync replica) in one `send` per delivery. Kafka orders messages per partition, so events of
+ * `acks: -1` (every in-sync replica), a delivery in sends of at most KAFKA_SEND_EVENTS_MAX messages. Kafka orders messages per partition, so events of
  * one key stay in sequence order; across keys a consumer that needs the shard's order sorts by `seq`.
  *
  * The cursor. A producer cannot ask Kafka which event it produced last, so the sink keeps its cursor in a small
@@ -30,6 +30,12 @@ export const CONTENT_TYPES = {
   protobuf: "application/protobuf; proto=hotledger.v1.OutputEvent",
   json: "application/json",
 } as const;
+/**
+ * Most messages per `send`. A relay that lags delivers up to 50,000 events a call; one send of that many could
+ * make a partition's record batch several MB, over a broker's default `message.max.bytes` (~1 MB). 1,000 events of
+ * ~200-300 bytes stay far under it even on a one-partition topic. The cursor moves after each send.
+ */
+export const KAFKA_SEND_EVENTS_MAX = 1000;
 /** Default wait for a send's acknowledgement by every in-sync replica (kafkajs's own default). */
 export const ACK_TIMEOUT_MS_DEFAULT = 30_000;
 
@@ -162,13 +168,16 @@ export class KafkaSink implements OutputSink {
   private async send(shard: number, events: readonly OutputEvent[]): Promise<void> {
     const cursor = this.cursors.get(shard) ?? 0;
     assert(events[0].seq <= cursor + 1, `shard ${shard}: event ${events[0].eventId} after cursor ${cursor} would leave a gap`);
-    const messages = events.map((event) => this.message(event));
-    try {
-      await this.producer.send({ topic: this.topic, messages, acks: -1, timeout: this.ackTimeoutMs });
-    } catch (error) {
-      throw new KafkaSendError(`sending ${events[0].eventId}..${events[events.length - 1].eventId} to ${this.topic} failed: ${(error as Error).message}`, { cause: error });
+    for (let start = 0; start < events.length; start += KAFKA_SEND_EVENTS_MAX) {
+      const chunk = events.slice(start, start + KAFKA_SEND_EVENTS_MAX);
+      const messages = chunk.map((event) => this.message(event));
+      try {
+        await this.producer.send({ topic: this.topic, messages, acks: -1, timeout: this.ackTimeoutMs });
+      } catch (error) {
+        throw new KafkaSendError(`sending ${chunk[0].eventId}..${chunk[chunk.length - 1].eventId} to ${this.topic} failed: ${(error as Error).message}`, { cause: error });
+      }
+      await this.writeCursor(shard, chunk[chunk.length - 1].seq);
     }
-    await this.writeCursor(shard, events[events.length - 1].seq);
   }
 
   /** Disconnects the producer. */

@@ -21,6 +21,7 @@ import {
   CONTENT_TYPES,
   HEADER_CONTENT_TYPE,
   HEADER_EVENT_ID,
+  KAFKA_SEND_EVENTS_MAX,
   KafkaCursorFileError,
   KafkaSendError,
   kafkaSink,
@@ -43,6 +44,8 @@ class RecordingProducer implements KafkaProducer {
   loseAckNext = 0;
   /** While set, a send waits for it before storing. */
   gate: Promise<void> | undefined;
+  /** When set: store this many next sends, then reject the one after without storing it (a broker going down). */
+  failAfter: number | undefined;
 
   async connect(): Promise<void> {
     this.connected = true;
@@ -51,6 +54,10 @@ class RecordingProducer implements KafkaProducer {
   async send(record: { topic: string; messages: KafkaMessage[]; acks: number; timeout: number }): Promise<unknown> {
     assert.ok(this.connected, "send on a connected producer");
     await this.gate;
+    if (this.failAfter !== undefined && this.failAfter-- === 0) {
+      this.failAfter = undefined;
+      throw new Error("simulated broker outage");
+    }
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error("simulated broker outage");
@@ -213,6 +220,26 @@ describe("Kafka sink", () => {
         error instanceof KafkaSendError && error.cause instanceof Error && /simulated broker outage/.test(error.message));
       assert.equal(await sink.cursor(SHARD), 20);
       assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 20 });
+      await sink.close();
+    });
+  });
+
+  test("a delivery larger than KAFKA_SEND_EVENTS_MAX goes in sends of at most that many, the cursor moving after each", async () => {
+    await withDirectory(async (directory) => {
+      assert.ok(events.length > KAFKA_SEND_EVENTS_MAX + 1, "a workload larger than one send");
+      const producer = new RecordingProducer();
+      const cursorFile = join(directory, "cursor.json");
+      const sink = await kafkaSink({ producer, topic: "t", cursorFile });
+      const first = events[0].seq;
+      // The second send fails: the first one's events stay delivered, and the cursor says so.
+      producer.failAfter = 1;
+      await assert.rejects(sink.deliver(SHARD, events), KafkaSendError);
+      assert.deepEqual(producer.sends.map((send) => send.messages.length), [KAFKA_SEND_EVENTS_MAX]);
+      assert.equal(await sink.cursor(SHARD), first + KAFKA_SEND_EVENTS_MAX - 1);
+      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: first + KAFKA_SEND_EVENTS_MAX - 1 });
+      await sink.deliver(SHARD, events.slice(KAFKA_SEND_EVENTS_MAX));
+      assert.deepEqual(producer.messages.map((message) => message.headers[HEADER_EVENT_ID]), events.map((event) => event.eventId));
+      assert.equal(await sink.cursor(SHARD), events.at(-1)!.seq);
       await sink.close();
     });
   });

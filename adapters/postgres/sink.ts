@@ -36,7 +36,7 @@ import { accountBatches, cursors, results } from "./schema.ts";
 /**
  * Most events in one deliver. The COPY payloads hold ~100-150 bytes per event, so a deliver at the limit builds
  * ~10 MB of them (plus ~200 bytes per event of per-account arrays while grouping) and is one transaction of that
- * size in Postgres. The relay sends 5,000 by default.
+ * size in Postgres. A relay that lags sends 50,000 a call by default (core/limits.ts OUTPUT_DELIVER_EVENTS_DEFAULT).
  */
 export const DELIVER_EVENTS_MAX = 65_536;
 
