@@ -133,7 +133,7 @@ async function benchRecover() {
     }
     await Promise.all(inFlight);
   }
-  const hash = shard.stateHash();
+  const hash = await shard.stateHash();
   const sequence = shard.lastSequence;
   // A crash: the shard is dropped without close(), so no final snapshot (only its file handle is closed).
   await crashedJournal.close();
@@ -142,7 +142,7 @@ async function benchRecover() {
   const begin = performance.now();
   const recovered = await Shard.open({ journal, snapshots, yieldToEventLoop, ...big });
   const elapsed = performance.now() - begin;
-  assert(recovered.lastSequence === sequence && recovered.stateHash() === hash, "recovery gives the same state");
+  assert(recovered.lastSequence === sequence && (await recovered.stateHash()) === hash, "recovery gives the same state");
   log(`  recovered ${sequence} commands (1M accounts) in ${elapsed.toFixed(0)} ms`);
   return { recoverMs: elapsed, shard: recovered, journal };
 }

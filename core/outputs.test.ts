@@ -81,7 +81,7 @@ describe("output events", () => {
     });
     for (const [k, s] of state) {
       const [partnerId, accountId] = k.split("/");
-      const account = shard.account(partnerId, accountId)!;
+      const account = (await shard.account(partnerId, accountId))!;
       assert.equal(s.sumBalance, account.balance, `${k}: entries add up to the balance`);
       assert.equal(s.sumHeld, account.held, `${k}: held changes add up to held`);
     }

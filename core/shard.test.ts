@@ -21,6 +21,9 @@ function open(journal: MemoryJournal, snapshots: MemorySnapshotStore, extra: Rec
 
 const credit = (id: string, amount: number): Command => ({ type: "credit", id, partnerId: "p", accountId: "a", amount });
 
+/** Lets every pending promise job and the event loop run once. */
+const nextTurn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
 describe("durable shard", () => {
   test("results are released after the append; concurrent submits share one record", async () => {
     const journal = new MemoryJournal();
@@ -45,8 +48,68 @@ describe("durable shard", () => {
     assert.deepEqual(accepted, []);
     assert.equal(journal.lastSequence(), 3, "durable when resolved");
     await shard.submit([credit("c3", 1)]);
-    assert.equal(shard.storedResult("p", "c2")?.balance, 11);
+    assert.equal((await shard.storedResult("p", "c2"))?.balance, 11);
     assert.equal(shard.metrics().resultsByCode[0], 4, "async results are counted too");
+    await shard.close();
+  });
+
+  test("a record is applied while it is written; its results, reads and snapshots wait until it is durable", async () => {
+    const journal = new MemoryJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await open(journal, snapshots);
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    let openGate!: () => void;
+    journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const settled: string[] = [];
+    const credited = shard.submit([credit("c1", 5)]).then((results) => (settled.push("results"), results));
+    await nextTurn();
+    const read = shard.account("p", "a").then((account) => (settled.push("read"), account));
+    const snapshot = shard.takeSnapshot().then(() => settled.push("snapshot"));
+    await nextTurn();
+    assert.equal(shard.metrics().ringOccupancy, 0, "the record is applied while its write is in flight");
+    assert.deepEqual(settled, [], "nothing leaves the shard before the record is durable");
+    assert.equal(shard.lastSequence, 1);
+    openGate();
+    journal.gate = undefined;
+    assert.equal((await credited)[0].balance, 5);
+    assert.equal((await read)?.balance, 5, "the read is answered at the durable point");
+    await snapshot;
+    assert.deepEqual(settled, ["results", "read", "snapshot"]);
+    assert.deepEqual(await snapshots.list(), [2], "the snapshot of the durable state");
+    await shard.close();
+  });
+
+  test("a failed write of an applied record: the shard rebuilds from snapshot and journal; reads and snapshots see only durable state", async () => {
+    const journal = new MemoryJournal();
+    const snapshots = new MemorySnapshotStore();
+    const lines: string[] = [];
+    let now = 0;
+    const shard = await Shard.open({ ...SIZES, journal, snapshots, clock: () => now, retryAfterMs: 100, snapshotEveryCommands: 1e9, log: (line) => lines.push(line) });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    await shard.submit([credit("c0", 3)]);
+    await shard.takeSnapshot();
+    await shard.submit([credit("c1", 4)]);
+    const hash = await shard.stateHash();
+    let openGate!: () => void;
+    journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+    journal.failNext = 1;
+    const failed = shard.submit([credit("c2", 5)]);
+    await nextTurn();
+    const read = shard.account("p", "a");
+    const stored = shard.storedResult("p", "c2");
+    const snapshot = shard.takeSnapshot();
+    openGate();
+    journal.gate = undefined;
+    await assert.rejects(failed, ShardUnavailableError);
+    assert.equal((await read)?.balance, 7, "not the failed credit");
+    assert.equal(await stored, undefined, "the failed command is not in the window");
+    await snapshot;
+    assert.deepEqual(await snapshots.list(), [3, 2], "the snapshot asked for meanwhile is of the durable state");
+    assert.equal(await shard.stateHash(), hash);
+    assert.ok(lines.some((line) => /rebuilt .* at sequence 3/.test(line)), lines.join("\n"));
+    now = 100;
+    const [retried] = await shard.submit([credit("c2", 5)]);
+    assert.deepEqual([retried.code, retried.seq, retried.balance], ["ok", 4, 12], "the failed sequence is given out again");
     await shard.close();
   });
 
@@ -65,17 +128,17 @@ describe("durable shard", () => {
     let now = 0;
     const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => now, retryAfterMs: 100 });
     await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
-    const hash = shard.stateHash();
+    const hash = await shard.stateHash();
     journal.failNext = 1;
     await assert.rejects(shard.submit([credit("c1", 5)]), ShardUnavailableError);
-    assert.equal(shard.stateHash(), hash, "nothing of the failed record was applied");
+    assert.equal(await shard.stateHash(), hash, "nothing of the failed record was applied");
     assert.equal(shard.lastSequence, 1);
     assert.throws(() => shard.submit([credit("c1", 5)]), ShardUnavailableError);
     now = 100;
     const [result] = await shard.submit([credit("c1", 5)]);
     assert.equal(result.code, "ok");
     assert.equal(result.seq, 2, "the failed sequence was given back");
-    assert.equal(shard.account("p", "a")?.balance, 5);
+    assert.equal((await shard.account("p", "a"))?.balance, 5);
     await shard.close();
   });
 
@@ -86,25 +149,25 @@ describe("durable shard", () => {
     await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
     for (let i = 0; i < 10; i++) await shard.submit([credit(`c${i}`, i + 1)]);
     const fromJournalOnly = await open(journal, new MemorySnapshotStore());
-    assert.equal(fromJournalOnly.stateHash(), shard.stateHash(), "replay of the whole journal");
+    assert.equal(await fromJournalOnly.stateHash(), await shard.stateHash(), "replay of the whole journal");
     await shard.takeSnapshot();
     for (let i = 10; i < 30; i++) {
       await shard.submit([credit(`c${i}`, i + 1)]);
       if (i === 19) await shard.takeSnapshot();
     }
-    const hash = shard.stateHash();
+    const hash = await shard.stateHash();
     const sequence = shard.lastSequence;
     // Crash: no close. Recover from the newest snapshot, then from an older one when the newest is damaged.
     await assert.rejects(open(journal, new MemorySnapshotStore()), /a snapshot or segment is missing/);
     const fromSnapshot = await open(journal, snapshots);
-    assert.equal(fromSnapshot.stateHash(), hash);
+    assert.equal(await fromSnapshot.stateHash(), hash);
     assert.equal(fromSnapshot.lastSequence, sequence);
     const newest = Math.max(...snapshots.snapshots.keys());
     const damaged = snapshots.snapshots.get(newest)!;
     damaged[damaged.length - 3] ^= 0xff;
     const logs: string[] = [];
     const fromOlder = await open(journal, snapshots, { log: (line: string) => logs.push(line) });
-    assert.equal(fromOlder.stateHash(), hash);
+    assert.equal(await fromOlder.stateHash(), hash);
     assert.ok(logs.some((line) => line.includes(`snapshot ${newest} is unusable`)));
     // A snapshot ahead of its journal (here: a journal that lost everything) is refused, not silently extended.
     await assert.rejects(open(new MemoryJournal(), snapshots), /the journal ends at sequence 0 but the snapshot is at/);
@@ -145,7 +208,7 @@ describe("scanned submits (the NATS fast path)", () => {
       compared += commands.length;
     }
     assert.ok(compared > 1000, `commands compared: ${compared}`);
-    assert.equal(scanned.stateHash(), asObjects.stateHash());
+    assert.equal(await scanned.stateHash(), await asObjects.stateHash());
     await asObjects.close();
     await scanned.close();
   });

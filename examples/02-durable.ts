@@ -28,6 +28,6 @@ await shard.close(); // drains, snapshots, closes the journal
 
 const reopened = await openShard();
 const [retry] = await reopened.submit([{ type: "credit", id: "topup-1", partnerId: "shop", accountId: "wallet:alice", amount: 10_000 }]);
-console.log(`after restart: balance ${reopened.account("shop", "wallet:alice")?.balance}, retry duplicate: ${retry.duplicate}`);
+console.log(`after restart: balance ${(await reopened.account("shop", "wallet:alice"))?.balance}, retry duplicate: ${retry.duplicate}`);
 await reopened.close();
 rmSync(directory, { recursive: true, force: true });

@@ -31,7 +31,11 @@
  * so it is truncated too.
  *
  * Durability, per `fsync`:
- * - "batch": append resolves after write and fdatasync. An acknowledged record survives a crash or power failure.
+ * - "batch": append resolves once the frame is durable. An acknowledged record survives a crash or power failure.
+ *   Where the platform has O_DSYNC (Linux, macOS) the segment is opened with it and a frame is one durable write;
+ *   elsewhere it is a write and an fdatasync. One system call lets the write run entirely in the thread pool while
+ *   the caller's thread goes on (the shard applies the record meanwhile): with two, the fdatasync could start only
+ *   once the caller's thread came back to the event loop. bench:durable measured ~25% more commands/s with it.
  * - "interval": append resolves after the write; fdatasync runs at most every fsyncIntervalMs. Acknowledged records
  *   survive a process crash (they are in the OS page cache) but up to fsyncIntervalMs of them (plus one fsync) can
  *   be lost on power failure or OS crash. Such a loss may also leave damage before the tail (pages of later frames
@@ -52,12 +56,12 @@ import { clearTimeout, setTimeout as setTimer } from "node:timers";
 import { assert } from "../../core/assert.ts";
 import { crc32c } from "../../core/crc32c.ts";
 import { JournalCorruptError, JournalUnavailableError, type Journal, type StoredRecord } from "../../core/ports.ts";
-import { nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "./file-system.ts";
+import { DSYNC_SUPPORTED, nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "./file-system.ts";
 import { encodeFrame, FRAME_BODY_BYTES_MAX, FRAME_COMMANDS_MAX, FRAME_HEADER_BYTES } from "./frame.ts";
 import { FRAME_DAMAGED, FRAME_NEED_MORE, FRAME_READY, SEGMENT_END, SegmentReader } from "./segment-reader.ts";
 
 export { FRAME_BODY_BYTES_MAX, FRAME_COMMANDS_MAX, FRAME_HEADER_BYTES } from "./frame.ts";
-export { nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "./file-system.ts";
+export { DSYNC_SUPPORTED, nodeFileSystem, type JournalFileHandle, type JournalFileSystem, type OpenFlags } from "./file-system.ts";
 
 /**
  * Default segment size. A segment is deleted only when all of it is covered by a snapshot, so this much disk per
@@ -144,6 +148,9 @@ export class FileJournal implements Journal {
   /** "interval" mode: the last background fsync failed with this; the next append retries it. */
   private syncError: unknown = null;
 
+  /** Segments are opened O_DSYNC: a write is durable when it resolves, no fdatasync after it. */
+  private readonly dsync: boolean;
+
   private constructor(
     private readonly directory: string,
     private readonly fsync: FsyncPolicy,
@@ -158,6 +165,7 @@ export class FileJournal implements Journal {
     this.segments = segments;
     this.current = current;
     this.last = last;
+    this.dsync = writesDurable(fsync);
   }
 
   /**
@@ -211,7 +219,8 @@ export class FileJournal implements Journal {
     this.appending = true;
     try {
       const frameBytes = FRAME_HEADER_BYTES + record.length;
-      await this.prepareAppend(firstSequence, frameBytes);
+      // Nothing to prepare (the usual case): the write starts before append first returns to its caller.
+      if (this.preparing(frameBytes)) await this.prepareAppend(firstSequence, frameBytes);
       this.ensureFrameBuffer(frameBytes);
       encodeFrame(this.frameBuffer, this.frameView, record, firstSequence, commandCount);
       await this.writeFrame(frameBytes, firstSequence);
@@ -219,6 +228,17 @@ export class FileJournal implements Journal {
     } finally {
       this.appending = false;
     }
+  }
+
+  /** Whether prepareAppend has work to do before a frame of `frameBytes` is written. */
+  private preparing(frameBytes: number): boolean {
+    const current = this.current;
+    return this.syncError !== null || this.truncatePending || current === null || this.rotationDue(current, frameBytes);
+  }
+
+  /** The current segment is to be closed before a frame of `frameBytes`: it would pass the size limit, or failed. */
+  private rotationDue(current: OpenSegment, frameBytes: number): boolean {
+    return this.rotationPending || (current.goodBytes > 0 && current.goodBytes + frameBytes > this.segmentBytesMax);
   }
 
   /** Gets the last segment ready for a frame of `frameBytes`: retries what failed before, rotates when full. */
@@ -230,9 +250,7 @@ export class FileJournal implements Journal {
       const segment = await this.createSegment(firstSequence);
       this.segments.push({ firstSequence, path: segment.path });
       this.current = segment;
-    } else if (
-      this.rotationPending || (current.goodBytes > 0 && current.goodBytes + frameBytes > this.segmentBytesMax)
-    ) {
+    } else if (this.rotationDue(current, frameBytes)) {
       await this.rotate(current, firstSequence);
     }
   }
@@ -243,7 +261,7 @@ export class FileJournal implements Journal {
     assert(segment !== null, "no segment to write to");
     try {
       await writeAll(segment.handle, this.frameBuffer, frameBytes, segment.goodBytes);
-      if (this.fsync === "batch") await segment.handle.datasync();
+      if (this.fsync === "batch" && !this.dsync) await segment.handle.datasync();
     } catch (error) {
       this.truncatePending = true;
       throw new JournalUnavailableError(
@@ -306,7 +324,7 @@ export class FileJournal implements Journal {
     const path = join(this.directory, segmentName(firstSequence));
     let handle: JournalFileHandle;
     try {
-      handle = await this.fileSystem.open(path, "w+");
+      handle = await this.fileSystem.open(path, "w+", { dsync: this.dsync });
     } catch (error) {
       throw new JournalUnavailableError(`cannot create ${path}: ${errorMessage(error)}`, { cause: error });
     }
@@ -510,6 +528,11 @@ async function damagedFrame(
   return { nextSequence, goodBytes: offset, tornBytes: reader.endBytes - offset };
 }
 
+/** Whether segments are opened O_DSYNC under `fsync`: "batch" where the platform has it. */
+function writesDurable(fsync: FsyncPolicy): boolean {
+  return fsync === "batch" && DSYNC_SUPPORTED;
+}
+
 /** Opens the last segment for appending, truncating its torn tail (logged) if the scan found one. */
 async function openLastSegment(
   fileSystem: JournalFileSystem,
@@ -518,7 +541,7 @@ async function openLastSegment(
   fsync: FsyncPolicy,
   log: (line: string) => void,
 ): Promise<OpenSegment> {
-  const handle = await fileSystem.open(segment.path, "r+");
+  const handle = await fileSystem.open(segment.path, "r+", { dsync: writesDurable(fsync) });
   try {
     if (scan.tornBytes > 0) {
       await handle.truncate(scan.goodBytes);

@@ -17,6 +17,7 @@ import {
   type FileJournalOptions,
   type JournalFileHandle,
   type JournalFileSystem,
+  type OpenFlags,
 } from "./index.ts";
 import { FileJournalTail } from "./tail.ts";
 
@@ -141,8 +142,8 @@ class FaultyFileSystem implements JournalFileSystem {
     return this.failures.some((failure) => failure.operation === operation && failure.from <= call && call <= failure.to);
   }
 
-  async open(path: string, flags: "r" | "r+" | "w+"): Promise<JournalFileHandle> {
-    return new FaultyHandle(await nodeFileSystem.open(path, flags), this);
+  async open(path: string, flags: OpenFlags, options?: { dsync?: boolean }): Promise<JournalFileHandle> {
+    return new FaultyHandle(await nodeFileSystem.open(path, flags, options), this, options?.dsync === true);
   }
 
   readdir(path: string): Promise<string[]> {
@@ -163,10 +164,15 @@ class FaultyFileSystem implements JournalFileSystem {
   }
 }
 
+/**
+ * A handle of the FaultyFileSystem. One opened O_DSYNC counts each write as a write and a datasync too (the
+ * kernel does both in one call), and a datasync failure injected for it fails the write after its bytes landed.
+ */
 class FaultyHandle implements JournalFileHandle {
   constructor(
     private readonly inner: JournalFileHandle,
     private readonly fileSystem: FaultyFileSystem,
+    private readonly dsync: boolean,
   ) {}
 
   async read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }> {
@@ -181,7 +187,9 @@ class FaultyHandle implements JournalFileHandle {
       await this.inner.write(buffer, offset, length >>> 1, position);
       throw noSpace("write");
     }
-    return this.inner.write(buffer, offset, length, position);
+    const written = await this.inner.write(buffer, offset, length, position);
+    if (this.dsync && this.fileSystem.enter("datasync")) throw noSpace("write (O_DSYNC)");
+    return written;
   }
 
   async datasync(): Promise<void> {

@@ -81,7 +81,7 @@ async function workloadEvents(): Promise<{ events: OutputEvent[]; engineAccounts
   const journal = new KeepingJournal();
   const shard = await openShard(journal);
   await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(7, 400)]);
-  const engineAccounts = WORKLOAD_PARTNERS.flatMap((partnerId) => WORKLOAD_ACCOUNTS.map((accountId) => shard.account(partnerId, accountId)!));
+  const engineAccounts = await Promise.all(WORKLOAD_PARTNERS.flatMap((partnerId) => WORKLOAD_ACCOUNTS.map(async (accountId) => (await shard.account(partnerId, accountId))!)));
   await shard.close();
   return { events: deriveEvents(journal.records, SHARD, SIZES), engineAccounts };
 }

@@ -10,8 +10,11 @@ export class MemoryJournal implements Journal {
   /** Reject this many next appends with JournalUnavailableError. */
   failNext = 0;
   appends = 0;
+  /** While set, an append waits for it (a slow disk) before it succeeds or fails. */
+  gate: Promise<void> | undefined;
 
   async append(record: Uint8Array, firstSequence: number, commandCount: number): Promise<void> {
+    await this.gate;
     if (this.failNext > 0) {
       this.failNext--;
       throw new JournalUnavailableError("simulated ENOSPC");

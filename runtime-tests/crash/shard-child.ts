@@ -84,15 +84,16 @@ function handleLine(shard: Shard, line: string): void {
   if (!Number.isSafeInteger(request.req)) throw new Error(`request without a numeric req: ${line.slice(0, 200)}`);
   if (request.commands !== undefined) return handleSubmit(shard, request, request.commands);
   if (request.query !== undefined) {
-    const stored = request.query.map(({ partnerId, id }) => shard.storedResult(partnerId, id) ?? null);
-    return send({ req: request.req, stored });
+    const reads = request.query.map(async ({ partnerId, id }) => (await shard.storedResult(partnerId, id)) ?? null);
+    return void Promise.all(reads).then((stored) => send({ req: request.req, stored }));
   }
   if (request.accounts !== undefined) {
-    const accounts = request.accounts.map(({ partnerId, accountId }) => shard.account(partnerId, accountId) ?? null);
-    return send({ req: request.req, accounts });
+    const reads = request.accounts.map(async ({ partnerId, accountId }) => (await shard.account(partnerId, accountId)) ?? null);
+    return void Promise.all(reads).then((accounts) => send({ req: request.req, accounts }));
   }
   if (request.state === true) {
-    return send({ req: request.req, lastSequence: shard.lastSequence, stateHash: shard.stateHash() });
+    // The hash is taken at a durable point, and lastSequence is read before the next write can end.
+    return void shard.stateHash().then((stateHash) => send({ req: request.req, lastSequence: shard.lastSequence, stateHash }));
   }
   throw new Error(`unknown request: ${line.slice(0, 200)}`);
 }
@@ -137,7 +138,7 @@ async function main(): Promise<void> {
     snapshotEveryCommands: CHILD_SNAPSHOT_EVERY_COMMANDS,
     log,
   });
-  send({ ready: true, lastSequence: shard.lastSequence, stateHash: shard.stateHash() });
+  send({ ready: true, lastSequence: shard.lastSequence, stateHash: await shard.stateHash() });
   await readLines(shard);
   await shard.close();
   flushOutput();

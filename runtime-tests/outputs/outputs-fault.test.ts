@@ -273,7 +273,7 @@ test("outputs survive a relay kill, a NATS outage, a Postgres outage and a gatew
   let compared = 0;
   for (const partnerId of WORKLOAD_PARTNERS) {
     for (const accountId of WORKLOAD_ACCOUNTS) {
-      const expected = engines.map((engine) => engine.account(partnerId, accountId)).find((account) => account !== undefined);
+      const expected = (await Promise.all(engines.map((engine) => engine.account(partnerId, accountId)))).find((account) => account !== undefined);
       const projected = await projection.account(partnerId, accountId);
       assert.ok(expected !== undefined && projected !== undefined, `${partnerId}/${accountId} exists on both sides`);
       const fields = ({ balance, held, available, overdraftLimit, status, currency }: typeof expected) => ({ balance, held, available, overdraftLimit, status, currency });
