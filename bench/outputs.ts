@@ -5,7 +5,7 @@
  * batch envelopes instead of one message per event.
  *
  * - engineOpsPerSecWithout / engineOpsPerSecWithOutputs: one durable shard in this process (fsync per batch,
- *   bench/shard-load.ts: 64 producers x 100 commands), with no relay and then with the relay process
+ *   bench/shard-load.ts: 32 producers x 100 commands), with no relay and then with the relay process
  *   (examples/gateway/relay.ts: Postgres + JetStream) tailing its journal, alternated RUNS times in the same run;
  *   medians. The relay runs in its own process, as deployed (nice 19), so on this 2-core machine it takes the CPU
  *   the shard leaves, falls behind under the shard's full load and catches up after: the JSON line also reports the
