@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AssertionError } from "../../core/assert.ts";
 import { JournalCorruptError, JournalUnavailableError, type StoredRecord } from "../../core/ports.ts";
+import { Shard, ShardUnavailableError, type Command } from "../../core/index.ts";
+import { MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import {
   FileJournal,
   FRAME_HEADER_BYTES,
@@ -592,6 +594,39 @@ async function appendError(journal: FileJournal, record: TestRecord): Promise<Jo
   }
   assert.fail("append did not reject");
 }
+
+describe("a shard over the file journal", () => {
+  test("a write the disk refuses fails its request; the shard rebuilds from snapshot and journal, resumes, and a reopen agrees", async () => {
+    const directory = await freshDirectory();
+    const fileSystem = new FaultyFileSystem();
+    const snapshots = new MemorySnapshotStore();
+    let now = 1_000;
+    const openShard = async () => Shard.open({
+      accountsMax: 64, partnersMax: 4, holdsMax: 16, idempotencyCommandsMax: 1024, ringSlots: 64,
+      journal: await open(directory, { fileSystem }), snapshots, clock: () => now, retryAfterMs: 10, snapshotEveryCommands: 1e9,
+    });
+    const credit = (id: string, amount: number): Command => ({ type: "credit", id, partnerId: "p", accountId: "a", amount });
+    const shard = await openShard();
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    await shard.submit([credit("c0", 3)]);
+    await shard.takeSnapshot();
+    await shard.submit([credit("c1", 4)]);
+    const hash = await shard.stateHash();
+    // The write lands half its frame, then fails (a full disk).
+    fileSystem.fail("write", fileSystem.calls.write + 1);
+    await assert.rejects(shard.submit([credit("c2", 5)]), ShardUnavailableError);
+    assert.equal(await shard.stateHash(), hash, "rebuilt without the failed record");
+    assert.equal((await shard.account("p", "a"))?.balance, 7);
+    now += 10;
+    const [result] = await shard.submit([credit("c2", 5)]);
+    assert.deepEqual([result.code, result.seq, result.balance], ["ok", 4, 12]);
+    const final = await shard.stateHash();
+    await shard.close();
+    const reopened = await openShard();
+    assert.equal(await reopened.stateHash(), final, "the journal holds exactly what was acknowledged");
+    await reopened.close();
+  });
+});
 
 describe("compaction", () => {
   test("deletes whole segments at or below the sequence, never the last one, and replays the rest", async () => {
