@@ -118,8 +118,9 @@ export class RingBuffer {
 }
 
 /**
- * Hands out sequences to one producer and never lets it lap the slowest consumer (`gating`). Claim with
- * `tryNext`, write the slots, then `publish`; a claim whose translation failed is given back with `cancel`.
+ * Hands out sequences to one producer and never lets it lap the slowest consumer (`gating`: the processor's
+ * sequence, or a later stage's that reads the slots after it, see `gateOn`). Claim with `tryNext`, write the
+ * slots, then `publish`; a claim whose translation failed is given back with `cancel`.
  */
 export class Sequencer {
   /** The highest published sequence: everything up to it may be processed. */
@@ -129,8 +130,17 @@ export class Sequencer {
 
   constructor(
     readonly bufferSize: number,
-    readonly gating: Sequence,
+    private gating: Sequence,
   ) {}
+
+  /**
+   * Gate on `sequence` from now on: a slot is free again only once it has passed it. It must not be ahead of the
+   * current gating sequence (a stage after the processor, e.g. the durable shard's release of results).
+   */
+  gateOn(sequence: Sequence): void {
+    assert(sequence.value <= this.gating.value, "a new gating sequence must not be ahead of the old one");
+    this.gating = sequence;
+  }
 
   /** Start both counters after `sequence` (a restored snapshot's last sequence). */
   reset(sequence: number): void {
@@ -156,13 +166,6 @@ export class Sequencer {
   cancel(high: number, count: number): void {
     assert(high === this.claimed && high - count >= this.cursor.value, "only an unpublished newest claim can be cancelled");
     this.claimed -= count;
-  }
-
-  /** Drop every claimed and published sequence after `sequence` that no consumer has processed (a failed journal write). */
-  rewind(sequence: number): void {
-    assert(sequence >= this.gating.value && sequence <= this.cursor.value, "rewind past a processed sequence");
-    this.cursor.value = sequence;
-    this.claimed = sequence;
   }
 
   /** Make everything up to `high` visible to the processor. */

@@ -79,6 +79,24 @@ describe("durable shard", () => {
     await shard.close();
   });
 
+  test("slots of a record applied but not yet durable stay taken: the ring is full until its results are released", async () => {
+    const journal = new MemoryJournal();
+    const shard = await open(journal, new MemorySnapshotStore());
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    let openGate!: () => void;
+    journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const first = shard.submit(Array.from({ length: 40 }, (_, i) => credit(`x${i}`, 1)));
+    await nextTurn();
+    assert.equal(shard.metrics().ringOccupancy, 0, "applied while written");
+    // 40 + 40 > 64 slots: overwriting the first record's slots would change the results it has yet to release.
+    assert.throws(() => shard.submit(Array.from({ length: 40 }, (_, i) => credit(`y${i}`, 1))), OverloadedError);
+    openGate();
+    journal.gate = undefined;
+    const results = await first;
+    assert.deepEqual(results.map((result) => [result.id, result.balance]), results.map((_, i) => [`x${i}`, i + 1]));
+    await shard.close();
+  });
+
   test("a failed write of an applied record: the shard rebuilds from snapshot and journal; reads and snapshots see only durable state", async () => {
     const journal = new MemoryJournal();
     const snapshots = new MemorySnapshotStore();

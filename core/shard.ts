@@ -174,8 +174,7 @@ export class Shard {
     const shard = new Shard(engine, options, journaled, snapshotSequence);
     // The memory the next snapshot takes, allocated now (a collector pause here delays no command).
     if (snapshotBytes > 0) SnapshotJob.reserve(engine.ledger, shard.snapshotScratch, snapshotBytes);
-    // From here on the processor waits for the journaler, not the producer.
-    shard.engine.processor.waitFor(shard.handed);
+    shard.attach(shard.engine);
     return shard;
   }
 
@@ -227,6 +226,16 @@ export class Shard {
     }
     journaled.value = engine.lastSequence;
     return replayed;
+  }
+
+  /**
+   * Puts a recovered engine between the journaler and the releases: its processor applies only what was handed to
+   * the journal, and its producers reuse a slot only once its results were released (a record is applied while
+   * it is written, so its slots hold results until the write is durable).
+   */
+  private attach(engine: Engine): void {
+    engine.processor.waitFor(this.handed);
+    engine.sequencer.gateOn(this.journaled);
   }
 
   /** Sequence of the last durable command (applied too, unless a failed write left the shard rebuilding). */
@@ -502,7 +511,7 @@ export class Shard {
       const replayed = new Sequence(engine.lastSequence);
       await Shard.replay(engine, this.journal, replayed);
       assert(engine.lastSequence === this.journaled.value, `rebuilt to ${engine.lastSequence}, journaled ${this.journaled.value}`);
-      engine.processor.waitFor(this.handed);
+      this.attach(engine);
       this.engine = engine;
       this.handed.value = this.journaled.value;
       this.stale = false;
