@@ -2,7 +2,8 @@
  * What do the outputs cost, and how fast do they deliver? Napkin math in bench/README.md ("Outputs").
  *
  * Run: `bun bench/outputs.ts` (a table) or `--json` (one JSON line on stdout). `--envelope` publishes JetStream
- * batch envelopes instead of one message per event.
+ * batch envelopes instead of one message per event. `--sinks-only` skips the engine's runs with and without the
+ * relay (the warm-up's journal, ~2M+ commands, is what the sinks deliver; the engine fields are null).
  *
  * - engineOpsPerSecWithout / engineOpsPerSecWithOutputs: one durable shard in this process (fsync per batch,
  *   bench/shard-load.ts: 32 producers x 100 commands), with no relay and then with the relay process
@@ -50,6 +51,7 @@ const POLL_MS = 100;
 const argv = process.argv.slice(2);
 const jsonMode = argv.includes("--json");
 const envelope = argv.includes("--envelope");
+const sinksOnly = argv.includes("--sinks-only");
 const BASE_DATABASE_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 function log(message: string): void {
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
     const besideCursor = () => postgresCursor(besideSql);
     const besideRates: number[] = [];
     let lagAtEnd = 0;
-    for (let run = 0; run < RUNS; run++) {
+    for (let run = 0; run < (sinksOnly ? 0 : RUNS); run++) {
       await stopChild(relay);
       relay = undefined;
       without.push((await opsRun(shard, 2 * run, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
@@ -170,7 +172,8 @@ async function main(): Promise<void> {
     // JetStream alone, from an empty stream.
     const nc = await connect({ servers: nats.url });
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(STREAM_DEFAULT);
+    // (With --sinks-only no relay has created it yet: the private server is fresh.)
+    if (!sinksOnly) await jsm.streams.delete(STREAM_DEFAULT);
     relay = (await startRelay("jetstream", "", nats.url, 0)).child;
     const jetstreamCursor = async () => {
       const message = await jsm.streams.getMessage(STREAM_DEFAULT, { last_by_subj: `${SUBJECT_PREFIX_DEFAULT}.0` }).catch(() => null);
@@ -192,15 +195,15 @@ async function main(): Promise<void> {
     relay = undefined;
     await sql.end();
 
-    const engineOpsPerSecWithout = median(without);
-    const engineOpsPerSecWithOutputs = median(withOutputs);
+    const engineOpsPerSecWithout = sinksOnly ? NaN : median(without);
+    const engineOpsPerSecWithOutputs = sinksOnly ? NaN : median(withOutputs);
     const result = {
       jetstreamEventsPerSec: Math.round(jetstream.eventsPerSec),
       postgresEventsPerSec: Math.round(projection.eventsPerSec),
       engineOpsPerSecWithOutputs: Math.round(engineOpsPerSecWithOutputs),
       engineOpsPerSecWithout: Math.round(engineOpsPerSecWithout),
       ratioWithToWithout: Number((engineOpsPerSecWithOutputs / engineOpsPerSecWithout).toFixed(3)),
-      relayPostgresEventsPerSecBesideEngine: Math.round(median(besideRates)),
+      relayPostgresEventsPerSecBesideEngine: sinksOnly ? null : Math.round(median(besideRates)),
       relayLagEventsAtEnd: lagAtEnd,
       jetstreamMode: envelope ? "envelope" : "per-event",
       runsWithout: without.map(Math.round),

@@ -330,7 +330,11 @@ export interface RelayOptions extends EngineOptions {
    * each own snapshot.
    */
   saveJournalFloor?: (sequence: number) => Promise<void>;
-  /** Lets the event loop run between the chunks of an own snapshot. Default: no yield. */
+  /**
+   * Lets the event loop run between the chunks of an own snapshot, and between journal records while the next
+   * events are derived, so a sink's acknowledgements are handled meanwhile (a JetStream sink publishes its next
+   * envelope when the previous one's ack arrives). Default: no yield.
+   */
   yieldToEventLoop?: YieldToEventLoop;
   /** Opens the shard's journal for tailing after `afterSequence`. */
   openTail(afterSequence: number): Promise<JournalTail>;
@@ -473,7 +477,10 @@ export class Relay {
           await this.takeOwnSnapshot();
         }
         const events: OutputEvent[] = [];
-        for (const record of records) this.deriver.apply(record, events);
+        for (let i = 0; i < records.length; i++) {
+          if (i > 0) await this.options.yieldToEventLoop?.();
+          this.deriver.apply(records[i], events);
+        }
         await delivering;
         if (this.stopping) break;
         delivering = this.deliverAll(events);

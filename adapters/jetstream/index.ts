@@ -331,30 +331,43 @@ export class JetStreamSink implements OutputSink {
 
   /**
    * Envelopes of as many events as fit in one message, one at a time, so a failure leaves a stored prefix. How many
-   * fit is guessed from the bytes per event of the last envelope, so an oversized first try is rare.
+   * fit is guessed from the bytes per event of the last envelope, so an oversized first try is rare. The next
+   * envelope is encoded while the previous one waits for its ack (published only after it), so the relay's CPU and
+   * the server's store overlap.
    */
   private async deliverEnvelopes(shard: number, events: readonly OutputEvent[]): Promise<void> {
     const subject = this.subject(shard);
     const bytesMax = this.messageBytesMax() - ENVELOPE_HEADER_BYTES_RESERVED;
-    // Bounded: every turn publishes at least one event.
-    for (let start = 0; start < events.length; ) {
-      const remaining = events.length - start;
-      const guess = this.envelopeBytesPerEvent === 0 ? remaining : Math.floor((bytesMax * ENVELOPE_FILL) / this.envelopeBytesPerEvent);
-      const envelope = this.encodeEnvelopeFitting(events, start, Math.max(1, Math.min(remaining, guess)), bytesMax);
-      this.envelopeBytesPerEvent = envelope.bytes.length / envelope.count;
+    // Bounded: every envelope holds at least one event.
+    let start = 0;
+    let envelope = this.nextEnvelope(events, start, bytesMax);
+    while (envelope !== undefined) {
       const first = events[start].seq;
       const last = events[start + envelope.count - 1].seq;
+      const acked = this.publish(subject, envelope.bytes, `${shard}:${first}-${last}`, first, last, this.contentType.envelope);
+      start += envelope.count;
+      const next = this.nextEnvelope(events, start, bytesMax);
       let ack: PubAck;
       try {
-        ack = await this.publish(subject, envelope.bytes, `${shard}:${first}-${last}`, first, last, this.contentType.envelope);
+        ack = await acked;
       } catch (error) {
         throw new JetStreamPublishError(`envelope ${shard}:${first}-${last} was not acknowledged: ${(error as Error).message}`, { cause: error });
       }
       if (ack.stream !== this.settings.stream) {
         throw new JetStreamPublishError(`envelope ${shard}:${first}-${last} was stored in stream ${ack.stream}, not ${this.settings.stream}`);
       }
-      start += envelope.count;
+      envelope = next;
     }
+  }
+
+  /** The envelope starting at `events[start]`, as many events as are guessed to fit; undefined past the end. */
+  private nextEnvelope(events: readonly OutputEvent[], start: number, bytesMax: number): { bytes: Uint8Array; count: number } | undefined {
+    const remaining = events.length - start;
+    if (remaining === 0) return undefined;
+    const guess = this.envelopeBytesPerEvent === 0 ? remaining : Math.floor((bytesMax * ENVELOPE_FILL) / this.envelopeBytesPerEvent);
+    const envelope = this.encodeEnvelopeFitting(events, start, Math.max(1, Math.min(remaining, guess)), bytesMax);
+    this.envelopeBytesPerEvent = envelope.bytes.length / envelope.count;
+    return envelope;
   }
 
   /**
