@@ -107,7 +107,7 @@ export class Shard {
   private readonly snapshots: SnapshotStore;
   private readonly options: ShardOptions;
   private readonly clock: () => number;
-  /** The last sequence written to the journal and acknowledged by it: the processor's barrier. */
+  /** The last sequence the journal acknowledged as durable: results up to it are released, and producers gate on it. */
   private readonly journaled: Sequence;
   /** The last sequence handed to the journal: the processor's barrier. Ahead of `journaled` while a write runs. */
   private readonly handed: Sequence;
@@ -479,8 +479,9 @@ export class Shard {
   }
 
   /**
-   * The journal refused a record: nothing after `journaled` was applied. Give those sequences back, fail their
-   * requests, and refuse new ones for `retryAfterMs`; then the next submit tries the disk again.
+   * The journal refused a record, which was applied while it was written: fail the requests of everything after
+   * `journaled` (as never applied), rebuild the engine without them, and refuse new requests for `retryAfterMs`;
+   * then the next submit tries the disk again.
    */
   private fail(error: unknown): void {
     const retryAfterMs = this.options.retryAfterMs ?? 1000;
