@@ -71,7 +71,8 @@ export const SNAPSHOT_EVERY_MS_DEFAULT = 60_000;
  * a few); one that lags sends this many at once, and bigger calls amortise a sink's fixed costs: in bench:outputs
  * the Postgres sink (one account row per account a call touches, one commit per call) went from ~90k events/s at
  * 5,000 a call to ~140k at 20,000 and ~205k at 50,000. The Postgres sink takes at most 65,536 a call; the Kafka sink
- * splits a call into sends of KAFKA_SEND_EVENTS_MAX.
+ * splits a call into sends of KAFKA_SEND_EVENTS_MAX. Memory: a call's events are plain objects (~0.5-1 KB each with
+ * their strings, so ~25-50 MB at the limit), and the Postgres sink's COPY payloads ~150 B an event (~7.5 MB).
  */
 export const OUTPUT_DELIVER_EVENTS_DEFAULT = 50_000;
 
