@@ -346,7 +346,14 @@ export class JetStreamSink implements OutputSink {
       const last = events[start + envelope.count - 1].seq;
       const acked = this.publish(subject, envelope.bytes, `${shard}:${first}-${last}`, first, last, this.contentType.envelope);
       start += envelope.count;
-      const next = this.nextEnvelope(events, start, bytesMax);
+      // An event too large for any envelope is reported once the envelope before it is settled.
+      let next: { bytes: Uint8Array; count: number } | undefined;
+      let nextError: unknown;
+      try {
+        next = this.nextEnvelope(events, start, bytesMax);
+      } catch (error) {
+        nextError = error;
+      }
       let ack: PubAck;
       try {
         ack = await acked;
@@ -356,6 +363,7 @@ export class JetStreamSink implements OutputSink {
       if (ack.stream !== this.settings.stream) {
         throw new JetStreamPublishError(`envelope ${shard}:${first}-${last} was stored in stream ${ack.stream}, not ${this.settings.stream}`);
       }
+      if (nextError !== undefined) throw nextError;
       envelope = next;
     }
   }

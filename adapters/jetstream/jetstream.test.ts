@@ -25,6 +25,7 @@ import {
   HEADER_FIRST_SEQ,
   HEADER_LAST_SEQ,
   JetStreamCursorError,
+  JetStreamMessageTooLargeError,
   JetStreamPublishError,
   JetStreamStreamConfigError,
   openJetStreamSink,
@@ -218,6 +219,29 @@ describe("JetStream sink", { skip }, () => {
       assert.ok(messages.length > 2, `split into ${messages.length} envelopes`);
       for (const { data } of messages) assert.ok(data.length <= messageBytesMax, `an envelope of ${data.length} bytes`);
       assert.deepEqual(storedEventIds(messages, true), events.map((event) => event.eventId));
+    } finally {
+      await checker.manager.streams.delete(names.stream);
+      await checker.nc.close();
+    }
+  });
+
+  test("an event too large for any envelope: the envelopes before it are stored, then JetStreamMessageTooLargeError", async () => {
+    const names = uniqueNames();
+    const checker = await openChecker();
+    try {
+      await checker.manager.streams.add({ name: names.stream, subjects: [`${names.subjectPrefix}.>`], duplicate_window: nanos(120_000), max_msg_size: 4096 });
+      const sink = await openJetStreamSink({ servers: SERVER, ...names, envelope: true });
+      try {
+        const part = events.slice(0, 60);
+        part[50] = { ...part[50], accountId: "x".repeat(5000) };
+        await assert.rejects(sink.deliver(SHARD, part), (error: unknown) => error instanceof JetStreamMessageTooLargeError && error.message.includes(part[50].eventId));
+        assert.equal(await sink.cursor(SHARD), part[49].seq, "every envelope before the oversized event is stored");
+      } finally {
+        await sink.close();
+      }
+      const messages = await readStream(checker.nc, names.stream);
+      assert.ok(messages.length >= 2, `${messages.length} envelopes`);
+      assert.deepEqual(storedEventIds(messages, true), events.slice(0, 50).map((event) => event.eventId));
     } finally {
       await checker.manager.streams.delete(names.stream);
       await checker.nc.close();
