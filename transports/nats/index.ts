@@ -29,7 +29,6 @@ import {
   ScannedText,
   TEXT_FIELDS,
   WireFormatError,
-  type AsciiDecoder,
   type ScannedBatch,
   type WireCommand,
 } from "../../core/command-batch-reader.ts";
@@ -160,9 +159,6 @@ export function commandFromProto(proto: WireCommand, index: number): Command {
   return row as unknown as Command;
 }
 
-/** Strings of the request's ASCII bytes: the runtime's fastest (transports/ascii.ts), else core's. */
-const ascii = runtimeAscii;
-
 /** A protobuf `CommandBatch` scanned in place (core/command-batch-reader.ts); bytes that are not one are refused. */
 function scanProto(data: Uint8Array): ScannedBatch {
   try {
@@ -175,7 +171,7 @@ function scanProto(data: Uint8Array): ScannedBatch {
 
 /** A scanned `CommandBatch` as core commands. */
 function decodeProto(scan: ScannedBatch): { commands: Command[]; atomic: boolean } {
-  const batch = readScannedBatch(scan, ascii);
+  const batch = readScannedBatch(scan, runtimeAscii);
   if (batch.commands.length < 1) throw invalid("commands", `must hold 1-${GROUP_COMMANDS_MAX} commands, got 0`);
   const commands = new Array<Command>(batch.commands.length);
   for (let index = 0; index < commands.length; index++) commands[index] = commandFromProto(batch.commands[index], index);
@@ -229,7 +225,7 @@ function submitScanned(scan: ScannedBatch, principal: Principal, gateway: Gatewa
     if (end - start !== partnerEnd - partnerStart) return undefined;
     for (let i = 0; i < end - start; i++) if (bytes[start + i] !== bytes[partnerStart + i]) return undefined;
   }
-  const partnerId = scannedText(scan, 0, ScannedText.partnerId, ascii);
+  const partnerId = scannedText(scan, 0, ScannedText.partnerId, runtimeAscii);
   if (partnerId === "" || !mayActOn(principal, partnerId)) return undefined;
   try {
     return gateway.submitScanned(partnerId, scan);
