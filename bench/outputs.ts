@@ -6,12 +6,13 @@
  * relay (the warm-up's journal, ~2M+ commands, is what the sinks deliver; the engine fields are null).
  *
  * - engineOpsPerSecWithout / engineOpsPerSecWithOutputs: one durable shard in this process (fsync per batch,
- *   bench/shard-load.ts: 32 producers x 100 commands), with no relay and then with the relay process
- *   (examples/gateway/relay.ts: Postgres + JetStream) tailing its journal, alternated RUNS times in the same run;
- *   medians. The relay runs in its own process, as deployed (nice 19), so on this 2-core machine it takes the CPU
- *   the shard leaves, falls behind under the shard's full load and catches up after: the JSON line also reports the
- *   rate it delivered to Postgres meanwhile (`relayPostgresEventsPerSecBesideEngine`) and how far behind it was at
- *   the end of the last run (`relayLagEventsAtEnd`).
+ *   bench/shard-load.ts: 32 producers x 100 commands), with the relay process (examples/gateway/relay.ts: Postgres
+ *   + JetStream) stopped (SIGSTOP) and then running (SIGCONT) as it tails the journal, alternated RUNS times in the
+ *   same run; medians. One relay process serves every run, as deployed (nice 19, its CPU budget at the defaults:
+ *   10% of a CPU while the journal grows fast), so on this 2-core machine it falls behind under the shard's full
+ *   load and catches up after: the JSON line also reports the rate it delivered to Postgres meanwhile
+ *   (`relayPostgresEventsPerSecBesideEngine`) and how far behind it was at the end of the last run
+ *   (`relayLagEventsAtEnd`).
  * - jetstreamEventsPerSec / postgresEventsPerSec: after the engine runs, the relay process delivers the journal
  *   (millions of events) to one sink at a time from a fresh cursor; the rate is read off the sink's own cursor,
  *   from its first movement until SINK_EVENTS_MAX events or SINK_MS_MAX. It includes deriving the events from the
@@ -149,11 +150,13 @@ async function main(): Promise<void> {
     const besideCursor = () => postgresCursor(besideSql);
     const besideRates: number[] = [];
     let lagAtEnd = 0;
+    // One relay process for all the runs, as deployed: stopped (SIGSTOP) while the engine runs without it, so a
+    // run with it measures a relay at work, not a relay starting (restoring its follower, reaching its cursors).
+    if (!sinksOnly) relay = (await startRelay("postgres,jetstream", databaseUrl, nats.url)).child;
     for (let run = 0; run < (sinksOnly ? 0 : RUNS); run++) {
-      await stopChild(relay);
-      relay = undefined;
+      relay!.proc.kill("SIGSTOP");
       without.push((await opsRun(shard, 2 * run, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);
-      relay = (await startRelay("postgres,jetstream", databaseUrl, nats.url)).child;
+      relay!.proc.kill("SIGCONT");
       const cursorBefore = await besideCursor();
       const begin = performance.now();
       withOutputs.push((await opsRun(shard, 2 * run + 1, ACCOUNTS, RUN_COMMANDS_MAX, RUN_MS)).opsPerSec);

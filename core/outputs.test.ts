@@ -140,6 +140,23 @@ describe("output events", () => {
     assert.deepEqual(fromSnapshot, all.slice(at));
     await shard.close();
   });
+
+  test("records every sink already has are replayed without events, and the events after them are the same", async () => {
+    const journal = new KeepingJournal();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(13, 200)]);
+    const all = deriveEvents(journal.records, 3, SIZES);
+    const half = Math.floor(journal.records.length / 2);
+    const deriver = new EventDeriver(new Engine(SIZES), 3);
+    for (const record of journal.records.slice(0, half)) deriver.replay(record);
+    const replayed = deriver.engine.lastSequence;
+    assert.ok(replayed > 100, `a large enough prefix (${replayed})`);
+    const events: typeof all = [];
+    for (const record of journal.records.slice(half)) deriver.apply(record, events);
+    assert.deepEqual(events, all.slice(replayed));
+    assert.equal(deriver.engine.stateHash(), await shard.stateHash());
+    await shard.close();
+  });
 });
 
 describe("relay", () => {
@@ -212,6 +229,34 @@ describe("relay", () => {
     await shard.close();
   });
 
+  test("waits for its pace between journal records", async () => {
+    const journal = new KeepingJournal();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(41, 30)]);
+    const sink = new MemorySink();
+    let paces = 0;
+    let open = (): void => {};
+    let gate: Promise<void> | undefined = new Promise<void>((resolve) => (open = resolve));
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots: new MemorySnapshotStore(), sleep,
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+      pace: () => {
+        paces++;
+        return gate;
+      },
+    });
+    await sleep(20);
+    assert.equal(paces, 1, "held at the first record");
+    assert.equal(sink.received.length, 0);
+    gate = undefined;
+    open();
+    await relay.caughtUp(shard.lastSequence);
+    await relay.stop();
+    assert.equal(paces, journal.records.length, "once per record");
+    assert.deepEqual(sink.received, deriveEvents(journal.records, 3, SIZES));
+    await shard.close();
+  });
+
   test("starts at the newest snapshot not after the slowest sink", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();
@@ -221,7 +266,7 @@ describe("relay", () => {
     const snapshotAt = shard.lastSequence;
     await submitWorkload(shard, randomWorkload(32, 50, "z"));
     const sink = new MemorySink();
-    sink.cursors.set(3, snapshotAt + 5);
+    sink.cursors.set(3, snapshotAt + 120);
     const lines: string[] = [];
     const relay = await Relay.start({
       ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, log: (line) => lines.push(line),
@@ -229,9 +274,10 @@ describe("relay", () => {
     });
     await relay.caughtUp(shard.lastSequence);
     await relay.stop();
-    assert.match(lines[0], new RegExp(`follower at ${snapshotAt}, sinks at ${snapshotAt + 5}`));
-    assert.equal(sink.received[0].seq, snapshotAt + 6);
-    assert.deepEqual(sink.received, deriveEvents(journal.records, 3, SIZES).slice(snapshotAt + 5));
+    assert.match(lines[0], new RegExp(`follower at ${snapshotAt}, sinks at ${snapshotAt + 120}`));
+    assert.equal(lines.length, 1, `records up to the sink's cursor replayed without events, no rewind:\n${lines.join("\n")}`);
+    assert.equal(sink.received[0].seq, snapshotAt + 121);
+    assert.deepEqual(sink.received, deriveEvents(journal.records, 3, SIZES).slice(snapshotAt + 120));
     await shard.close();
   });
 

@@ -13,7 +13,7 @@
 import { assert } from "./assert.ts";
 import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
-import { decodeRecordInto, readCommand, readRecordHeader } from "./journal-codec.ts";
+import { decodeRecordInto, readCommand, readRecordHeader, type RecordHeader } from "./journal-codec.ts";
 import { NO_ACCOUNT, type LedgerObserver } from "./ledger.ts";
 import { OUTPUT_DELIVER_EVENTS_DEFAULT, SNAPSHOT_EVERY_COMMANDS_DEFAULT } from "./limits.ts";
 import type { AsciiDecoder } from "./command-batch-reader.ts";
@@ -155,22 +155,12 @@ export class EventDeriver implements LedgerObserver {
   apply(record: StoredRecord, out: OutputEvent[]): void {
     const engine = this.engine;
     const header = readRecordHeader(record.bytes);
-    const skip = engine.lastSequence + 1 - header.firstSequence;
-    if (skip >= header.commandCount) return;
-    if (skip < 0) {
-      throw new JournalCorruptError("journal", header.firstSequence,
-        `records resume at sequence ${header.firstSequence} but the outputs are at ${engine.lastSequence}`);
-    }
-    const count = header.commandCount - skip;
-    const high = engine.sequencer.tryNext(count);
-    assert(high >= 0, "a journal record larger than the relay's ring (ringSlots must match the shard's)");
+    const low = this.publish(record, header);
+    if (low < 0) return;
+    const high = header.firstSequence + header.commandCount - 1;
     const ring = engine.ring;
-    const low = high - count + 1;
-    decodeRecordInto(record.bytes, header, ring, low, skip);
-    assert(ring.groupSize[low & ring.mask] >= 1, "a record resumes inside an atomic group");
     this.logAccount.length = this.logSequence.length = this.logBalance.length = this.logHeld.length = 0;
     this.logStatus.length = this.logLimit.length = 0;
-    engine.sequencer.publish(high);
     engine.drain();
     this.linkLog();
     let entry = 0;
@@ -204,6 +194,43 @@ export class EventDeriver implements LedgerObserver {
       out.push({ eventId: `${this.shard}:${sequence}`, shard: this.shard, seq: sequence, timeMs: header.timeMs, command, result, accountId, accounts });
     }
     assert(entry === this.logAccount.length, "an account change the events do not account for");
+  }
+
+  /**
+   * Apply `record` without events, for a record every sink already has (a relay catching up to its sinks'
+   * cursors after a restart): the engine alone, with no change log, at replay speed.
+   */
+  replay(record: StoredRecord): void {
+    if (this.publish(record, readRecordHeader(record.bytes)) < 0) return;
+    const ledger = this.engine.ledger;
+    ledger.observer = undefined;
+    try {
+      this.engine.drain();
+    } finally {
+      ledger.observer = this;
+    }
+  }
+
+  /**
+   * Put the commands of `record` after the engine's last sequence on the ring, published, not yet drained. Returns
+   * the first one's sequence, or -1 when the engine already has the whole record.
+   */
+  private publish(record: StoredRecord, header: RecordHeader): number {
+    const engine = this.engine;
+    const skip = engine.lastSequence + 1 - header.firstSequence;
+    if (skip >= header.commandCount) return -1;
+    if (skip < 0) {
+      throw new JournalCorruptError("journal", header.firstSequence,
+        `records resume at sequence ${header.firstSequence} but the outputs are at ${engine.lastSequence}`);
+    }
+    const count = header.commandCount - skip;
+    const high = engine.sequencer.tryNext(count);
+    assert(high >= 0, "a journal record larger than the relay's ring (ringSlots must match the shard's)");
+    const low = high - count + 1;
+    decodeRecordInto(record.bytes, header, engine.ring, low, skip);
+    assert(engine.ring.groupSize[low & engine.ring.mask] >= 1, "a record resumes inside an atomic group");
+    engine.sequencer.publish(high);
+    return low;
   }
 
   /** Fill logNext with one backward pass. */
@@ -336,6 +363,13 @@ export interface RelayOptions extends EngineOptions {
    * envelope when the previous one's ack arrives). Default: no yield.
    */
   yieldToEventLoop?: YieldToEventLoop;
+  /**
+   * Called between journal records while the relay derives (after `yieldToEventLoop`); the relay goes on when it
+   * returns or its promise resolves. Where the relay shares CPUs with the shard, a CPU budget goes here
+   * (examples/gateway/cpu-budget.ts): it holds the relay to a share of a CPU while the journals grow fast, so under
+   * a peak the outputs lag instead of slowing the ledger. Default: none.
+   */
+  pace?: () => Promise<void> | undefined;
   /** Opens the shard's journal for tailing after `afterSequence`. */
   openTail(afterSequence: number): Promise<JournalTail>;
   /** Waits `ms` (the core has no timers). */
@@ -477,9 +511,13 @@ export class Relay {
           await this.takeOwnSnapshot();
         }
         const events: OutputEvent[] = [];
+        // Records every sink already has (a restart resumes at the follower's snapshot) need no events.
+        const delivered = Math.min(...this.cursors);
         for (let i = 0; i < records.length; i++) {
           if (i > 0) await this.options.yieldToEventLoop?.();
-          this.deriver.apply(records[i], events);
+          await this.options.pace?.();
+          if (records[i].firstSequence + records[i].commandCount - 1 <= delivered) this.deriver.replay(records[i]);
+          else this.deriver.apply(records[i], events);
         }
         await delivering;
         if (this.stopping) break;

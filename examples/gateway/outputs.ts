@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Relay, ShardUnavailableError, type OutputSink, type SinkStatus } from "../../core/index.ts";
+import { Relay, ShardUnavailableError, type OutputSink, type RelayOptions, type SinkStatus } from "../../core/index.ts";
 import { FileJournalTail } from "../../adapters/journal-file/tail.ts";
 import { writeJournalFloor } from "../../adapters/journal-file/floor.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
@@ -27,6 +27,12 @@ export interface RunningOutputs extends OutputsView {
   /** Every shard's relay, by shard index; empty until ready. */
   relays: readonly Relay[];
   stop(): Promise<void>;
+}
+
+/** What the process running the relays adds to the configuration. */
+export interface OutputsOptions {
+  /** Every relay's `pace` (RelayOptions.pace): the CPU budget of a process that runs relays only. */
+  pace?: RelayOptions["pace"];
 }
 
 /** A delivery not settled after this long is retried from the sink's cursor. */
@@ -50,7 +56,7 @@ export function shardDirectories(config: GatewayConfig, index: number) {
  * seconds to start, and a database may be down). Until they run, history answers "unavailable, retry later" and
  * status lists nothing; a failed start (a server unreachable) is logged and retried every OPEN_RETRY_MS.
  */
-export function startOutputs(config: GatewayConfig, log: (line: string) => void): RunningOutputs {
+export function startOutputs(config: GatewayConfig, log: (line: string) => void, options: OutputsOptions = {}): RunningOutputs {
   const relays: Relay[] = [];
   let projection: PostgresSink | null = null;
   let stopped = false;
@@ -66,7 +72,7 @@ export function startOutputs(config: GatewayConfig, log: (line: string) => void)
   const ready = (async () => {
     for (let attempt = 1; !stopped; attempt++) {
       try {
-        const opened = await openOutputs(config, log);
+        const opened = await openOutputs(config, log, options);
         if (stopped) {
           await opened.stop();
           return;
@@ -99,7 +105,7 @@ export function startOutputs(config: GatewayConfig, log: (line: string) => void)
  * sink is one connection shared by all relays: each relay delivers only its own shard's events (its own cursor
  * row, its own subject), and a sink takes concurrent deliveries of different shards.
  */
-async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
+async function openOutputs(config: GatewayConfig, log: (line: string) => void, options: OutputsOptions) {
   const shared: OutputSink[] = [];
   let projection: PostgresSink | null = null;
   const relays: Relay[] = [];
@@ -145,6 +151,7 @@ async function openOutputs(config: GatewayConfig, log: (line: string) => void) {
           // outage): such a delivery is abandoned and retried from the cursor.
           deliverTimeoutMs: DELIVER_TIMEOUT_MS,
           yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
+          pace: options.pace,
           log: (line) => log(`outputs: ${line}`),
         }),
       );

@@ -5,18 +5,30 @@
  * so it can be killed and restarted at any moment: every sink resumes from its own cursor.
  * SIGTERM or SIGINT: finish the delivery in progress, close the sinks, exit 0.
  *
- * It lowers its own CPU priority (nice HOTLEDGER_RELAY_NICE, default 19, the lowest): on a machine shared with the
- * shards, the ledger comes first, and outputs that fall behind under a peak catch up after it (their lag is in
- * /metrics). Measured on 2 vCPUs (bench/README.md), nice 10 still cost the engine 10-28% of its throughput while
- * the relay kept up; nice 19 cost it 1-8% by the medians of two invocations (-16% to +20% run by run), and the
- * relay delivers with what CPU is left. With
+ * The ledger comes first on a machine shared with the shards. The relay lowers its own CPU priority (nice
+ * HOTLEDGER_RELAY_NICE, default 19, the lowest), and while the shards' journals grow fast it holds itself to a share
+ * of one CPU (cpu-budget.ts; HOTLEDGER_RELAY_CPU_PERCENT, default 10, and HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC): even
+ * at nice 19 a relay catching up at full speed cost the shard 17-36% of its throughput on 2 vCPUs, held to 10% it
+ * cost 6-10% (bench/README.md). Under a peak the outputs fall behind (their lag is in /metrics) and catch up at full
+ * speed after it. With
  * HOTLEDGER_RELAY_METRICS_PORT set it serves GET /metrics (each sink's cursor, lag, deliveries and failures, in the
  * gateway's Prometheus format) on 127.0.0.1 at that port.
  */
 import { setPriority } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { prometheusText } from "../../transports/http/index.ts";
 import { ConfigError, integer, loadConfig } from "./config.ts";
-import { startOutputs } from "./outputs.ts";
+import { shardDirectories, startOutputs } from "./outputs.ts";
+import { JournalWriteMeter } from "../../adapters/journal-file/meter.ts";
+import { CpuBudget } from "./cpu-budget.ts";
+
+/** The relay's share of one CPU while the shards are busy, in percent (HOTLEDGER_RELAY_CPU_PERCENT). */
+const RELAY_CPU_PERCENT_DEFAULT = 10;
+/**
+ * Journal growth, all shards together, from which the shards count as busy (HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC):
+ * 16 MiB/s, ~250k commands/s of ~70 B, about what the outputs deliver at full speed (bench/README.md).
+ */
+const RELAY_BUSY_BYTES_PER_SEC_DEFAULT = 16 << 20;
 
 async function main(): Promise<void> {
   let outputs;
@@ -24,10 +36,18 @@ async function main(): Promise<void> {
   try {
     const config = loadConfig();
     setPriority(0, integer("HOTLEDGER_RELAY_NICE", process.env.HOTLEDGER_RELAY_NICE ?? 19, -20, 19));
+    const meters = Array.from({ length: config.shards }, (_, index) => new JournalWriteMeter(shardDirectories(config, index).journal));
+    const budget = new CpuBudget({
+      percent: integer("HOTLEDGER_RELAY_CPU_PERCENT", process.env.HOTLEDGER_RELAY_CPU_PERCENT ?? RELAY_CPU_PERCENT_DEFAULT, 1, 100),
+      busyBytesPerSec: integer("HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC",
+        process.env.HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC ?? RELAY_BUSY_BYTES_PER_SEC_DEFAULT, 0, Number.MAX_SAFE_INTEGER),
+      journalBytes: async () => (await Promise.all(meters.map((meter) => meter.written()))).reduce((sum, bytes) => sum + bytes, 0),
+      sleep: (ms) => sleep(ms),
+    });
     const port = process.env.HOTLEDGER_RELAY_METRICS_PORT;
     metricsPort = port === undefined ? undefined : integer("HOTLEDGER_RELAY_METRICS_PORT", port, 0, 65535);
     if (config.outputs.length === 0) throw new ConfigError("no outputs configured (HOTLEDGER_OUTPUTS=none)");
-    outputs = startOutputs(config, console.log);
+    outputs = startOutputs(config, console.log, { pace: budget.pace });
     await outputs.ready;
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
