@@ -95,7 +95,10 @@ export interface JournalTail {
    * the record holding `afterSequence + 1`.
    */
   next(): Promise<StoredRecord[] | null>;
-  /** The last sequence seen in the journal so far (for lag). */
+  /**
+   * The journal's last sequence as far as the tail knows (for lag): at least the last one it handed out, and
+   * possibly more (a file tail that is behind sees whole segments ahead of it before it reads them).
+   */
   lastSequence(): number;
   close(): Promise<void>;
 }

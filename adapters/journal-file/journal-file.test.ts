@@ -720,14 +720,31 @@ describe("FileJournalTail", () => {
   async function readThrough(tail: FileJournalTail, last: number, deadlineMs = 10_000): Promise<TestRecord[]> {
     const records: TestRecord[] = [];
     const deadline = Date.now() + deadlineMs;
-    while (tail.lastSequence() < last) {
-      assert.ok(Date.now() < deadline, `the tail reached only ${tail.lastSequence()} of ${last}`);
+    let read = 0;
+    while (read < last) {
+      assert.ok(Date.now() < deadline, `the tail reached only ${read} of ${last}`);
       const batch = await tail.next();
       assert.ok(batch !== null);
       records.push(...batch.map(copyRecord));
+      const end = batch.at(-1)!;
+      read = end.firstSequence + end.commandCount - 1;
+      assert.ok(tail.lastSequence() >= read, "lastSequence is at least what was read");
     }
     return records;
   }
+
+  test("lastSequence counts the segments ahead of a tail that is behind", async () => {
+    const records = makeRecords(200, 700, 33);
+    const directory = await journalWith(records, { segmentBytesMax: 8 << 10 });
+    const segments = await segmentFiles(directory);
+    assert.ok(segments.length > 5, "several segments");
+    const newestFirst = Number(segments.at(-1)!.slice(0, 20));
+    const tail = await tailOf(directory, 0);
+    const batch = await tail.next();
+    assert.ok(batch !== null && batch.at(-1)!.firstSequence < newestFirst / 2, "one small read, far behind");
+    assert.equal(tail.lastSequence(), newestFirst - 1);
+    await tail.close();
+  });
 
   test("follows appends across segment rotations, from the start or from any sequence", async () => {
     const records = makeRecords(200, 700, 31);
