@@ -131,6 +131,36 @@ describe("durable shard", () => {
     await shard.close();
   });
 
+  test("when the rebuild after a failed write fails too, reads are refused at once, and a later read rebuilds", async () => {
+    class FlakySnapshots extends MemorySnapshotStore {
+      failLists = 0;
+      override async list(): Promise<number[]> {
+        if (this.failLists > 0) {
+          this.failLists--;
+          throw new Error("snapshot directory unreadable");
+        }
+        return super.list();
+      }
+    }
+    const journal = new MemoryJournal();
+    const snapshots = new FlakySnapshots();
+    let now = 0;
+    const shard = await Shard.open({ ...SIZES, journal, snapshots, clock: () => now, retryAfterMs: 100, snapshotEveryCommands: 1e9, log: () => {} });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    await shard.submit([credit("c0", 3)]);
+    snapshots.failLists = 1;
+    journal.failNext = 1;
+    await assert.rejects(shard.submit([credit("c1", 4)]), ShardUnavailableError);
+    for (let i = 0; i < 5; i++) await nextTurn(); // the rebuild runs and fails
+    await assert.rejects(shard.account("p", "a"), (error: Error) =>
+      error instanceof ShardUnavailableError && error.retryAfterMs === 100 && /rebuilding/.test(error.message));
+    now = 100;
+    await assert.rejects(shard.storedResult("p", "c0"), ShardUnavailableError, "refused, and the rebuild starts again");
+    for (let i = 0; i < 5; i++) await nextTurn();
+    assert.equal((await shard.account("p", "a"))?.balance, 3, "rebuilt: the durable state, without the failed credit");
+    await shard.close();
+  });
+
   test("bad input throws before sequencing; a full ring is OverloadedError", async () => {
     const shard = await open(new MemoryJournal(), new MemorySnapshotStore());
     assert.throws(() => shard.submit([{ type: "credit", id: "", partnerId: "p", accountId: "a", amount: 1 }]), InvalidCommandError);

@@ -260,7 +260,9 @@ export class Shard {
 
   /**
    * `read()` at a durable point (everything applied is journaled): now when no write is in flight, else right
-   * after the write in flight is durable and its results are released, before the next record is applied.
+   * after the write in flight is durable and its results are released, before the next record is applied. While
+   * the shard rebuilds after a failed write, after the rebuild. When that rebuild failed, refused at once
+   * (ShardUnavailableError), and once the unavailability has run out a read, like a submit, starts it again.
    */
   private whenDurable<T>(read: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -271,7 +273,12 @@ export class Shard {
           reject(error);
         }
       };
-      if (this.handed.value === this.journaled.value) answer();
+      if (this.stale && this.rebuilding === undefined) {
+        // The rebuild failed: nothing would answer a waiting read until one succeeds.
+        const retryAfterMs = Math.max(0, this.unavailableUntilMs - this.clock());
+        if (retryAfterMs === 0) this.rebuilding = this.rebuild();
+        reject(new ShardUnavailableError("shard unavailable: rebuilding after a failed journal write", retryAfterMs, { cause: this.failure }));
+      } else if (this.handed.value === this.journaled.value) answer();
       else this.waiting.push({ answer, reject });
     });
   }
