@@ -475,6 +475,16 @@ export async function listSegments(fileSystem: JournalFileSystem, directory: str
   });
 }
 
+/** `listSegments`, or none when the directory does not exist yet (a reader that started before the shard). */
+export async function listSegmentsIfAny(fileSystem: JournalFileSystem, directory: string): Promise<Segment[]> {
+  try {
+    return await listSegments(fileSystem, directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+}
+
 /**
  * Verifies every frame of `segment`. Damage in the last segment with no valid frame after it is a torn tail,
  * returned as `tornBytes`; any other damage throws JournalCorruptError.

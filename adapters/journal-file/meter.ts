@@ -8,7 +8,7 @@
  * undercount of at most what it gained meanwhile; with looks a second apart and 64 MiB segments, rare).
  */
 import { nodeFileSystem, type JournalFileSystem } from "./file-system.ts";
-import { listSegments } from "./index.ts";
+import { listSegmentsIfAny } from "./index.ts";
 
 export class JournalWriteMeter {
   /** First sequence of the newest segment at the last look (0: no look yet, or no segment). */
@@ -22,15 +22,9 @@ export class JournalWriteMeter {
     private readonly fileSystem: JournalFileSystem = nodeFileSystem,
   ) {}
 
-  /** Bytes appended since the first call (which returns 0). */
+  /** Bytes appended since the first call (which returns 0); a journal created after it counts whole. */
   async written(): Promise<number> {
-    let segments;
-    try {
-      segments = await listSegments(this.fileSystem, this.directory);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return this.total; // not created yet
-      throw error;
-    }
+    const segments = await listSegmentsIfAny(this.fileSystem, this.directory);
     let added = 0;
     for (const segment of segments) {
       if (segment.firstSequence < this.newestFirst) continue;

@@ -17,7 +17,7 @@ import { JournalCorruptError, type StoredRecord } from "../../core/ports.ts";
 import type { JournalTail } from "../../core/outputs.ts";
 import { nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "./file-system.ts";
 import { FRAME_HEADER_BYTES, headerValid, type FrameHeader } from "./frame.ts";
-import { listSegments, type Segment } from "./index.ts";
+import { listSegments, listSegmentsIfAny, type Segment } from "./index.ts";
 
 /** How often `next` looks for the journal's newest segment (for lastSequence, the relays' lag). */
 const END_LOOK_MS = 1000;
@@ -159,19 +159,13 @@ export class FileJournalTail implements JournalTail {
   /** Notes the newest segment's first sequence. */
   private async lookAtEnd(): Promise<void> {
     this.lookedAtMs = Date.now();
-    const segments = await listSegments(this.fileSystem, this.options.directory).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return [];
-      throw error;
-    });
+    const segments = await listSegmentsIfAny(this.fileSystem, this.options.directory);
     this.newestFirst = Math.max(this.newestFirst, segments.at(-1)?.firstSequence ?? 0);
   }
 
   /** Opens the segment that holds `nextSequence`; false when the journal has none yet. */
   private async findSegment(): Promise<boolean> {
-    const segments = await listSegments(this.fileSystem, this.options.directory).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") return [];
-      throw error;
-    });
+    const segments = await listSegmentsIfAny(this.fileSystem, this.options.directory);
     if (segments.length === 0) return false;
     if (segments[0].firstSequence > this.nextSequence) {
       throw new JournalCorruptError(segments[0].path, 0,
