@@ -8,9 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Relay, Shard } from "../core/index.ts";
-import { FileJournal } from "../adapters/journal-file/index.ts";
-import { keepJournalForOutputs, readJournalFloor, writeJournalFloor } from "../adapters/journal-file/floor.ts";
-import { FileJournalTail } from "../adapters/journal-file/tail.ts";
+import { FileJournal, FileJournalTail, keepJournalForOutputs, readJournalFloor, writeJournalFloor } from "../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../adapters/snapshot-file/index.ts";
 import { openPgliteSink } from "../adapters/postgres/index.ts";
 

@@ -59,9 +59,15 @@ import { JournalCorruptError, JournalUnavailableError, type Journal, type Stored
 import { DSYNC_SUPPORTED, nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "./file-system.ts";
 import { encodeFrame, FRAME_BODY_BYTES_MAX, FRAME_COMMANDS_MAX, FRAME_HEADER_BYTES } from "./frame.ts";
 import { FRAME_DAMAGED, FRAME_NEED_MORE, FRAME_READY, SEGMENT_END, SegmentReader } from "./segment-reader.ts";
+import { listSegments, segmentName, type Segment } from "./segments.ts";
 
 export { FRAME_BODY_BYTES_MAX, FRAME_COMMANDS_MAX, FRAME_HEADER_BYTES } from "./frame.ts";
 export { DSYNC_SUPPORTED, nodeFileSystem, type JournalFileHandle, type JournalFileSystem, type OpenFlags } from "./file-system.ts";
+export { listSegments, listSegmentsIfAny, segmentName, type Segment } from "./segments.ts";
+// Readers for a process beside the shard (an output relay): the tail, the write meter, the journal floor.
+export { FileJournalTail, type FileJournalTailOptions } from "./tail.ts";
+export { JournalWriteMeter } from "./meter.ts";
+export { keepJournalForOutputs, readJournalFloor, writeJournalFloor } from "./floor.ts";
 
 /**
  * Default segment size. A segment is deleted only when all of it is covered by a snapshot, so this much disk per
@@ -93,12 +99,6 @@ export interface FileJournalOptions {
   fileSystem?: JournalFileSystem;
 }
 
-/** A segment file: its first sequence and path. */
-export interface Segment {
-  firstSequence: number;
-  path: string;
-}
-
 /** The segment being appended to. */
 interface OpenSegment extends Segment {
   handle: JournalFileHandle;
@@ -116,13 +116,6 @@ interface SegmentScan {
   tornBytes: number;
 }
 
-const SEGMENT_NAME = /^(\d{20})\.journal$/;
-const SEGMENT_EXTENSION = ".journal";
-
-/** The file name of the segment that starts at `firstSequence`. */
-export function segmentName(firstSequence: number): string {
-  return `${String(firstSequence).padStart(20, "0")}${SEGMENT_EXTENSION}`;
-}
 
 /** The append-only command log in segment files. Create with `FileJournal.open`. */
 export class FileJournal implements Journal {
@@ -458,30 +451,6 @@ export class FileJournal implements Journal {
     } catch (error) {
       this.log(`closing ${path} failed: ${errorMessage(error)}`);
     }
-  }
-}
-
-/** The segment files in `directory`, oldest first. A `.journal` file with any other name is an error. */
-export async function listSegments(fileSystem: JournalFileSystem, directory: string): Promise<Segment[]> {
-  const names = (await fileSystem.readdir(directory)).filter((name) => name.endsWith(SEGMENT_EXTENSION)).sort();
-  return names.map((name) => {
-    const path = join(directory, name);
-    const match = SEGMENT_NAME.exec(name);
-    const firstSequence = match === null ? NaN : Number(match[1]);
-    if (!Number.isSafeInteger(firstSequence) || firstSequence < 1) {
-      throw new JournalCorruptError(path, 0, "not a segment name (20 digits of a first sequence >= 1)");
-    }
-    return { firstSequence, path };
-  });
-}
-
-/** `listSegments`, or none when the directory does not exist yet (a reader that started before the shard). */
-export async function listSegmentsIfAny(fileSystem: JournalFileSystem, directory: string): Promise<Segment[]> {
-  try {
-    return await listSegments(fileSystem, directory);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
   }
 }
 

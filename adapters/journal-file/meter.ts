@@ -8,7 +8,7 @@
  * undercount of at most what it gained meanwhile; with looks a second apart and 64 MiB segments, rare).
  */
 import { nodeFileSystem, type JournalFileSystem } from "./file-system.ts";
-import { listSegmentsIfAny } from "./index.ts";
+import { listSegmentsIfAny } from "./segments.ts";
 
 export class JournalWriteMeter {
   /** First sequence of the newest segment at the last look (0: no look yet, or no segment). */

@@ -17,7 +17,7 @@ import { JournalCorruptError, type StoredRecord } from "../../core/ports.ts";
 import type { JournalTail } from "../../core/outputs.ts";
 import { nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "./file-system.ts";
 import { FRAME_HEADER_BYTES, headerValid, type FrameHeader } from "./frame.ts";
-import { listSegments, listSegmentsIfAny, type Segment } from "./index.ts";
+import { listSegments, listSegmentsIfAny, type Segment } from "./segments.ts";
 
 /** How often `next` looks for the journal's newest segment (for lastSequence, the relays' lag). */
 const END_LOOK_MS = 1000;

@@ -10,8 +10,7 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Relay, ShardUnavailableError, type OutputSink, type RelayOptions, type SinkStatus } from "../../core/index.ts";
-import { FileJournalTail } from "../../adapters/journal-file/tail.ts";
-import { writeJournalFloor } from "../../adapters/journal-file/floor.ts";
+import { FileJournalTail, writeJournalFloor } from "../../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { openPgliteSink, openPostgresSink, type PostgresSink } from "../../adapters/postgres/index.ts";
 import { openJetStreamSink } from "../../adapters/jetstream/index.ts";

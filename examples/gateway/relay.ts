@@ -19,7 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { prometheusText } from "../../transports/http/index.ts";
 import { ConfigError, integer, loadConfig } from "./config.ts";
 import { shardDirectories, startOutputs } from "./outputs.ts";
-import { JournalWriteMeter } from "../../adapters/journal-file/meter.ts";
+import { JournalWriteMeter } from "../../adapters/journal-file/index.ts";
 import { CpuBudget } from "./cpu-budget.ts";
 
 /** The relay's share of one CPU while the shards are busy, in percent (HOTLEDGER_RELAY_CPU_PERCENT). */

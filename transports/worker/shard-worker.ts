@@ -5,8 +5,7 @@
 import { join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { Shard } from "../../core/index.ts";
-import { FileJournal } from "../../adapters/journal-file/index.ts";
-import { readJournalFloor } from "../../adapters/journal-file/floor.ts";
+import { FileJournal, readJournalFloor } from "../../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { serializeError, type FromWorker, type ShardReply, type ShardRequest, type ShardWorkerInit, type ToWorker } from "./messages.ts";
 
