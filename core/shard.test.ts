@@ -40,6 +40,29 @@ describe("durable shard", () => {
     await shard.close();
   });
 
+  test("with a yield to the event loop, requests that arrive as a record's results are released join the next record", async () => {
+    for (const yieldToEventLoop of [undefined, () => new Promise<void>((resolve) => setTimeout(resolve, 0))]) {
+      const journal = new MemoryJournal();
+      const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), yieldToEventLoop });
+      await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+      let openGate!: () => void;
+      journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+      const first = shard.submit([credit("c1", 1)]);
+      await nextTurn(); // the record of c1 is being written
+      const second = shard.submit([credit("c2", 1)]);
+      journal.gate = undefined;
+      openGate();
+      await first;
+      // A request that arrives now, as c1's result is released (here: in that result's continuation).
+      const third = shard.submit([credit("c3", 1)]);
+      await Promise.all([second, third]);
+      const counts = journal.records.map((record) => record.commandCount);
+      if (yieldToEventLoop === undefined) assert.deepEqual(counts, [1, 1, 1, 1], "without: the next record starts at once");
+      else assert.deepEqual(counts, [1, 1, 2], "with: c3 joins c2's record");
+      await shard.close();
+    }
+  });
+
   test("async mode resolves once durable with no results; the results are stored", async () => {
     const journal = new MemoryJournal();
     const shard = await open(journal, new MemorySnapshotStore());

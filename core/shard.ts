@@ -47,9 +47,10 @@ export interface ShardOptions extends EngineOptions {
   /** Where operational lines go (recovery, truncation, failures). Default: nowhere. */
   log?: (line: string) => void;
   /**
-   * Lets the event loop run between the chunks of a snapshot (e.g. `() => new Promise((r) => setImmediate(r))`),
-   * so journal writes and the processor go on while it is taken. The core has no timers; without this the
-   * chunks run back to back and a snapshot of 1M accounts stalls the shard for its whole duration.
+   * Lets the event loop run (e.g. `() => new Promise((r) => setImmediate(r))`): between the chunks of a snapshot,
+   * so journal writes and the processor go on while it is taken (the core has no timers; without this the chunks
+   * run back to back and a snapshot of 1M accounts stalls the shard for its whole duration), and between one
+   * journal record and the next, so requests already received join the next record.
    */
   yieldToEventLoop?: YieldToEventLoop;
 }
@@ -425,6 +426,10 @@ export class Shard {
         this.release(writing.last);
         this.answerWaiting();
         this.maybeSnapshot();
+        // Let the event loop run once before the next record: the requests a transport has already received join
+        // it, instead of each busy turn writing a record of a few commands (on 2 vCPUs a record costs ~110 us of
+        // CPU, mostly the kernel's; this cut the HTTP gateway's CPU per request by 10-13%, bench/README.md).
+        if (this.options.yieldToEventLoop !== undefined) await this.options.yieldToEventLoop();
         writing = this.startRecord();
       }
     } finally {
