@@ -6,11 +6,14 @@ import { CpuBudget, WINDOW_MS } from "./cpu-budget.ts";
 
 /** A budget on a fake clock, CPU counter and journal, recording its sleeps. */
 function fakeBudget(percent: number, busyBytesPerSec = 1000) {
-  const fake = { nowMs: 0, cpuMs: 0, journalBytes: 0, sleeps: [] as number[], windowStart: 0 };
+  const fake = { nowMs: 0, cpuMs: 0, journalBytes: 0, sleeps: [] as number[], windowStart: 0, unreadable: false };
   const budget = new CpuBudget({
     percent,
     busyBytesPerSec,
-    journalBytes: async () => fake.journalBytes,
+    journalBytes: async () => {
+      if (fake.unreadable) throw new Error("EACCES");
+      return fake.journalBytes;
+    },
     sleep: async (ms) => {
       fake.sleeps.push(ms);
       fake.nowMs += ms;
@@ -53,6 +56,12 @@ test("runs freely while the journals grow slowly, holds to its share while they 
 
   await window(budget, fake, 0);
   assert.equal(budget.limiting, false, "an idle journal frees it again");
+  await window(budget, fake, 5000);
+  assert.equal(budget.limiting, true);
+  fake.unreadable = true;
+  await window(budget, fake, 5000);
+  assert.equal(budget.limiting, false, "a journal that cannot be measured counts as not growing");
+  fake.unreadable = false;
   fake.nowMs += 100;
   fake.cpuMs += 100;
   assert.equal(budget.pace(), undefined);

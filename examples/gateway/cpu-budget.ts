@@ -89,8 +89,12 @@ export class CpuBudget {
     this.busy = ((this.bytesAtStart - bytesAtStart) * 1000) / elapsed >= this.options.busyBytesPerSec;
   }
 
+  /**
+   * A journal that cannot be measured (its directory unreadable) counts as not growing: the relay then runs freely,
+   * and its own tail reports the journal's trouble.
+   */
   private async startWindow(): Promise<void> {
-    this.bytesAtStart = await this.options.journalBytes();
+    this.bytesAtStart = await this.options.journalBytes().catch(() => this.bytesAtStart);
     this.windowStart = this.now();
     this.cpuAtStart = this.cpuMs();
   }
