@@ -9,10 +9,9 @@
  * HOTLEDGER_RELAY_NICE, default 19, the lowest), and while the shards' journals grow fast it holds itself to a share
  * of one CPU (cpu-budget.ts; HOTLEDGER_RELAY_CPU_PERCENT, default 10, and HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC): even
  * at nice 19 a relay catching up at full speed cost the shard 17-36% of its throughput on 2 vCPUs, held to 10% it
- * cost 6-11% (medians of runs; bench/README.md). Under a peak the outputs fall behind (their lag is in /metrics) and catch up at full
- * speed after it. With
- * HOTLEDGER_RELAY_METRICS_PORT set it serves GET /metrics (each sink's cursor, lag, deliveries and failures, in the
- * gateway's Prometheus format) on 127.0.0.1 at that port.
+ * cost 6-11% (medians of runs; bench/README.md). Under a peak the outputs fall behind (their lag is in /metrics)
+ * and catch up at full speed after it. With HOTLEDGER_RELAY_METRICS_PORT set it serves GET /metrics (each sink's
+ * cursor, lag, deliveries and failures, in the gateway's Prometheus format) on 127.0.0.1 at that port.
  */
 import { setPriority } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
