@@ -36,9 +36,6 @@
  *   elsewhere it is a write and an fdatasync. One system call lets the write run entirely in the thread pool while
  *   the caller's thread goes on (the shard applies the record meanwhile): with two, the fdatasync could start only
  *   once the caller's thread came back to the event loop. bench:durable measured ~25% more commands/s with it.
- *   An O_DSYNC segment is also extended with zeros ahead of its frames (PREALLOCATE_BYTES at a time, one durable
- *   write), so a frame's write lands in blocks the file already has and needs no metadata written with it; the
- *   zeros are cut when the segment is rotated or closed, and after a crash open cuts them as it cuts a torn tail.
  * - "interval": append resolves after the write; fdatasync runs at most every fsyncIntervalMs. Acknowledged records
  *   survive a process crash (they are in the OS page cache) but up to fsyncIntervalMs of them (plus one fsync) can
  *   be lost on power failure or OS crash. Such a loss may also leave damage before the tail (pages of later frames
@@ -84,15 +81,6 @@ export const FSYNC_INTERVAL_MS_MAX = 60_000;
 /** First size of the frame buffer; it grows to the largest frame written (FRAME_HEADER_BYTES + FRAME_BODY_BYTES_MAX). */
 const FRAME_BUFFER_BYTES_INITIAL = 64 << 10;
 
-/**
- * With fsync "batch" on O_DSYNC segments, the segment is extended with zeros this far ahead of its frames (and cut
- * back to its frames when it is closed or rotated). A durable write into blocks the file already has needs no
- * metadata written with it; one that grows the file does (its size): measured on ext4, 152-167 against 203-241 us
- * a write and ~22% less CPU (bench/README.md, http.ts). 1 MiB: a reader polling an idle journal reads at most this
- * much of zeros, and the relay's write meter sees growth in steps of it.
- */
-export const PREALLOCATE_BYTES = 1 << 20;
-
 /** How appends are made durable; see the top of this file. */
 export type FsyncPolicy = "batch" | "interval" | "never";
 
@@ -116,8 +104,6 @@ interface OpenSegment extends Segment {
   handle: JournalFileHandle;
   /** End of the last acknowledged frame: where the next frame is written. */
   goodBytes: number;
-  /** The file's size: goodBytes, or more with zeros after the frames (PREALLOCATE_BYTES). */
-  allocatedBytes: number;
 }
 
 /** What scanning a segment found. */
@@ -240,13 +226,7 @@ export class FileJournal implements Journal {
   /** Whether prepareAppend has work to do before a frame of `frameBytes` is written. */
   private preparing(frameBytes: number): boolean {
     const current = this.current;
-    return this.syncError !== null || this.truncatePending || current === null || this.rotationDue(current, frameBytes)
-      || this.extensionDue(current, frameBytes);
-  }
-
-  /** The current segment needs zeros written ahead before a frame of `frameBytes` (O_DSYNC segments only). */
-  private extensionDue(current: OpenSegment, frameBytes: number): boolean {
-    return this.dsync && current.goodBytes + frameBytes > current.allocatedBytes;
+    return this.syncError !== null || this.truncatePending || current === null || this.rotationDue(current, frameBytes);
   }
 
   /** The current segment is to be closed before a frame of `frameBytes`: it would pass the size limit, or failed. */
@@ -266,28 +246,6 @@ export class FileJournal implements Journal {
     } else if (this.rotationDue(current, frameBytes)) {
       await this.rotate(current, firstSequence);
     }
-    const segment = this.current!;
-    if (this.extensionDue(segment, frameBytes)) await this.preallocate(segment, frameBytes);
-  }
-
-  /**
-   * Extends `segment` with zeros to PREALLOCATE_BYTES past its frames (at least past the next frame, at most to the
-   * segment limit unless the frame alone is larger). The writes are O_DSYNC: the new size is durable.
-   */
-  private async preallocate(segment: OpenSegment, frameBytes: number): Promise<void> {
-    const target = Math.max(segment.goodBytes + frameBytes, Math.min(segment.goodBytes + PREALLOCATE_BYTES, this.segmentBytesMax));
-    let position = Math.max(segment.allocatedBytes, segment.goodBytes);
-    try {
-      // Ends: each pass writes a chunk of zeros or throws.
-      while (position < target) {
-        const length = Math.min(ZEROS.length, target - position);
-        await writeAll(segment.handle, ZEROS, length, position);
-        position += length;
-      }
-    } catch (error) {
-      throw new JournalUnavailableError(`cannot extend ${segment.path} to ${target} bytes: ${errorMessage(error)}`, { cause: error });
-    }
-    segment.allocatedBytes = target;
   }
 
   /** Writes the encoded frame at the end of the acknowledged bytes, then fsyncs per policy. */
@@ -317,7 +275,6 @@ export class FileJournal implements Journal {
     try {
       if (this.syncInFlight !== null) await this.syncInFlight;
       await segment.handle.truncate(segment.goodBytes);
-      segment.allocatedBytes = segment.goodBytes;
     } catch (error) {
       throw new JournalUnavailableError(
         `cannot truncate ${segment.path} back to ${segment.goodBytes} bytes after a failed append: ${errorMessage(error)}`,
@@ -335,7 +292,6 @@ export class FileJournal implements Journal {
     this.segmentChanging = true;
     try {
       if (this.syncInFlight !== null) await this.syncInFlight;
-      await this.cutPreallocation(old);
       if (this.fsync !== "never") await this.syncOrThrow(old, "closing the segment");
       const next = await this.createSegment(firstSequence);
       this.segments.push({ firstSequence, path: next.path });
@@ -372,18 +328,7 @@ export class FileJournal implements Journal {
       throw new JournalUnavailableError(`cannot fsync ${this.directory} after creating ${path}: ${errorMessage(error)}`,
         { cause: error });
     }
-    return { firstSequence, path, handle, goodBytes: 0, allocatedBytes: 0 };
-  }
-
-  /** Cuts the zeros after a segment's frames, before it is closed: a finished segment ends with its last frame. */
-  private async cutPreallocation(segment: OpenSegment): Promise<void> {
-    if (segment.allocatedBytes <= segment.goodBytes) return;
-    try {
-      await segment.handle.truncate(segment.goodBytes);
-    } catch (error) {
-      throw new JournalUnavailableError(`cannot cut ${segment.path} back to its frames: ${errorMessage(error)}`, { cause: error });
-    }
-    segment.allocatedBytes = segment.goodBytes;
+    return { firstSequence, path, handle, goodBytes: 0 };
   }
 
   private async syncOrThrow(segment: OpenSegment, doing: string): Promise<void> {
@@ -490,7 +435,7 @@ export class FileJournal implements Journal {
     if (segment === null) return;
     this.current = null;
     try {
-      if (this.truncatePending || segment.allocatedBytes > segment.goodBytes) await segment.handle.truncate(segment.goodBytes);
+      if (this.truncatePending) await segment.handle.truncate(segment.goodBytes);
       if (this.fsync !== "never") await segment.handle.datasync();
     } catch (error) {
       await this.closeQuietly(segment.handle, segment.path);
@@ -580,18 +525,14 @@ async function openLastSegment(
     if (scan.tornBytes > 0) {
       await handle.truncate(scan.goodBytes);
       if (fsync !== "never") await handle.datasync();
-      log(`truncated ${segment.path} after its last whole frame at offset ${scan.goodBytes} (${scan.tornBytes} bytes: `
-        + `a torn write, or zeros written ahead)`);
+      log(`truncated torn tail of ${segment.path} at offset ${scan.goodBytes} (${scan.tornBytes} bytes)`);
     }
   } catch (error) {
     await handle.close();
     throw error;
   }
-  return { ...segment, handle, goodBytes: scan.goodBytes, allocatedBytes: scan.goodBytes };
+  return { ...segment, handle, goodBytes: scan.goodBytes };
 }
-
-/** What preallocation writes. */
-const ZEROS = new Uint8Array(PREALLOCATE_BYTES);
 
 /** Writes `buffer[0, length)` at `position`; a short write continues where it stopped. */
 async function writeAll(handle: JournalFileHandle, buffer: Uint8Array, length: number, position: number): Promise<void> {

@@ -12,10 +12,8 @@ import { JournalCorruptError, JournalUnavailableError, type StoredRecord } from 
 import { Shard, ShardUnavailableError, type Command } from "../../core/index.ts";
 import { MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import {
-  DSYNC_SUPPORTED,
   FileJournal,
   FRAME_HEADER_BYTES,
-  PREALLOCATE_BYTES,
   nodeFileSystem,
   segmentName,
   type FileJournalOptions,
@@ -365,7 +363,7 @@ describe("recovery", () => {
       const kept = cut === fileBytes ? records : records.slice(0, -1);
       const torn = cut !== frameStart && cut !== fileBytes;
       assert.deepEqual(lines, torn
-        ? [`truncated ${join(copy, lastName)} after its last whole frame at offset ${frameStart} (${cut - frameStart} bytes: a torn write, or zeros written ahead)`]
+        ? [`truncated torn tail of ${join(copy, lastName)} at offset ${frameStart} (${cut - frameStart} bytes)`]
         : [], `cut at ${cut}`);
       assert.deepEqual(await collect(journal), kept, `cut at ${cut}`);
       const appended: TestRecord = {
@@ -478,7 +476,7 @@ async function assertRecovers(directory: string, records: TestRecord[], offset: 
   const { lines, log } = captureLog();
   const journal = await open(directory, { log });
   assert.equal(lines.length, 1);
-  assert.match(lines[0], new RegExp(`truncated .* after its last whole frame at offset ${offset} \\(\\d+ bytes: `));
+  assert.match(lines[0], new RegExp(`truncated torn tail of .* at offset ${offset} \\(\\d+ bytes\\)`));
   await journal.close();
   await assertHoldsExactly(directory, records);
 }
@@ -662,19 +660,12 @@ describe("compaction", () => {
 });
 
 describe("fsync policy", () => {
-  test('"batch" fsyncs once per append (and once per extension of an O_DSYNC segment)', async () => {
+  test('"batch" fsyncs once per append', async () => {
     const fileSystem = new FaultyFileSystem();
-    const directory = await freshDirectory();
-    const journal = await open(directory, { fileSystem, fsync: "batch" });
-    const records = makeRecords(25, 100);
-    await appendAll(journal, records);
-    // Where segments are O_DSYNC, the first append also writes PREALLOCATE_BYTES of zeros ahead, in one write.
-    assert.equal(fileSystem.calls.datasync, DSYNC_SUPPORTED ? 26 : 25);
-    const [name] = await segmentFiles(directory);
-    const frames = records.reduce((sum, record) => sum + frameBytes(record), 0);
-    assert.equal((await stat(join(directory, name))).size, DSYNC_SUPPORTED ? PREALLOCATE_BYTES : frames, "zeros written ahead");
+    const journal = await open(await freshDirectory(), { fileSystem, fsync: "batch" });
+    await appendAll(journal, makeRecords(25, 100));
+    assert.equal(fileSystem.calls.datasync, 25);
     await journal.close();
-    assert.equal((await stat(join(directory, name))).size, frames, "cut back to its frames on close");
   });
 
   test('"never" logs a warning on open and never fsyncs', async () => {
@@ -795,43 +786,6 @@ describe("FileJournalTail", () => {
     const [record] = (await waiting)!;
     assert.deepEqual(copyRecord(record), records[2]);
     await tail.close();
-  });
-
-  test("zeros the journal wrote ahead are not a frame: an idle tail reads a small probe of them, then the next frame", async () => {
-    const directory = await freshDirectory();
-    const journal = await open(directory, { fsync: "batch" });
-    const records = makeRecords(6, 300, 41);
-    await appendAll(journal, records.slice(0, 3));
-    const readLengths: number[] = [];
-    const watching: JournalFileSystem = {
-      ...nodeFileSystem,
-      open: async (path, flags, options) => {
-        const handle = await nodeFileSystem.open(path, flags, options);
-        return {
-          ...handle,
-          read: (buffer: Uint8Array, offset: number, length: number, position: number) => {
-            readLengths.push(length);
-            return handle.read(buffer, offset, length, position);
-          },
-          stat: () => handle.stat(),
-          close: () => handle.close(),
-        } as JournalFileHandle;
-      },
-    };
-    const tail = await FileJournalTail.open({ directory, afterSequence: 0, sleep, pollMsMax: 2, fileSystem: watching });
-    assert.deepEqual((await tail.next())!.map(copyRecord), records.slice(0, 3));
-    const waiting = tail.next();
-    await sleep(30);
-    if (DSYNC_SUPPORTED) {
-      assert.ok((await stat(join(directory, (await segmentFiles(directory))[0]))).size > 3 * 400, "zeros written ahead");
-    }
-    assert.ok(readLengths.length >= 3, `polled (${readLengths.length} reads)`);
-    assert.ok(readLengths.slice(2).every((length) => length <= 64 << 10), `idle reads are probes: ${readLengths.join(", ")}`);
-    await appendAll(journal, records.slice(3));
-    const rest: TestRecord[] = ((await waiting) ?? []).map(copyRecord);
-    while (rest.length < 3) rest.push(...((await tail.next()) ?? []).map(copyRecord));
-    assert.deepEqual(rest, records.slice(3));
-    await Promise.all([tail.close(), journal.close()]);
   });
 
   test("a sequence no longer in the journal is refused; close ends next() with null", async () => {

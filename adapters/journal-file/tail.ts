@@ -22,12 +22,6 @@ import { listSegments, listSegmentsIfAny, type Segment } from "./segments.ts";
 /** How often `next` looks for the journal's newest segment (for lastSequence, the relays' lag). */
 const END_LOOK_MS = 1000;
 
-/**
- * How much is read while the last read ended at zeros (the journal writes zeros ahead of its frames,
- * PREALLOCATE_BYTES): a tail polling an idle journal reads this much, not a whole buffer of zeros.
- */
-const PROBE_BYTES = 64 << 10;
-
 /** Options of `FileJournalTail.open`. */
 export interface FileJournalTailOptions {
   directory: string;
@@ -61,8 +55,6 @@ export class FileJournalTail implements JournalTail {
   private readonly fileSystem: JournalFileSystem;
   private readonly pollMsMax: number;
   private stuckSinceMs = 0;
-  /** The last read ended at a frame header of zeros: nothing written there yet. */
-  private atZeros = false;
   /** First sequence of the newest segment at the last look (lastSequence), and when that was. */
   private newestFirst = 0;
   private lookedAtMs = -Infinity;
@@ -126,8 +118,7 @@ export class FileJournalTail implements JournalTail {
     if (this.segment === null && !(await this.findSegment())) return [];
     const handle = this.handle;
     assert(handle !== null, "a segment is open while reading");
-    const length = this.atZeros ? Math.min(PROBE_BYTES, this.buffer.length) : this.buffer.length;
-    const { bytesRead } = await handle.read(this.buffer, 0, length, this.position);
+    const { bytesRead } = await handle.read(this.buffer, 0, this.buffer.length, this.position);
     const records: StoredRecord[] = [];
     let offset = 0;
     for (;;) {
@@ -156,13 +147,12 @@ export class FileJournalTail implements JournalTail {
       offset = end;
     }
     this.position += offset;
-    this.atZeros = offset + FRAME_HEADER_BYTES <= bytesRead && zeros(this.buffer, offset, offset + FRAME_HEADER_BYTES);
     if (records.length > 0 || offset > 0) {
       this.stuckSinceMs = 0;
       return records;
     }
-    // Nothing whole here: move on if the shard has started the next segment. Zeros are not a frame in progress.
-    await this.maybeNextSegment(this.atZeros ? 0 : bytesRead);
+    // Nothing whole here: move on if the shard has started the next segment.
+    await this.maybeNextSegment(bytesRead);
     return records;
   }
 
@@ -219,10 +209,4 @@ export class FileJournalTail implements JournalTail {
     this.buffer = new Uint8Array(bytes);
     this.view = new DataView(this.buffer.buffer);
   }
-}
-
-/** Whether `bytes[start, end)` are all zero. */
-function zeros(bytes: Uint8Array, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (bytes[i] !== 0) return false;
-  return true;
 }
