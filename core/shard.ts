@@ -276,8 +276,8 @@ export class Shard {
       };
       if (this.stale && this.rebuilding === undefined) {
         // The rebuild failed: nothing would answer a waiting read until one succeeds.
+        this.retryRebuildIfDue();
         const retryAfterMs = Math.max(0, this.unavailableUntilMs - this.clock());
-        if (retryAfterMs === 0) this.rebuilding = this.rebuild();
         reject(new ShardUnavailableError("shard unavailable: rebuilding after a failed journal write", retryAfterMs, { cause: this.failure }));
       } else if (this.handed.value === this.journaled.value) answer();
       else this.waiting.push({ answer, reject });
@@ -380,14 +380,18 @@ export class Shard {
         this.options.log?.("shard retrying the journal after a failure");
         return;
       }
-      // The rebuild after the failure failed too (it reads the disk): try it again now.
-      this.rebuilding ??= this.rebuild();
+      this.retryRebuildIfDue();
     }
     if (this.state === "unavailable") {
       const retryAfterMs = Math.max(0, this.unavailableUntilMs - this.clock());
       throw new ShardUnavailableError("shard unavailable: the journal cannot be written", retryAfterMs, { cause: this.failure });
     }
     throw new ShardUnavailableError("shard closed", 0);
+  }
+
+  /** The rebuild after a failed write failed too (it reads the disk): once retryAfterMs has passed, try it again. */
+  private retryRebuildIfDue(): void {
+    if (this.stale && this.rebuilding === undefined && this.clock() >= this.unavailableUntilMs) this.rebuilding = this.rebuild();
   }
 
   private startWriting(): void {

@@ -35,6 +35,9 @@ async function main(): Promise<void> {
   try {
     const config = loadConfig();
     setPriority(0, integer("HOTLEDGER_RELAY_NICE", process.env.HOTLEDGER_RELAY_NICE ?? 19, -20, 19));
+    const port = process.env.HOTLEDGER_RELAY_METRICS_PORT;
+    metricsPort = port === undefined ? undefined : integer("HOTLEDGER_RELAY_METRICS_PORT", port, 0, 65535);
+    if (config.outputs.length === 0) throw new ConfigError("no outputs configured (HOTLEDGER_OUTPUTS=none)");
     const meters = Array.from({ length: config.shards }, (_, index) => new JournalWriteMeter(shardDirectories(config, index).journal));
     const budget = new CpuBudget({
       percent: integer("HOTLEDGER_RELAY_CPU_PERCENT", process.env.HOTLEDGER_RELAY_CPU_PERCENT ?? RELAY_CPU_PERCENT_DEFAULT, 1, 100),
@@ -43,9 +46,6 @@ async function main(): Promise<void> {
       journalBytes: async () => (await Promise.all(meters.map((meter) => meter.written()))).reduce((sum, bytes) => sum + bytes, 0),
       sleep: (ms) => sleep(ms),
     });
-    const port = process.env.HOTLEDGER_RELAY_METRICS_PORT;
-    metricsPort = port === undefined ? undefined : integer("HOTLEDGER_RELAY_METRICS_PORT", port, 0, 65535);
-    if (config.outputs.length === 0) throw new ConfigError("no outputs configured (HOTLEDGER_OUTPUTS=none)");
     outputs = startOutputs(config, console.log, { pace: budget.pace });
     await outputs.ready;
   } catch (error) {
