@@ -468,43 +468,35 @@ export class Ledger {
     ring.duplicate[index] = 0;
     ring.resultSeq[index] = sequence;
     this.unitAccount[k] = NO_ACCOUNT;
-    let account = NO_ACCOUNT;
     let code: number;
     switch (ring.type[index]) {
       case Type.openAccount:
         code = this.openAccount(ring, index, partner, sequence);
-        account = this.found;
         break;
       case Type.credit:
       case Type.debit:
         code = this.creditOrDebit(ring, index, partner, sequence);
-        account = this.found;
         break;
       case Type.transfer:
         code = this.transfer(ring, index, partner, sequence);
-        account = this.found;
         break;
       case Type.hold:
         code = this.hold(ring, index, partner, sequence);
-        account = this.found;
         break;
       case Type.capture:
       case Type.release:
         code = this.captureOrRelease(ring, index, partner, sequence);
-        account = this.found;
         break;
       case Type.check:
         code = this.check(ring, index, partner);
-        account = this.found;
         break;
       case Type.setOverdraftLimit:
         code = this.setLimit(ring, index, partner, sequence);
-        account = this.found;
         break;
       default:
         code = this.admin(ring, index, partner, sequence);
-        account = this.found;
     }
+    const account = this.found;
     this.unitAccount[k] = account;
     this.writeBalances(ring, index, account);
     return code;
