@@ -4,7 +4,7 @@
 // the newest is damaged gives the same state hash and idempotency window.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { InvalidCommandError, OverloadedError, Shard, ShardUnavailableError, type Command } from "./index.ts";
+import { InvalidCommandError, limits, OverloadedError, Shard, ShardUnavailableError, type Command } from "./index.ts";
 import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { CommandBatchSchema, ResultBatchSchema } from "./gen/hotledger/v1/ledger_pb.ts";
@@ -73,6 +73,30 @@ describe("durable shard", () => {
     await shard.submit([credit("c3", 1)]);
     assert.equal((await shard.storedResult("p", "c2"))?.balance, 11);
     assert.equal(shard.metrics().resultsByCode[0], 4, "async results are counted too");
+    await shard.close();
+  });
+
+  test("metrics count each commit's time in its histogram bucket, and in the sum", async () => {
+    const journal = new MemoryJournal();
+    let now = 5_000;
+    const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => now, snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    // Each write is held at the journal while the clock moves on by `ms`.
+    for (const [index, ms] of [10, 30, 20_000].entries()) {
+      let openGate!: () => void;
+      journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+      const submitted = shard.submit([credit(`c${index}`, 1)]);
+      await nextTurn();
+      now += ms;
+      journal.gate = undefined;
+      openGate();
+      await submitted;
+    }
+    const metrics = shard.metrics();
+    assert.equal(metrics.records, 4);
+    assert.equal(metrics.commitMsSum, 10 + 30 + 20_000);
+    const counted = Object.fromEntries(limits.COMMIT_MS_BUCKETS.map((bound, bucket) => [bound, metrics.commitMsBuckets[bucket]]).filter(([, count]) => count > 0));
+    assert.deepEqual(counted, { 1: 1, 10: 1, 50: 1 }, "0 ms, 10 ms (a bound is inclusive) and 30 ms in their buckets; 20 s past the last bound");
     await shard.close();
   });
 

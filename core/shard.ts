@@ -21,7 +21,7 @@ import type { ScannedBatch } from "./command-batch-reader.ts";
 import { writeScannedResults } from "./output-event-writer.ts";
 import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 import { RESULT_CODES } from "./codes.ts";
-import { GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS, SNAPSHOT_EVERY_COMMANDS_DEFAULT, SNAPSHOT_EVERY_MS_DEFAULT } from "./limits.ts";
+import { COMMIT_MS_BUCKETS, GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS, SNAPSHOT_EVERY_COMMANDS_DEFAULT, SNAPSHOT_EVERY_MS_DEFAULT } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
 import { decodeSnapshot } from "./snapshot.ts";
@@ -80,6 +80,11 @@ export interface ShardMetrics {
   recordCommands: number;
   /** Sum of the time from starting a record's write to its being durable, in clock milliseconds. */
   commitMsSum: number;
+  /**
+   * Records by that time: entry i counts the commits of at most COMMIT_MS_BUCKETS[i] ms and more than the bound
+   * before (not cumulative); commits slower than the last bound are in `records` only.
+   */
+  commitMsBuckets: Float64Array;
   /** Commands sequenced but not yet released, now. */
   ringOccupancy: number;
   /** The last sequence given to a command (journaled, or being journaled). */
@@ -136,6 +141,7 @@ export class Shard {
   private records = 0;
   private recordCommands = 0;
   private commitMsSum = 0;
+  private readonly commitMsBuckets = new Float64Array(COMMIT_MS_BUCKETS.length);
 
   private constructor(engine: Engine, options: ShardOptions, journaled: Sequence, snapshotSequence: number) {
     this.engine = engine;
@@ -302,6 +308,7 @@ export class Shard {
       records: this.records,
       recordCommands: this.recordCommands,
       commitMsSum: this.commitMsSum,
+      commitMsBuckets: this.commitMsBuckets.slice(),
       ringOccupancy: this.ringOccupancy,
       lastSequenced: this.engine.sequencer.cursor.value,
       ringSlots: this.engine.ring.size,
@@ -423,7 +430,7 @@ export class Shard {
         }
         this.records++;
         this.recordCommands += writing.last - this.journaled.value;
-        this.commitMsSum += this.clock() - writing.startedMs;
+        this.countCommit(this.clock() - writing.startedMs);
         this.journaled.value = writing.last;
         // A durable point: everything applied is journaled.
         this.settleDurable(writing.last);
@@ -439,6 +446,17 @@ export class Shard {
     } finally {
       this.writing = false;
       this.idleResolve?.();
+    }
+  }
+
+  /** Add a commit that took `ms` to the sum and to its histogram bucket. */
+  private countCommit(ms: number): void {
+    this.commitMsSum += ms;
+    for (let bucket = 0; bucket < COMMIT_MS_BUCKETS.length; bucket++) {
+      if (ms <= COMMIT_MS_BUCKETS[bucket]) {
+        this.commitMsBuckets[bucket]++;
+        return;
+      }
     }
   }
 

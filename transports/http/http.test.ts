@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import fc from "fast-check";
-import { OverloadedError, RESULT_CODES, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
+import { limits, OverloadedError, RESULT_CODES, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
 import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
 import { hashKey, KeyRing } from "../auth.ts";
 import { RoutingGateway, type Gateway, type OutputsView } from "../gateway.ts";
@@ -561,9 +561,14 @@ describe("http transport", () => {
   });
 });
 
+/** Per-bucket commit counts (not cumulative) from {bound: count}. */
+function commitBuckets(counts: Record<number, number>): Float64Array {
+  return Float64Array.from(limits.COMMIT_MS_BUCKETS, (bound) => counts[bound] ?? 0);
+}
+
 test("GET /metrics: Prometheus text with results by code, journal records, commit time and ring occupancy", async () => {
   const metricsApp = createHttpApp({ gateway: stubGateway({
-    metrics: async () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12, ringOccupancy: 4, lastSequenced: 9, ringSlots: 8192 }],
+    metrics: async () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12_008, commitMsBuckets: commitBuckets({ 1: 1, 10: 1 }), ringOccupancy: 4, lastSequenced: 9, ringSlots: 8192 }],
   }), keys: new KeyRing([]) }).listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const response = await fetch(`http://127.0.0.1:${metricsApp.server?.port}/metrics`);
@@ -575,7 +580,15 @@ test("GET /metrics: Prometheus text with results by code, journal records, commi
     assert.match(text, /^hotledger_results_total\{shard="0",code="insufficient_funds"\} 2$/m);
     assert.match(text, /^hotledger_journal_records_total\{shard="0"\} 3$/m);
     assert.match(text, /^hotledger_journal_record_commands_total\{shard="0"\} 9$/m);
-    assert.match(text, /^hotledger_journal_commit_milliseconds_total\{shard="0"\} 12$/m);
+    // A histogram: cumulative buckets; the commit slower than the last bound (12 s) is only in +Inf and the count.
+    assert.match(text, /^# TYPE hotledger_journal_commit_milliseconds histogram$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_bucket\{shard="0",le="1"\} 1$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_bucket\{shard="0",le="5"\} 1$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_bucket\{shard="0",le="10"\} 2$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_bucket\{shard="0",le="10000"\} 2$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_bucket\{shard="0",le="\+Inf"\} 3$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_sum\{shard="0"\} 12008$/m);
+    assert.match(text, /^hotledger_journal_commit_milliseconds_count\{shard="0"\} 3$/m);
     assert.match(text, /^hotledger_ring_occupancy\{shard="0"\} 4$/m);
     assert.match(text, /^# TYPE hotledger_results_total counter$/m);
   } finally {

@@ -8,6 +8,7 @@
 import { Elysia } from "elysia";
 import {
   InvalidCommandError,
+  limits,
   OverloadedError,
   ShardUnavailableError,
   RESULT_CODES,
@@ -369,7 +370,7 @@ function queryInteger(query: URLSearchParams, name: string, min: number, max: nu
 /** The shards' counters and the output sinks' progress in the Prometheus text format. */
 export function prometheusText(shards: readonly ShardMetrics[], sinks: readonly SinkStatus[] = []): string {
   const lines: string[] = [];
-  const family = (name: string, type: "counter" | "gauge", help: string, rows: (shard: ShardMetrics, index: number) => string[]) => {
+  const family = (name: string, type: "counter" | "gauge" | "histogram", help: string, rows: (shard: ShardMetrics, index: number) => string[]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     shards.forEach((shard, index) => lines.push(...rows(shard, index)));
   };
@@ -382,9 +383,20 @@ export function prometheusText(shards: readonly ShardMetrics[], sinks: readonly 
   family("hotledger_journal_record_commands_total", "counter", "Commands in those records (divide by records for the batch size).", (shard, index) => [
     `hotledger_journal_record_commands_total{shard="${index}"} ${shard.recordCommands}`,
   ]);
-  family("hotledger_journal_commit_milliseconds_total", "counter", "Time from starting a record's write to its being durable, summed.", (shard, index) => [
-    `hotledger_journal_commit_milliseconds_total{shard="${index}"} ${shard.commitMsSum}`,
-  ]);
+  family("hotledger_journal_commit_milliseconds", "histogram", "Time from starting a record's write to its being durable.", (shard, index) => {
+    const rows: string[] = [];
+    let cumulative = 0;
+    limits.COMMIT_MS_BUCKETS.forEach((bound, bucket) => {
+      cumulative += shard.commitMsBuckets[bucket];
+      rows.push(`hotledger_journal_commit_milliseconds_bucket{shard="${index}",le="${bound}"} ${cumulative}`);
+    });
+    rows.push(
+      `hotledger_journal_commit_milliseconds_bucket{shard="${index}",le="+Inf"} ${shard.records}`,
+      `hotledger_journal_commit_milliseconds_sum{shard="${index}"} ${shard.commitMsSum}`,
+      `hotledger_journal_commit_milliseconds_count{shard="${index}"} ${shard.records}`,
+    );
+    return rows;
+  });
   family("hotledger_ring_occupancy", "gauge", "Commands sequenced but not yet released.", (shard, index) => [
     `hotledger_ring_occupancy{shard="${index}"} ${shard.ringOccupancy}`,
   ]);
