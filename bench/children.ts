@@ -4,7 +4,7 @@
  * itself. Every wait is bounded; `stopChild` is called in `finally` by the benches.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -96,13 +96,29 @@ export async function runLoad<T>(script: string, config: unknown, timeoutMs: num
 export const PARTNERS = [0, 1, 2, 3].map((index) => ({ partnerId: `bench-p${index}`, key: `bench-key-${index}-0123456789abcdef`, shard: index }));
 
 /** The gateway's JSON configuration file content for PARTNERS. */
-export function gatewayConfig(): string {
+function gatewayConfig(): string {
   return JSON.stringify({
     shards: PARTNERS.length,
     fsync: "batch",
     pinned: Object.fromEntries(PARTNERS.map((partner) => [partner.partnerId, partner.shard])),
     keys: PARTNERS.map((partner) => ({ sha256: createHash("sha256").update(partner.key, "utf8").digest("hex"), partnerId: partner.partnerId })),
   });
+}
+
+/**
+ * Start the gateway (examples/gateway) as the transport benches measure it: PARTNERS pinned one per shard, fsync
+ * "batch", journals under `root` (the caller removes it), HTTP on a free port, outputs off unless HOTLEDGER_OUTPUTS
+ * says otherwise (they have their own bench), NATS only when `natsUrl` is given. Resolves once it listens.
+ */
+export async function startGateway(root: string, natsUrl = ""): Promise<{ child: Child; url: string }> {
+  const configFile = join(root, "config.json");
+  writeFileSync(configFile, gatewayConfig());
+  const env = {
+    HOTLEDGER_CONFIG: configFile, HOTLEDGER_DATA: join(root, "data"), HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "batch",
+    HOTLEDGER_OUTPUTS: process.env.HOTLEDGER_OUTPUTS ?? "none", NATS_URL: natsUrl,
+  };
+  const { child, match } = await startChild("examples/gateway/index.ts", [], env, /listening on (http:\/\/\S+)/);
+  return { child, url: match[1] };
 }
 
 /** Open `accounts` accounts per partner and fund each with 10^12 (untimed setup), over HTTP; every code must be ok. */
@@ -174,6 +190,77 @@ export async function measureLoad(server: Child, script: string, config: object,
 export function medianCpu(loads: readonly MeasuredLoad[]): number | null {
   const values = loads.map((load) => load.serverCpuUsPerRequest).filter((value): value is number => value !== null);
   return values.length === 0 ? null : Math.round(median(values));
+}
+
+/**
+ * A transport bench's command line (bench/http.ts, bench/nats.ts): `--json` prints one JSON line on stdout and no
+ * log; `--runs N` measures N runs (1-10, default 1) and reports their medians. `log` writes to stderr.
+ */
+export function transportBenchArguments(argv: readonly string[] = process.argv.slice(2)): { jsonMode: boolean; runs: number; log: (line: string) => void } {
+  const jsonMode = argv.includes("--json");
+  const runsIndex = argv.indexOf("--runs");
+  const runs = Math.min(10, Math.max(1, runsIndex >= 0 ? Number(argv[runsIndex + 1]) : 1));
+  return { jsonMode, runs, log: (line) => void (jsonMode || process.stderr.write(`${line}\n`)) };
+}
+
+/** The three loads of a transport bench run: the yardstick (a bare server), batches of commands, single commands. */
+export type TransportLoad = "yardstick" | "batch" | "single";
+
+/** One run of a transport bench: each load measured once, and the load average after. */
+export type TransportRun = Record<TransportLoad, MeasuredLoad> & { loadAverage: number[] };
+
+/**
+ * `runs` runs of a transport bench (bench/http.ts, bench/nats.ts), each measuring the yardstick, then the batch
+ * load, then the single-command load with `measure` (given a tag that makes the run's ids unique), logging each
+ * with `describe`.
+ */
+export async function measureTransportRuns(
+  runs: number,
+  measure: (load: TransportLoad, tag: string) => Promise<MeasuredLoad>,
+  describe: (load: TransportLoad, measured: MeasuredLoad) => string,
+  log: (line: string) => void,
+): Promise<TransportRun[]> {
+  const measured: TransportRun[] = [];
+  for (let run = 0; run < runs; run++) {
+    const tag = `r${run}-${Date.now().toString(36)}`;
+    const one = async (load: TransportLoad, suffix: string) => {
+      const result = await measure(load, `${tag}${suffix}`);
+      log(`run ${run}: ${describe(load, result)}`);
+      return result;
+    };
+    const yardstick = await one("yardstick", "");
+    const batch = await one("batch", "-b");
+    const single = await one("single", "-s");
+    measured.push({ yardstick, batch, single, loadAverage: loadAverage() });
+  }
+  return measured;
+}
+
+/** A load's medians over the runs: rates, latencies, and the server's CPU per request. */
+export interface LoadMedians {
+  reqPerSec: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  serverCpuUsPerRequest: number | null;
+}
+
+/** The medians of each load over `runs`, their errors summed, and the load average after the last run. */
+export function summarizeTransportRuns(runs: readonly TransportRun[]): Record<TransportLoad, LoadMedians> & { errors: number; loadAverage: number[] } {
+  const medians = (load: TransportLoad): LoadMedians => ({
+    reqPerSec: round(median(runs.map((run) => run[load].reqPerSec))),
+    opsPerSec: round(median(runs.map((run) => run[load].opsPerSec))),
+    p50Ms: round(median(runs.map((run) => run[load].p50Ms)), 2),
+    p99Ms: round(median(runs.map((run) => run[load].p99Ms)), 2),
+    serverCpuUsPerRequest: medianCpu(runs.map((run) => run[load])),
+  });
+  return {
+    yardstick: medians("yardstick"),
+    batch: medians("batch"),
+    single: medians("single"),
+    errors: runs.reduce((sum, run) => sum + run.yardstick.errors + run.batch.errors + run.single.errors, 0),
+    loadAverage: runs[runs.length - 1].loadAverage,
+  };
 }
 
 /** `value` rounded to `digits` decimals. */

@@ -8,10 +8,10 @@
  * CONNECTIONS connections, one request in flight on each. Every response must be 200 (and every result `ok`);
  * errors are counted and reported. Children are stopped in `finally`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeLoad, gatewayConfig, loadAverage, measureLoad, median, medianCpu, openAccounts, PARTNERS, round, startChild, stopChild, type Child, type MeasuredLoad } from "./children.ts";
+import { describeLoad, measureLoad, measureTransportRuns, openAccounts, PARTNERS, round, startChild, startGateway, stopChild, summarizeTransportRuns, transportBenchArguments, type Child } from "./children.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -26,30 +26,15 @@ const LOAD_TIMEOUT_MS = 60_000;
 const ACCOUNTS = 1_000;
 const BATCH = 20;
 
-const argv = process.argv.slice(2);
-const jsonMode = argv.includes("--json");
-const runsIndex = argv.indexOf("--runs");
-const RUNS = Math.min(10, Math.max(1, runsIndex >= 0 ? Number(argv[runsIndex + 1]) : 1));
-
-function log(message: string): void {
-  if (!jsonMode) process.stderr.write(`${message}\n`);
-}
-
+const { jsonMode, runs: RUNS, log } = transportBenchArguments();
 
 const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "hotledger-http-"));
 let gateway: Child | undefined;
 let hello: Child | undefined;
 try {
-  const configFile = join(root, "config.json");
-  writeFileSync(configFile, gatewayConfig());
-  const started = await startChild(
-    "examples/gateway/index.ts",
-    [],
-    { HOTLEDGER_CONFIG: configFile, HOTLEDGER_DATA: join(root, "data"), HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "batch", HOTLEDGER_OUTPUTS: process.env.HOTLEDGER_OUTPUTS ?? "none", NATS_URL: "" },
-    /listening on (http:\/\/\S+)/,
-  );
+  const started = await startGateway(root);
   gateway = started.child;
-  const gatewayUrl = started.match[1];
+  const gatewayUrl = started.url;
   const helloStarted = await startChild("bench/hello-server.ts", [], {}, /listening on (http:\/\/\S+)/);
   hello = helloStarted.child;
   const helloUrl = helloStarted.match[1];
@@ -58,21 +43,16 @@ try {
   log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners`);
 
   const base = { connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS, batch: BATCH };
-  const runs: { hello: MeasuredLoad; batch: MeasuredLoad; single: MeasuredLoad; loadAverage: number[] }[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    const tag = `r${run}-${Date.now().toString(36)}`;
-    const helloLoad = await measureLoad(hello, "bench/load-http.ts", { ...base, url: helloUrl, mode: "hello", tag }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: ${describeLoad("hello", helloLoad)}`);
-    const batch = await measureLoad(gateway, "bench/load-http.ts", { ...base, url: gatewayUrl, mode: "batch", tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: ${describeLoad(`batch${BATCH}`, batch, "orders")}`);
-    const single = await measureLoad(gateway, "bench/load-http.ts", { ...base, url: gatewayUrl, mode: "single", tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: ${describeLoad("single", single)}`);
-    runs.push({ hello: helloLoad, batch, single, loadAverage: loadAverage() });
-  }
-
-  const helloReqPerSec = median(runs.map((run) => run.hello.reqPerSec));
-  const batch20OrdersPerSec = median(runs.map((run) => run.batch.opsPerSec));
-  const singleReqPerSec = median(runs.map((run) => run.single.reqPerSec));
+  const runs = await measureTransportRuns(
+    RUNS,
+    (load, tag) =>
+      load === "yardstick"
+        ? measureLoad(hello!, "bench/load-http.ts", { ...base, url: helloUrl, mode: "hello", tag }, LOAD_TIMEOUT_MS)
+        : measureLoad(gateway!, "bench/load-http.ts", { ...base, url: gatewayUrl, mode: load, tag }, LOAD_TIMEOUT_MS),
+    (load, measured) => (load === "yardstick" ? describeLoad("hello", measured) : load === "batch" ? describeLoad(`batch${BATCH}`, measured, "orders") : describeLoad("single", measured)),
+    log,
+  );
+  const { yardstick: helloMedians, batch, single, errors, loadAverage } = summarizeTransportRuns(runs);
   const result = {
     bench: "http",
     runs: RUNS,
@@ -80,32 +60,28 @@ try {
     workers: loadConfig(process.env).workers,
     connections: CONNECTIONS,
     durationMs: DURATION_MS,
-    batch20OrdersPerSec: round(batch20OrdersPerSec),
-    batch20ReqPerSec: round(median(runs.map((run) => run.batch.reqPerSec))),
-    batch20P99Ms: round(median(runs.map((run) => run.batch.p99Ms)), 2),
-    singleReqPerSec: round(singleReqPerSec),
-    p50Ms: round(median(runs.map((run) => run.single.p50Ms)), 2),
-    p99Ms: round(median(runs.map((run) => run.single.p99Ms)), 2),
-    helloReqPerSec: round(helloReqPerSec),
-    helloP50Ms: round(median(runs.map((run) => run.hello.p50Ms)), 2),
-    helloP99Ms: round(median(runs.map((run) => run.hello.p99Ms)), 2),
-    ratioBatch20ToHello: round(batch20OrdersPerSec / helloReqPerSec, 3),
-    ratioSingleToHello: round(singleReqPerSec / helloReqPerSec, 3),
+    batch20OrdersPerSec: batch.opsPerSec,
+    batch20ReqPerSec: batch.reqPerSec,
+    batch20P99Ms: batch.p99Ms,
+    singleReqPerSec: single.reqPerSec,
+    p50Ms: single.p50Ms,
+    p99Ms: single.p99Ms,
+    helloReqPerSec: helloMedians.reqPerSec,
+    helloP50Ms: helloMedians.p50Ms,
+    helloP99Ms: helloMedians.p99Ms,
+    ratioBatch20ToHello: round(batch.opsPerSec / helloMedians.reqPerSec, 3),
+    ratioSingleToHello: round(single.reqPerSec / helloMedians.reqPerSec, 3),
     /** The server's CPU (all its threads) per request, medians: steadier than the rates on a shared machine. */
-    serverCpuUsPerRequest: {
-      hello: medianCpu(runs.map((run) => run.hello)),
-      batch20: medianCpu(runs.map((run) => run.batch)),
-      single: medianCpu(runs.map((run) => run.single)),
-    },
-    errors: runs.reduce((sum, run) => sum + run.hello.errors + run.batch.errors + run.single.errors, 0),
+    serverCpuUsPerRequest: { hello: helloMedians.serverCpuUsPerRequest, batch20: batch.serverCpuUsPerRequest, single: single.serverCpuUsPerRequest },
+    errors,
     perRun: runs.map((run) => ({
-      hello: round(run.hello.reqPerSec),
+      hello: round(run.yardstick.reqPerSec),
       batch20Orders: round(run.batch.opsPerSec),
       single: round(run.single.reqPerSec),
       singleP50Ms: round(run.single.p50Ms, 2),
       singleP99Ms: round(run.single.p99Ms, 2),
     })),
-    loadAverage: runs[runs.length - 1].loadAverage,
+    loadAverage,
   };
   if (jsonMode) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {

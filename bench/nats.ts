@@ -10,10 +10,10 @@
  * unique subject. Each measurement is a load generator process (bench/load-nats.ts) with IN_FLIGHT requests
  * outstanding on one connection. Every reply is checked (no error header, every result OK); errors are counted.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describeLoad, gatewayConfig, loadAverage, measureLoad, median, medianCpu, NATS_SERVERS, openAccounts, PARTNERS, round, startChild, stopChild, type Child, type MeasuredLoad } from "./children.ts";
+import { describeLoad, measureLoad, measureTransportRuns, NATS_SERVERS, openAccounts, PARTNERS, round, startChild, startGateway, stopChild, summarizeTransportRuns, transportBenchArguments, type Child } from "./children.ts";
 import { loadConfig } from "../examples/gateway/config.ts";
 
 // Bounds: every loop is bounded by one of these.
@@ -27,31 +27,16 @@ const BATCH = 100;
 const SERVERS = NATS_SERVERS;
 const SUBJECT = "hotledger.v1.commands";
 
-const argv = process.argv.slice(2);
-const jsonMode = argv.includes("--json");
-const runsIndex = argv.indexOf("--runs");
-const RUNS = Math.min(10, Math.max(1, runsIndex >= 0 ? Number(argv[runsIndex + 1]) : 1));
-
-function log(message: string): void {
-  if (!jsonMode) process.stderr.write(`${message}\n`);
-}
-
+const { jsonMode, runs: RUNS, log } = transportBenchArguments();
 
 const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "hotledger-nats-"));
 const echoSubject = `bench.echo.${process.pid}.${Date.now().toString(36)}`;
 let gateway: Child | undefined;
 let echo: Child | undefined;
 try {
-  const configFile = join(root, "config.json");
-  writeFileSync(configFile, gatewayConfig());
-  const started = await startChild(
-    "examples/gateway/index.ts",
-    [],
-    { HOTLEDGER_CONFIG: configFile, HOTLEDGER_DATA: join(root, "data"), HOTLEDGER_PORT: "0", HOTLEDGER_FSYNC: "batch", HOTLEDGER_OUTPUTS: process.env.HOTLEDGER_OUTPUTS ?? "none", NATS_URL: SERVERS },
-    /listening on (http:\/\/\S+)/,
-  );
+  const started = await startGateway(root, SERVERS);
   gateway = started.child;
-  const gatewayUrl = started.match[1];
+  const gatewayUrl = started.url;
   if (!/NATS request\/reply/.test(gateway.output())) throw new Error(`the gateway did not start NATS:\n${gateway.output()}`);
   echo = (await startChild("bench/echo-responder.ts", [SERVERS, echoSubject], {}, /echo ready/)).child;
   log(`gateway ${gatewayUrl} + NATS ${SERVERS} subject ${SUBJECT}; echo on ${echoSubject}; data in ${root}`);
@@ -59,21 +44,16 @@ try {
   log(`opened and funded ${ACCOUNTS} accounts for each of ${PARTNERS.length} partners (over HTTP, untimed)`);
 
   const base = { servers: SERVERS, inFlight: IN_FLIGHT, warmupMs: WARMUP_MS, durationMs: DURATION_MS, requestsMax: REQUESTS_MAX, accounts: ACCOUNTS, partners: PARTNERS };
-  const runs: { echo: MeasuredLoad; batch: MeasuredLoad; single: MeasuredLoad; loadAverage: number[] }[] = [];
-  for (let run = 0; run < RUNS; run++) {
-    const tag = `r${run}-${Date.now().toString(36)}`;
-    const echoLoad = await measureLoad(echo, "bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: ${describeLoad("echo", echoLoad)}`);
-    const batch = await measureLoad(gateway, "bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: BATCH, tag: `${tag}-b` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: ${describeLoad(`batch${BATCH}`, batch, "ops")}`);
-    const single = await measureLoad(gateway, "bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: 1, tag: `${tag}-s` }, LOAD_TIMEOUT_MS);
-    log(`run ${run}: ${describeLoad("single", single)}`);
-    runs.push({ echo: echoLoad, batch, single, loadAverage: loadAverage() });
-  }
-
-  const echoReqPerSec = median(runs.map((run) => run.echo.reqPerSec));
-  const batch100OpsPerSec = median(runs.map((run) => run.batch.opsPerSec));
-  const singleReqPerSec = median(runs.map((run) => run.single.reqPerSec));
+  const runs = await measureTransportRuns(
+    RUNS,
+    (load, tag) =>
+      load === "yardstick"
+        ? measureLoad(echo!, "bench/load-nats.ts", { ...base, subject: echoSubject, mode: "echo", batch: 1, tag }, LOAD_TIMEOUT_MS)
+        : measureLoad(gateway!, "bench/load-nats.ts", { ...base, subject: SUBJECT, mode: "gateway", batch: load === "batch" ? BATCH : 1, tag }, LOAD_TIMEOUT_MS),
+    (load, measured) => (load === "yardstick" ? describeLoad("echo", measured) : load === "batch" ? describeLoad(`batch${BATCH}`, measured, "ops") : describeLoad("single", measured)),
+    log,
+  );
+  const { yardstick: echoMedians, batch, single, errors, loadAverage } = summarizeTransportRuns(runs);
   const result = {
     bench: "nats",
     runs: RUNS,
@@ -81,27 +61,23 @@ try {
     workers: loadConfig(process.env).workers,
     inFlight: IN_FLIGHT,
     durationMs: DURATION_MS,
-    batch100OpsPerSec: round(batch100OpsPerSec),
-    batch100ReqPerSec: round(median(runs.map((run) => run.batch.reqPerSec))),
-    batch100P50Ms: round(median(runs.map((run) => run.batch.p50Ms)), 2),
-    batch100P99Ms: round(median(runs.map((run) => run.batch.p99Ms)), 2),
-    singleReqPerSec: round(singleReqPerSec),
-    singleP50Ms: round(median(runs.map((run) => run.single.p50Ms)), 2),
-    singleP99Ms: round(median(runs.map((run) => run.single.p99Ms)), 2),
-    echoReqPerSec: round(echoReqPerSec),
-    echoP50Ms: round(median(runs.map((run) => run.echo.p50Ms)), 2),
-    echoP99Ms: round(median(runs.map((run) => run.echo.p99Ms)), 2),
-    ratioBatch100ToEcho: round(batch100OpsPerSec / echoReqPerSec, 3),
-    ratioSingleToEcho: round(singleReqPerSec / echoReqPerSec, 3),
+    batch100OpsPerSec: batch.opsPerSec,
+    batch100ReqPerSec: batch.reqPerSec,
+    batch100P50Ms: batch.p50Ms,
+    batch100P99Ms: batch.p99Ms,
+    singleReqPerSec: single.reqPerSec,
+    singleP50Ms: single.p50Ms,
+    singleP99Ms: single.p99Ms,
+    echoReqPerSec: echoMedians.reqPerSec,
+    echoP50Ms: echoMedians.p50Ms,
+    echoP99Ms: echoMedians.p99Ms,
+    ratioBatch100ToEcho: round(batch.opsPerSec / echoMedians.reqPerSec, 3),
+    ratioSingleToEcho: round(single.reqPerSec / echoMedians.reqPerSec, 3),
     /** The server's CPU (all its threads) per request, medians: steadier than the rates on a shared machine. */
-    serverCpuUsPerRequest: {
-      echo: medianCpu(runs.map((run) => run.echo)),
-      batch100: medianCpu(runs.map((run) => run.batch)),
-      single: medianCpu(runs.map((run) => run.single)),
-    },
-    errors: runs.reduce((sum, run) => sum + run.echo.errors + run.batch.errors + run.single.errors, 0),
-    perRun: runs.map((run) => ({ echo: round(run.echo.reqPerSec), batch100Ops: round(run.batch.opsPerSec), single: round(run.single.reqPerSec) })),
-    loadAverage: runs[runs.length - 1].loadAverage,
+    serverCpuUsPerRequest: { echo: echoMedians.serverCpuUsPerRequest, batch100: batch.serverCpuUsPerRequest, single: single.serverCpuUsPerRequest },
+    errors,
+    perRun: runs.map((run) => ({ echo: round(run.yardstick.reqPerSec), batch100Ops: round(run.batch.opsPerSec), single: round(run.single.reqPerSec) })),
+    loadAverage,
   };
   if (jsonMode) process.stdout.write(`${JSON.stringify(result)}\n`);
   else {
