@@ -186,7 +186,7 @@ describe("http transport", () => {
     assert.equal(same.status, 200);
     assert.deepEqual(same.body, opened.body);
     const retry = await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: "x", currency: "EUR", overdraftLimit: 50 });
-    assert.equal(retry.status, 200, "a retry of the same open (duplicate) is 200");
+    assert.equal(retry.status, 200, "a retry of the same open is 200");
     const changes = [{ currency: "USD", overdraftLimit: 50 }, { currency: "EUR" }, { currency: "EUR", overdraftLimit: 7 }];
     for (const [index, changed] of changes.entries()) {
       const conflict = await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: "x", id: `o${index + 2}`, ...changed });
@@ -206,6 +206,26 @@ describe("http transport", () => {
     assert.equal(badLimit.status, 400);
     assert.equal(badLimit.body.error.path, "overdraftLimit");
     assert.equal(await server.gateway.account(A, "y"), undefined);
+    await server.stop();
+  });
+
+  test("accounts without an id: any valid account id opens, a limit of 0 is the default, a conflict is account_exists, caller ids never collide", async () => {
+    const server = await start();
+    const longId = "l".repeat(64);
+    const long = await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: longId, currency: "EUR" });
+    assert.equal(long.status, 201, "a 64-character account id opens (the id the route makes fits)");
+    const explicitZero = await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: longId, currency: "EUR", overdraftLimit: 0 });
+    assert.equal(explicitZero.status, 200, "overdraftLimit 0 is the same account as no limit");
+    const conflict = await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: longId, currency: "USD" });
+    assert.equal(conflict.status, 409);
+    assert.equal(conflict.body.error.code, "account_exists");
+    // A caller's command whose id looks like one the route could make does not block the open.
+    await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: "w", currency: "EUR" });
+    const credit = await call(server, "POST", "/v1/credit", KEYS.a, { id: "open:zz", partnerId: A, accountId: "w", amount: 5 });
+    assert.equal(credit.status, 200);
+    const zz = await call(server, "POST", "/v1/accounts", KEYS.a, { partnerId: A, accountId: "zz", currency: "EUR" });
+    assert.equal(zz.status, 201);
+    assert.equal((await server.gateway.account(A, "zz"))?.currency, "EUR");
     await server.stop();
   });
 
@@ -329,12 +349,29 @@ describe("http transport", () => {
     const badBody = await admin(KEYS.internal, "overdraft-limit", { id: "l3", overdraftLimit: 1.5 }, "a1");
     assert.equal(badBody.status, 400);
     assert.equal(badBody.body.error.path, "overdraftLimit");
+    // Without an id the route makes one; freeze, unfreeze and close take no body at all.
+    const bare = (suffix: string) =>
+      fetch(`${server.base}/v1/accounts/${A}/a1/${suffix}`, { method: "POST", headers: { authorization: `Bearer ${KEYS.internal}` } });
+    const frozenBare = await bare("freeze");
+    assert.equal(frozenBare.status, 200);
+    assert.equal((await frozenBare.json()).code, "ok");
+    assert.equal((await bare("freeze")).status, 200, "freezing a frozen account again is ok");
+    assert.equal((await server.gateway.account(A, "a1"))?.status, "frozen");
+    assert.equal((await bare("unfreeze")).status, 200);
+    const limitNoId = await admin(KEYS.internal, "overdraft-limit", { overdraftLimit: 10 }, "a1");
+    assert.equal(limitNoId.status, 200);
+    assert.equal((await server.gateway.account(A, "a1"))?.overdraftLimit, 10);
+    const limitMissing = await admin(KEYS.internal, "overdraft-limit", {}, "a1");
+    assert.equal(limitMissing.status, 400);
+    assert.equal(limitMissing.body.error.path, "overdraftLimit");
+    const limitEmpty = await fetch(`${server.base}/v1/accounts/${A}/a1/overdraft-limit`, { method: "POST", headers: { authorization: `Bearer ${KEYS.internal}` } });
+    assert.equal(limitEmpty.status, 400, "overdraft-limit needs its body");
     // Admin commands through /v1/commands also need an internal key.
     const sneaky = await call(server, "POST", "/v1/commands", KEYS.a, {
       commands: [{ type: "setOverdraftLimit", id: "s", partnerId: A, accountId: "a1", overdraftLimit: 1_000_000 }],
     });
     assert.equal(sneaky.status, 403);
-    assert.equal((await server.gateway.account(A, "a1"))?.overdraftLimit, 0);
+    assert.equal((await server.gateway.account(A, "a1"))?.overdraftLimit, 10);
     await server.stop();
   });
 

@@ -22,7 +22,7 @@ import {
 import { bearerKey, mayActOn, type KeyRing, type Principal } from "../auth.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, type Gateway, type OutputsView } from "../gateway.ts";
 import { openApiRoutes } from "./openapi.ts";
-import { ADMIN_COMMAND_TYPES, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
+import { ADMIN_COMMAND_TYPES, adminBodyShape, checkCommandsBody, checkField, checkShape, COMMAND_SHAPES, HttpError, type Shape } from "./validate.ts";
 
 export { HttpError } from "./validate.ts";
 
@@ -134,11 +134,15 @@ function requireInternal(principal: Principal): void {
   if (principal.kind !== "internal") throw new HttpError(403, "forbidden", "admin routes need an internal key");
 }
 
-/** The body as JSON, refusing more than `bodyBytesMax` bytes by Content-Length and by what actually arrives. */
-async function readJson(request: Request, bodyBytesMax: number): Promise<unknown> {
+/**
+ * The body as JSON, refusing more than `bodyBytesMax` bytes by Content-Length and by what actually arrives. An
+ * empty body is `emptyBody` where the route allows one, else a 400 like any other body that is not JSON.
+ */
+async function readJson(request: Request, bodyBytesMax: number, emptyBody?: unknown): Promise<unknown> {
   const tooLarge = () => new HttpError(413, "payload_too_large", `the body is over ${bodyBytesMax} bytes`);
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > bodyBytesMax) throw tooLarge();
+  if (emptyBody !== undefined && (declared === "0" || (declared === null && request.body === null))) return emptyBody;
   if (declared !== null) {
     // The common case, a declared length within the limit: the runtime's own reader and parser, one call (the
     // server never delivers more than Content-Length bytes). ~2-4 us a request faster than bytes, decode and
@@ -170,6 +174,7 @@ async function readJson(request: Request, bodyBytesMax: number): Promise<unknown
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
+  if (size === 0 && emptyBody !== undefined) return emptyBody;
   return parseJson(bytes);
 }
 
@@ -319,7 +324,7 @@ export function createHttpApp(options: HttpAppOptions) {
   }
 
   for (const [suffix, type] of Object.entries(ADMIN_ROUTES)) {
-    const bodyShape: Shape = { required: type === "setOverdraftLimit" ? { id: "identifier", overdraftLimit: "limit" } : { id: "identifier" }, optional: {} };
+    const bodyShape = adminBodyShape(type);
     app.post(
       `/v1/accounts/:partnerId/:accountId/${suffix}`,
       guarded(async (request, params) => {
@@ -327,8 +332,10 @@ export function createHttpApp(options: HttpAppOptions) {
         requireInternal(principal);
         checkField(params.partnerId, "identifier", "partnerId");
         checkField(params.accountId, "identifier", "accountId");
-        const body = checkShape(await readJson(request, bodyBytesMax), bodyShape, "");
-        const command = { ...body, type, partnerId: params.partnerId, accountId: params.accountId } as Command;
+        // freeze, unfreeze and close need no body at all.
+        const body = checkShape(await readJson(request, bodyBytesMax, {}), bodyShape, "");
+        const id = (body.id as string | undefined) ?? serverCommandId();
+        const command = { ...body, type, id, partnerId: params.partnerId, accountId: params.accountId } as Command;
         return resultResponse(await submitOne(gateway, command));
       }),
       raw,
@@ -339,13 +346,25 @@ export function createHttpApp(options: HttpAppOptions) {
 }
 
 /**
+ * The id of a command a route makes on the caller's behalf (`POST /v1/accounts` and the admin routes, when the body
+ * has no `id`): random, so it never meets an id of the caller's own (a generated `open:<accountId>` did, and
+ * outgrew 64 characters with long account ids). Retries are then answered by the account's state, not the window:
+ * an open of an account that exists with the same values is a 200, freeze and unfreeze are idempotent, and a
+ * caller who needs a retry answered exactly (a close, a limit change) passes its own `id`.
+ */
+function serverCommandId(): string {
+  return `api-${crypto.randomUUID()}`;
+}
+
+/**
  * `POST /v1/accounts`: 201 with the new account; 200 with the account when it already exists with the same currency
- * and limit (including a retry of the same open, answered `duplicate`); 409 when it exists with other values.
+ * and limit (a retry of the same open; with the caller's own `id`, answered from the idempotency window); 409 when
+ * it exists with other values.
  */
 async function openAccount(gateway: Gateway, body: Record<string, unknown>): Promise<Response> {
   const partnerId = body.partnerId as string;
   const accountId = body.accountId as string;
-  const id = (body.id as string | undefined) ?? `open:${accountId}`;
+  const id = (body.id as string | undefined) ?? serverCommandId();
   const command: Command = { ...body, type: "openAccount", id, partnerId, accountId, currency: body.currency as string };
   const result = await submitOne(gateway, command);
   if (result.code !== "ok" && result.code !== "account_exists") return resultResponse(result);

@@ -9,7 +9,7 @@ import { Elysia } from "elysia";
 import { ACCOUNT_STATUSES, RESULT_CODES, type CommandType, type ResultCode } from "../../core/index.ts";
 import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, GROUP_COMMANDS_MAX, KEY_BYTES_MAX } from "../../core/limits.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX } from "../gateway.ts";
-import { COMMAND_SHAPES, CURRENCY_PATTERN, IDENTIFIER_PATTERN, type FieldKind, type Shape } from "./validate.ts";
+import { adminBodyShape, COMMAND_SHAPES, CURRENCY_PATTERN, IDENTIFIER_PATTERN, type FieldKind, type Shape } from "./validate.ts";
 
 /** The route tables of `createHttpApp`, passed in so the document describes exactly the routes it registers. */
 export interface HttpRouteTables {
@@ -66,12 +66,6 @@ export function shapeSchema(shape: Shape, extra: Record<string, JsonSchema> = {}
   for (const [name, kind] of Object.entries(shape.required)) properties[name] = fieldSchema(kind);
   for (const [name, kind] of Object.entries(shape.optional)) properties[name] = fieldSchema(kind);
   return { type: "object", properties, required: [...Object.keys(extra), ...Object.keys(shape.required)], additionalProperties: false };
-}
-
-/** An admin route's body: the command's shape without the fields the path supplies. */
-export function adminBodyShape(type: CommandType): Shape {
-  const { partnerId: _partnerId, accountId: _accountId, ...required } = COMMAND_SHAPES[type].required;
-  return { required, optional: COMMAND_SHAPES[type].optional };
 }
 
 const RETRY_AFTER = { "Retry-After": { description: "seconds to wait before retrying", schema: { type: "integer", minimum: 1 } } };

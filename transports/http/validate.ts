@@ -55,6 +55,15 @@ export const COMMAND_SHAPES: Readonly<Record<CommandType, Shape>> = {
 /** Commands only an internal key may submit (the admin routes' commands). */
 export const ADMIN_COMMAND_TYPES: ReadonlySet<string> = new Set(["setOverdraftLimit", "freeze", "unfreeze", "close"]);
 
+/**
+ * An admin route's body (`POST /v1/accounts/:partnerId/:accountId/<suffix>`): the command's shape without the
+ * fields the path supplies, and `id` optional (the route makes one when it is absent; see `serverCommandId`).
+ */
+export function adminBodyShape(type: CommandType): Shape {
+  const { partnerId: _partnerId, accountId: _accountId, id: _id, ...required } = COMMAND_SHAPES[type].required;
+  return { required, optional: { ...COMMAND_SHAPES[type].optional, id: "identifier" } };
+}
+
 /** The characters of an identifier (length 1..KEY_BYTES_MAX is checked apart); exported for the OpenAPI document. */
 export const IDENTIFIER_PATTERN = new RegExp(`^[${IDENTIFIER_CLASS}]+$`);
 /** The characters of a currency (length CURRENCY_BYTES_MIN..MAX is checked apart); exported for the OpenAPI document. */
