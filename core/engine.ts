@@ -230,7 +230,8 @@ function checkGroup(commands: readonly Command[], ringSize: number): void {
   const ids = new Set<unknown>();
   for (let i = 0; i < commands.length; i++) {
     const command = commands[i];
-    if (command?.partnerId !== partnerId) {
+    if (typeof command !== "object" || command === null) throw new InvalidCommandError(`commands[${i}]`, "must be an object");
+    if (command.partnerId !== partnerId) {
       throw new InvalidCommandError(`commands[${i}].partnerId`, "an atomic group must belong to one partner");
     }
     if (command.type === "check") {

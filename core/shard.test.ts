@@ -113,9 +113,10 @@ describe("durable shard", () => {
     const read = shard.account("p", "a").then((account) => (settled.push("read"), account));
     const snapshot = shard.takeSnapshot().then(() => settled.push("snapshot"));
     await nextTurn();
-    assert.equal(shard.metrics().ringOccupancy, 0, "the record is applied while its write is in flight");
-    assert.deepEqual(settled, [], "nothing leaves the shard before the record is durable");
+    assert.equal(shard.metrics().lastApplied, 2, "the record is applied while its write is in flight");
+    assert.equal(shard.metrics().ringOccupancy, 1, "its slot stays taken until its result is released");
     assert.equal(shard.lastSequence, 1);
+    assert.deepEqual(settled, [], "nothing leaves the shard before the record is durable");
     openGate();
     journal.gate = undefined;
     assert.equal((await credited)[0].balance, 5);
@@ -134,7 +135,8 @@ describe("durable shard", () => {
     journal.gate = new Promise<void>((resolve) => (openGate = resolve));
     const first = shard.submit(Array.from({ length: 40 }, (_, i) => credit(`x${i}`, 1)));
     await nextTurn();
-    assert.equal(shard.metrics().ringOccupancy, 0, "applied while written");
+    assert.equal(shard.metrics().lastApplied, 41, "applied while written");
+    assert.equal(shard.metrics().ringOccupancy, 40, "the 40 slots are taken until their results are released");
     // 40 + 40 > 64 slots: overwriting the first record's slots would change the results it has yet to release.
     assert.throws(() => shard.submit(Array.from({ length: 40 }, (_, i) => credit(`y${i}`, 1))), OverloadedError);
     openGate();
@@ -181,7 +183,9 @@ describe("durable shard", () => {
   test("when the rebuild after a failed write fails too, reads are refused at once, and a later read rebuilds", async () => {
     class FlakySnapshots extends MemorySnapshotStore {
       failLists = 0;
+      lists = 0;
       override async list(): Promise<number[]> {
+        this.lists++;
         if (this.failLists > 0) {
           this.failLists--;
           throw new Error("snapshot directory unreadable");
@@ -195,7 +199,7 @@ describe("durable shard", () => {
     const shard = await Shard.open({ ...SIZES, journal, snapshots, clock: () => now, retryAfterMs: 100, snapshotEveryCommands: 1e9, log: () => {} });
     await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
     await shard.submit([credit("c0", 3)]);
-    snapshots.failLists = 1;
+    snapshots.failLists = 2;
     journal.failNext = 1;
     await assert.rejects(shard.submit([credit("c1", 4)]), ShardUnavailableError);
     for (let i = 0; i < 5; i++) await nextTurn(); // the rebuild runs and fails
@@ -203,14 +207,73 @@ describe("durable shard", () => {
       error instanceof ShardUnavailableError && error.retryAfterMs === 100 && /rebuilding/.test(error.message));
     now = 100;
     await assert.rejects(shard.storedResult("p", "c0"), ShardUnavailableError, "refused, and the rebuild starts again");
+    for (let i = 0; i < 5; i++) await nextTurn(); // ... and fails again
+    const attempts = snapshots.lists;
+    for (let read = 0; read < 3; read++) {
+      await assert.rejects(shard.account("p", "a"), (error: Error) => error instanceof ShardUnavailableError && error.retryAfterMs === 100,
+        "a failed retry backs off for retryAfterMs again");
+      for (let i = 0; i < 5; i++) await nextTurn();
+    }
+    assert.equal(snapshots.lists, attempts, "no rebuild before retryAfterMs has passed again");
+    now = 200;
+    await assert.rejects(shard.account("p", "a"), ShardUnavailableError, "refused, and the rebuild starts again");
     for (let i = 0; i < 5; i++) await nextTurn();
     assert.equal((await shard.account("p", "a"))?.balance, 3, "rebuilt: the durable state, without the failed credit");
+    await shard.close();
+  });
+
+  test("a write that fails while close() runs: the shard stays closing (refuses submits), and closes its journal once", async () => {
+    class CountingJournal extends MemoryJournal {
+      closes = 0;
+      override async close(): Promise<void> {
+        this.closes++;
+      }
+    }
+    const journal = new CountingJournal();
+    const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => 0, retryAfterMs: 0, log: () => {} });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    let openGate!: () => void;
+    journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+    journal.failNext = 1;
+    const failed = shard.submit([credit("c1", 1)]);
+    await nextTurn();
+    const closing = shard.close();
+    const closingAgain = shard.close();
+    journal.gate = undefined;
+    openGate();
+    await assert.rejects(failed, ShardUnavailableError);
+    for (let i = 0; i < 5; i++) await nextTurn(); // the rebuild after the failure
+    assert.throws(() => shard.submit([credit("c2", 1)]), /shard closed/, "retryAfterMs has passed, but the shard is closing");
+    await Promise.all([closing, closingAgain]);
+    await shard.close();
+    assert.equal(journal.closes, 1, "the journal is closed once, however many close() calls");
+    assert.equal(journal.records.length, 1, "only the open was written");
+  });
+
+  test("commit time is measured on the clock even when the stamped time is ahead of it (a clock that stepped back)", async () => {
+    const journal = new MemoryJournal();
+    let now = 10_000;
+    const shard = await Shard.open({ ...SIZES, journal, snapshots: new MemorySnapshotStore(), clock: () => now, snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    now = 4_000; // the next record is stamped 10,000 (time never goes back in the journal)
+    let openGate!: () => void;
+    journal.gate = new Promise<void>((resolve) => (openGate = resolve));
+    const submitted = shard.submit([credit("c1", 1)]);
+    await nextTurn();
+    now += 3;
+    journal.gate = undefined;
+    openGate();
+    await submitted;
+    assert.equal(shard.metrics().commitMsSum, 3);
     await shard.close();
   });
 
   test("bad input throws before sequencing; a full ring is OverloadedError", async () => {
     const shard = await open(new MemoryJournal(), new MemorySnapshotStore());
     assert.throws(() => shard.submit([{ type: "credit", id: "", partnerId: "p", accountId: "a", amount: 1 }]), InvalidCommandError);
+    for (const atomic of [false, true]) {
+      assert.throws(() => shard.submit([null as unknown as Command], { atomic }), /commands\[0\]: must be an object/, `atomic ${atomic}`);
+    }
     const many = Array.from({ length: 40 }, (_, i) => credit(`x${i}`, 1));
     const accepted = shard.submit(many);
     assert.throws(() => shard.submit(many), OverloadedError);

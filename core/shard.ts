@@ -89,6 +89,8 @@ export interface ShardMetrics {
   ringOccupancy: number;
   /** The last sequence given to a command (journaled, or being journaled). */
   lastSequenced: number;
+  /** The last sequence the processor applied: ahead of the durable one while a record is written (as in LMAX). */
+  lastApplied: number;
   ringSlots: number;
 }
 
@@ -311,13 +313,14 @@ export class Shard {
       commitMsBuckets: this.commitMsBuckets.slice(),
       ringOccupancy: this.ringOccupancy,
       lastSequenced: this.engine.sequencer.cursor.value,
+      lastApplied: this.engine.processor.sequence.value,
       ringSlots: this.engine.ring.size,
     };
   }
 
-  /** Commands sequenced but not yet released, for metrics. */
+  /** Commands sequenced but not yet released (their slots are taken: a full ring refuses submits), for metrics. */
   get ringOccupancy(): number {
-    return this.engine.sequencer.cursor.value - this.engine.processor.sequence.value;
+    return this.engine.ring.size - this.engine.sequencer.remainingCapacity();
   }
 
   /**
@@ -332,14 +335,14 @@ export class Shard {
     if (!Array.isArray(commands)) throw new InvalidCommandError("commands", "must be an array");
     this.checkCount(commands.length);
     const engine = this.engine;
-    const atomic = options.atomic === true;
+    const atomic = options?.atomic === true;
     if (atomic) engine.checkGroup(commands);
     // Time is stamped by the journaler, per record; 0 here is overwritten before anything reads it.
     if (!engine.tryPublish(commands, 0, commands.length, atomic, 0)) {
       throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     }
     const ring = engine.ring;
-    const durableOnly = options.mode === "async";
+    const durableOnly = options?.mode === "async";
     return new Promise<Result[]>((resolve, reject) => {
       const first = this.enqueue(commands.length, durableOnly, reject, () => {
         if (durableOnly) return resolve([]);
@@ -430,7 +433,8 @@ export class Shard {
         }
         this.records++;
         this.recordCommands += writing.last - this.journaled.value;
-        this.countCommit(this.clock() - writing.startedMs);
+        // From the clock as read when the write started (the stamped time may be ahead of it), never negative.
+        this.countCommit(Math.max(0, this.clock() - writing.startedMs));
         this.journaled.value = writing.last;
         // A durable point: everything applied is journaled.
         this.settleDurable(writing.last);
@@ -467,12 +471,13 @@ export class Shard {
     const first = this.journaled.value + 1;
     const last = engine.sequencer.cursor.value;
     if (last < first || (this.state !== "open" && this.state !== "closing")) return undefined;
-    const timeMs = Math.max(this.lastTimeMs, this.clock());
+    const startedMs = this.clock();
+    const timeMs = Math.max(this.lastTimeMs, startedMs);
     this.lastTimeMs = timeMs;
     for (let sequence = first; sequence <= last; sequence++) ring.timeMs[sequence & ring.mask] = timeMs;
     const length = encodeRecord(ring, first, last, timeMs, this.recordBuffer);
     this.handed.value = last;
-    return { last, startedMs: timeMs, done: this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1) };
+    return { last, startedMs, done: this.journal.append(this.recordBuffer.subarray(0, length), first, last - first + 1) };
   }
 
   /** Async mode: resolve (with no results) the durable-only requests whose commands are all journaled. */
@@ -520,7 +525,8 @@ export class Shard {
   private fail(error: unknown): void {
     const retryAfterMs = this.options.retryAfterMs ?? 1000;
     this.failure = error;
-    this.state = "unavailable";
+    // A failure while close() runs must not reopen the shard to submits: it stays closing.
+    if (this.state !== "closing") this.state = "unavailable";
     this.unavailableUntilMs = this.clock() + retryAfterMs;
     this.options.log?.(`journal append failed, shard unavailable for ${retryAfterMs} ms: ${(error as Error)?.message}`);
     const failed = this.pending.splice(this.pendingHead);
@@ -555,6 +561,8 @@ export class Shard {
     } catch (error) {
       log(`rebuilding the shard after a failed write failed, retrying later: ${(error as Error)?.message}`);
       const retryAfterMs = this.options.retryAfterMs ?? 1000;
+      // Not again before retryAfterMs: a rebuild reads the newest snapshot and the journal, and the disk is failing.
+      this.unavailableUntilMs = this.clock() + retryAfterMs;
       for (const { reject } of this.waiting.splice(0)) {
         reject(new ShardUnavailableError("shard unavailable: rebuilding after a failed journal write", retryAfterMs, { cause: error }));
       }
@@ -604,9 +612,18 @@ export class Shard {
     }
   }
 
-  /** Stop accepting, wait for every sequenced command to be journaled and released, snapshot, close the journal. */
-  async close(): Promise<void> {
-    if (this.state === "closed") return;
+  /**
+   * Stop accepting, wait for every sequenced command to be journaled and released, snapshot, close the journal.
+   * Calls after the first (also while it runs) wait for the same close.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.closeOnce();
+    return this.closed;
+  }
+
+  private closed: Promise<void> | undefined;
+
+  private async closeOnce(): Promise<void> {
     this.state = "closing";
     while (this.writing) await this.idle;
     await this.rebuilding;

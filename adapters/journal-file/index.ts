@@ -412,12 +412,19 @@ export class FileJournal implements Journal {
         const victim = this.segments[0];
         try {
           await this.fileSystem.unlink(victim.path);
-          await this.fileSystem.syncDirectory(this.directory);
         } catch (error) {
           throw new JournalUnavailableError(`cannot delete ${victim.path}: ${errorMessage(error)}`, { cause: error });
         }
+        // The file is gone whatever the directory fsync says: forget it now, or every later compaction would try
+        // to delete it again (ENOENT) and the journal would never shrink again.
         assert(this.segments[0] === victim, "segments changed at the front during compaction");
         this.segments.shift();
+        try {
+          await this.fileSystem.syncDirectory(this.directory);
+        } catch (error) {
+          throw new JournalUnavailableError(`cannot fsync ${this.directory} after deleting ${victim.path}: ${errorMessage(error)}`,
+            { cause: error });
+        }
       }
     } finally {
       this.compacting = false;

@@ -659,6 +659,26 @@ describe("compaction", () => {
   });
 });
 
+test("compaction: a directory fsync that fails after a delete does not wedge later compactions", async () => {
+  const records = makeRecords(60, 300, 61);
+  const directory = await journalWith(records, { segmentBytesMax: 2000 });
+  const names = await segmentFiles(directory);
+  const starts = names.map((name) => Number(name.slice(0, 20)));
+  const fileSystem = new FaultyFileSystem();
+  const journal = await open(directory, { fileSystem });
+  try {
+    fileSystem.fail("syncDirectory", fileSystem.calls.syncDirectory + 1);
+    await assert.rejects(journal.compact(starts[1] - 1), JournalUnavailableError);
+    assert.deepEqual(await segmentFiles(directory), names.slice(1), "the segment was deleted before the fsync failed");
+    await journal.compact(starts[2] - 1);
+    assert.deepEqual(await segmentFiles(directory), names.slice(2), "the next compaction goes on from there");
+    await assert.rejects(collect(journal, starts[1] - 1), /compacted away/);
+    assert.deepEqual(await collect(journal, starts[2] - 1), records.filter((record) => record.firstSequence >= starts[2]));
+  } finally {
+    await journal.close();
+  }
+});
+
 describe("fsync policy", () => {
   test('"batch" fsyncs once per append', async () => {
     const fileSystem = new FaultyFileSystem();

@@ -605,7 +605,7 @@ function commitBuckets(counts: Record<number, number>): Float64Array {
 
 test("GET /metrics: Prometheus text with results by code, journal records, commit time and ring occupancy", async () => {
   const metricsApp = createHttpApp({ gateway: stubGateway({
-    metrics: async () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12_008, commitMsBuckets: commitBuckets({ 1: 1, 10: 1 }), ringOccupancy: 4, lastSequenced: 9, ringSlots: 8192 }],
+    metrics: async () => [{ resultsByCode: Float64Array.from(RESULT_CODES, (_, code) => (code === 0 ? 7 : code === 1 ? 2 : 0)), records: 3, recordCommands: 9, commitMsSum: 12_008, commitMsBuckets: commitBuckets({ 1: 1, 10: 1 }), ringOccupancy: 4, lastSequenced: 9, lastApplied: 8, ringSlots: 8192 }],
   }), keys: new KeyRing([]) }).listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const response = await fetch(`http://127.0.0.1:${metricsApp.server?.port}/metrics`);
@@ -614,6 +614,7 @@ test("GET /metrics: Prometheus text with results by code, journal records, commi
     const text = await response.text();
     assert.match(text, /^hotledger_results_total\{shard="0",code="ok"\} 7$/m);
     assert.match(text, /^hotledger_last_sequence\{shard="0"\} 9$/m);
+    assert.match(text, /^hotledger_last_applied\{shard="0"\} 8$/m);
     assert.match(text, /^hotledger_results_total\{shard="0",code="insufficient_funds"\} 2$/m);
     assert.match(text, /^hotledger_journal_records_total\{shard="0"\} 3$/m);
     assert.match(text, /^hotledger_journal_record_commands_total\{shard="0"\} 9$/m);

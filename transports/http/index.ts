@@ -422,6 +422,9 @@ export function prometheusText(shards: readonly ShardMetrics[], sinks: readonly 
   family("hotledger_last_sequence", "gauge", "The last sequence given to a command (output lag is measured against it).", (shard, index) => [
     `hotledger_last_sequence{shard="${index}"} ${shard.lastSequenced}`,
   ]);
+  family("hotledger_last_applied", "gauge", "The last sequence the shard's processor applied (ahead of the journal while a record is written).", (shard, index) => [
+    `hotledger_last_applied{shard="${index}"} ${shard.lastApplied}`,
+  ]);
   family("hotledger_ring_slots", "gauge", "Size of the shard's ring.", (shard, index) => [`hotledger_ring_slots{shard="${index}"} ${shard.ringSlots}`]);
   const sinkFamily = (name: string, type: "counter" | "gauge", help: string, value: (sink: SinkStatus) => number) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
