@@ -130,6 +130,8 @@ class FaultyFileSystem implements JournalFileSystem {
   readonly calls: Record<Operation, number> = { write: 0, datasync: 0, sync: 0, truncate: 0, syncDirectory: 0 };
   /** While set, a read waits for it (a slow disk). */
   readGate: Promise<void> | undefined;
+  /** While set, runs before each open (to make something happen between a caller's listing and its open). */
+  beforeOpen: ((path: string) => Promise<void>) | undefined;
   /** Reads and closes of handles, in the order they ended. */
   readonly ended: string[] = [];
   private readonly failures: Array<{ operation: Operation; from: number; to: number }> = [];
@@ -145,6 +147,7 @@ class FaultyFileSystem implements JournalFileSystem {
   }
 
   async open(path: string, flags: OpenFlags, options?: { dsync?: boolean }): Promise<JournalFileHandle> {
+    await this.beforeOpen?.(path);
     return new FaultyHandle(await nodeFileSystem.open(path, flags, options), this, options?.dsync === true);
   }
 
@@ -764,6 +767,56 @@ describe("FileJournalTail", () => {
     assert.ok(batch !== null && batch.at(-1)!.firstSequence < newestFirst / 2, "one small read, far behind");
     assert.equal(tail.lastSequence(), newestFirst - 1);
     await tail.close();
+  });
+
+  test("a record it handed out that the journal then cut back (a failed append) is a JournalCorruptError, not a silent fork", async () => {
+    for (const rewrite of ["cut back only", "rewritten with other commands of the same sizes"]) {
+      const fileSystem = new FaultyFileSystem();
+      const directory = await freshDirectory();
+      const journal = await open(directory, { fileSystem, fsync: "batch" });
+      await journal.append(new Uint8Array(10).fill(1), 1, 1);
+      const tail = await tailOf(directory, 0);
+      assert.deepEqual((await tail.next())!.map((record) => record.firstSequence), [1]);
+      // The write of sequences 2-3 lands whole, then reports an error (as an O_DSYNC write can); the tail sees it.
+      fileSystem.fail("datasync", fileSystem.calls.datasync + 1);
+      await assert.rejects(journal.append(new Uint8Array(100).fill(0xee), 2, 2), JournalUnavailableError);
+      assert.deepEqual((await tail.next())!.map((record) => [record.firstSequence, record.commandCount]), [[2, 2]]);
+      if (rewrite === "cut back only") {
+        const handle = await nodeFileSystem.open(join(directory, segmentName(1)), "r+");
+        await handle.truncate(FRAME_HEADER_BYTES + 10);
+        await handle.close();
+      } else {
+        // What the shard writes after rebuilding: other commands at sequences 2.., the first frame as long as the cut one.
+        await journal.append(new Uint8Array(100).fill(2), 2, 1);
+        await journal.append(new Uint8Array(30).fill(3), 3, 1);
+      }
+      await assert.rejects(tail.next(), (error: Error) =>
+        error instanceof JournalCorruptError && /sequences 2\.\.3 this tail handed out was cut back/.test(error.message), rewrite);
+      await tail.close();
+      await journal.close();
+    }
+  });
+
+  test("a segment compacted away between the tail's listing and its open is looked for again", async () => {
+    const directory = await freshDirectory();
+    const journal = await open(directory, { segmentBytesMax: 300 });
+    const records = makeRecords(3, 60, 4);
+    for (const record of records) await journal.append(record.bytes, record.firstSequence, record.commandCount);
+    const afterSequence = journal.lastSequence();
+    const fileSystem = new FaultyFileSystem();
+    fileSystem.beforeOpen = async () => {
+      fileSystem.beforeOpen = undefined;
+      // The shard rotates to a new segment and compacts the one the tail picked (nothing the tail needs is in it).
+      await journal.append(new Uint8Array(280), afterSequence + 1, 1);
+      await journal.compact(afterSequence);
+    };
+    const tail = await FileJournalTail.open({ directory, afterSequence, sleep, pollMsMax: 2, fileSystem });
+    try {
+      assert.deepEqual((await tail.next())!.map((record) => record.firstSequence), [afterSequence + 1]);
+    } finally {
+      await tail.close();
+      await journal.close();
+    }
   });
 
   test("follows appends across segment rotations, from the start or from any sequence", async () => {

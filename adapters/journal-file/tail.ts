@@ -9,7 +9,11 @@
  *
  * What it reads has been written but, with fsync "batch", may be up to one fsync short of durable: if the machine
  * (not the process) loses power in that window, an event can have been delivered for a command the shard then
- * does not have. A process crash loses nothing (the page cache keeps the write). A failed fsync is the same case.
+ * does not have. A process crash loses nothing (the page cache keeps the write). A write that fails after its
+ * bytes landed is the same case, but the journal then cuts that frame back and writes other commands at its
+ * sequences: before each read the tail checks that the last frame it handed out is still there, unchanged, and
+ * throws JournalCorruptError when it is not (its reader has derived state from a record the shard refused and must
+ * be rebuilt from before it), rather than follow a journal it no longer matches.
  */
 import { assert } from "../../core/assert.ts";
 import { crc32c } from "../../core/crc32c.ts";
@@ -19,6 +23,8 @@ import { nodeFileSystem, type JournalFileHandle, type JournalFileSystem } from "
 import { FRAME_HEADER_BYTES, headerValid, type FrameHeader } from "./frame.ts";
 import { listSegments, listSegmentsIfAny, type Segment } from "./segments.ts";
 
+/** Listings `findSegment` makes when the segment it picked is deleted before it opens it (compaction racing it). */
+const FIND_SEGMENT_ATTEMPTS = 3;
 /** How often `next` looks for the journal's newest segment (for lastSequence, the relays' lag). */
 const END_LOOK_MS = 1000;
 
@@ -52,6 +58,11 @@ export class FileJournalTail implements JournalTail {
   private buffer: Uint8Array;
   private view: DataView;
   private readonly header: FrameHeader = { bodyLength: 0, commandCount: 0, firstSequence: 0, bodyCrc: 0 };
+  /** The last frame handed out from the current segment (checked before each read), or null. */
+  private handedOut: { offset: number; header: FrameHeader } | null = null;
+  private readonly check = new Uint8Array(FRAME_HEADER_BYTES);
+  private readonly checkView = new DataView(this.check.buffer);
+  private readonly checked: FrameHeader = { bodyLength: 0, commandCount: 0, firstSequence: 0, bodyCrc: 0 };
   private readonly fileSystem: JournalFileSystem;
   private readonly pollMsMax: number;
   private stuckSinceMs = 0;
@@ -118,6 +129,7 @@ export class FileJournalTail implements JournalTail {
     if (this.segment === null && !(await this.findSegment())) return [];
     const handle = this.handle;
     assert(handle !== null, "a segment is open while reading");
+    await this.checkHandedOut(handle);
     const { bytesRead } = await handle.read(this.buffer, 0, this.buffer.length, this.position);
     const records: StoredRecord[] = [];
     let offset = 0;
@@ -143,6 +155,7 @@ export class FileJournalTail implements JournalTail {
         records.push({ firstSequence, commandCount, bytes: this.buffer.slice(bodyStart, end) });
         this.nextSequence = lastOfRecord + 1;
         this.last = lastOfRecord;
+        this.handedOut = { offset: this.position + offset, header: { ...this.header } };
       }
       offset = end;
     }
@@ -156,6 +169,27 @@ export class FileJournalTail implements JournalTail {
     return records;
   }
 
+  /**
+   * The last frame handed out from this segment must still be there as it was: the journal cuts a frame back only
+   * after its append failed, and then writes other commands at its sequences (see the top comment).
+   */
+  private async checkHandedOut(handle: JournalFileHandle): Promise<void> {
+    const handedOut = this.handedOut;
+    if (handedOut === null) return;
+    const { bytesRead } = await handle.read(this.check, 0, FRAME_HEADER_BYTES, handedOut.offset);
+    const was = handedOut.header;
+    const now = this.checked;
+    const same = bytesRead === FRAME_HEADER_BYTES && headerValid(this.check, this.checkView, 0, now, true) &&
+      now.firstSequence === was.firstSequence && now.commandCount === was.commandCount &&
+      now.bodyLength === was.bodyLength && now.bodyCrc === was.bodyCrc;
+    if (!same) {
+      throw new JournalCorruptError(this.segment!.path, handedOut.offset,
+        `the record of sequences ${was.firstSequence}..${was.firstSequence + was.commandCount - 1} this tail handed out was cut back `
+        + `(an append that failed after its bytes were written) and the journal no longer holds it: what was derived from it `
+        + `(output events, a standby's state) must be rebuilt from before sequence ${was.firstSequence}`);
+    }
+  }
+
   /** Notes the newest segment's first sequence. */
   private async lookAtEnd(): Promise<void> {
     this.lookedAtMs = Date.now();
@@ -163,18 +197,27 @@ export class FileJournalTail implements JournalTail {
     this.newestFirst = Math.max(this.newestFirst, segments.at(-1)?.firstSequence ?? 0);
   }
 
-  /** Opens the segment that holds `nextSequence`; false when the journal has none yet. */
+  /**
+   * Opens the segment that holds `nextSequence`; false when the journal has none yet. A segment compacted away
+   * between the listing and the open is looked for again (the next listing says whether what is needed is gone).
+   */
   private async findSegment(): Promise<boolean> {
-    const segments = await listSegmentsIfAny(this.fileSystem, this.options.directory);
-    if (segments.length === 0) return false;
-    if (segments[0].firstSequence > this.nextSequence) {
-      throw new JournalCorruptError(segments[0].path, 0,
-        `the journal starts at sequence ${segments[0].firstSequence}; the outputs need ${this.nextSequence}: segments were deleted before every sink had them`);
+    for (let attempt = 1; ; attempt++) {
+      const segments = await listSegmentsIfAny(this.fileSystem, this.options.directory);
+      if (segments.length === 0) return false;
+      if (segments[0].firstSequence > this.nextSequence) {
+        throw new JournalCorruptError(segments[0].path, 0,
+          `the journal starts at sequence ${segments[0].firstSequence}; the outputs need ${this.nextSequence}: segments were deleted before every sink had them`);
+      }
+      let holding = segments[0];
+      for (const segment of segments) if (segment.firstSequence <= this.nextSequence) holding = segment;
+      try {
+        await this.openSegment(holding);
+        return true;
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ENOENT" || attempt === FIND_SEGMENT_ATTEMPTS) throw error;
+      }
     }
-    let holding = segments[0];
-    for (const segment of segments) if (segment.firstSequence <= this.nextSequence) holding = segment;
-    await this.openSegment(holding);
-    return true;
   }
 
   private async openSegment(segment: Segment): Promise<void> {
@@ -184,6 +227,8 @@ export class FileJournalTail implements JournalTail {
     this.handle = await this.fileSystem.open(segment.path, "r");
     this.segment = segment;
     this.position = 0;
+    // The segments before this one were fsynced before it was created: what was handed out of them stays.
+    this.handedOut = null;
   }
 
   private async maybeNextSegment(bytesLeft: number): Promise<void> {
