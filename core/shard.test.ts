@@ -348,6 +348,19 @@ describe("durable shard", () => {
     assert.equal(journal.records[0].firstSequence, 12, "without a floor only the oldest snapshot (at 11) bounds it");
     await shard.close();
   });
+
+  test("a floor that cannot be read skips the compaction, not the snapshot, and the log says which", async () => {
+    const journal = new MemoryJournal();
+    const snapshots = new MemorySnapshotStore();
+    const logged: string[] = [];
+    const shard = await open(journal, snapshots, { journalFloor: async () => Promise.reject(new Error("floor file unreadable")), log: (line: string) => logged.push(line) });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    await shard.takeSnapshot();
+    assert.deepEqual(await snapshots.list(), [1]);
+    assert.equal(journal.records.length, 1, "nothing compacted");
+    assert.ok(logged.some((line) => /snapshot at 1 stored; compacting the journal after it failed: floor file unreadable/.test(line)), logged.join("\n"));
+    await shard.close();
+  });
 });
 
 describe("scanned submits (the NATS fast path)", () => {

@@ -599,16 +599,25 @@ export class Shard {
       this.snapshotTimeMs = this.lastTimeMs;
       const bytes = await job.run(this.options.yieldToEventLoop ?? (() => Promise.resolve()));
       await this.snapshots.save(sequence, bytes);
+      await this.compactAfterSnapshot(sequence);
+    } catch (error) {
+      this.options.log?.(`snapshot at ${sequence} failed: ${(error as Error).message}`);
+    } finally {
+      this.snapshotting = undefined;
+      done();
+    }
+  }
+
+  /** After a snapshot is stored: compact the journal; a failure is logged (the snapshot itself stands). */
+  private async compactAfterSnapshot(sequence: number): Promise<void> {
+    try {
       // Keep the journal from the oldest retained snapshot on, so a damaged newest snapshot can fall back.
       const retained = await this.snapshots.list();
       const oldest = retained[retained.length - 1] ?? 0;
       const floor = this.options.journalFloor === undefined ? oldest : await this.options.journalFloor();
       await this.journal.compact(Math.min(oldest, floor));
     } catch (error) {
-      this.options.log?.(`snapshot at ${sequence} failed: ${(error as Error).message}`);
-    } finally {
-      this.snapshotting = undefined;
-      done();
+      this.options.log?.(`snapshot at ${sequence} stored; compacting the journal after it failed: ${(error as Error).message}`);
     }
   }
 
