@@ -80,19 +80,26 @@ export class RoutingGateway implements Gateway {
       byShard.set(shard, group);
     }
     // Submit to every shard before awaiting any, so the shards work in parallel. An in-process shard throws bad
-    // input or a full ring synchronously, a worker shard rejects: either way the request fails as a whole.
-    const pending = [...byShard].map(([shard, group]) => ({ group, results: this.shards[shard].submit(group.commands, options) }));
-    if (options.mode === "async") {
-      await Promise.all(pending.map(({ results }) => results));
-      return [];
+    // input or a full ring synchronously (the shards after it are not asked), a worker shard rejects: either way
+    // the request fails as a whole, with the first shard's error. Every shard's outcome is awaited, so a second
+    // rejection is never left unhandled (which would end the process).
+    const pending: { group: { positions: number[]; commands: Command[] }; results: Promise<Result[]> }[] = [];
+    try {
+      for (const [shard, group] of byShard) pending.push({ group, results: this.shards[shard].submit(group.commands, options) });
+    } catch (error) {
+      for (const { results } of pending) results.catch(() => undefined);
+      throw error;
     }
+    const outcomes = await Promise.allSettled(pending.map(({ results }) => results));
+    for (const outcome of outcomes) if (outcome.status === "rejected") throw outcome.reason;
+    if (options.mode === "async") return [];
     const results = new Array<Result>(commands.length);
-    for (const { group, results: promise } of pending) {
-      const shardResults = await promise;
+    pending.forEach(({ group }, index) => {
+      const shardResults = (outcomes[index] as PromiseFulfilledResult<Result[]>).value;
       group.positions.forEach((position, k) => {
         results[position] = shardResults[k];
       });
-    }
+    });
     return results;
   }
 
