@@ -34,6 +34,40 @@ test("bad configuration fails fast with the setting's name", () => {
   assert.throws(() => loadConfig({ HOTLEDGER_SNAPSHOT_EVERY_COMMANDS: "10" }), /HOTLEDGER_SNAPSHOT_EVERY_COMMANDS must be an integer in 1000\.\./);
   assert.throws(() => loadConfig({ HOTLEDGER_SNAPSHOT_EVERY_MS: "1500.5" }), /HOTLEDGER_SNAPSHOT_EVERY_MS/);
   assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: "/nonexistent/config.json" }), /HOTLEDGER_CONFIG/);
+  for (const shards of ["1e1", "0x4", " 4", "4.0"]) assert.throws(() => loadConfig({ HOTLEDGER_SHARDS: shards }), /HOTLEDGER_SHARDS/, shards);
+  for (const value of ["no", "false", "", "true"]) {
+    assert.throws(() => loadConfig({ HOTLEDGER_WORKERS: value }), /HOTLEDGER_WORKERS must be 1 or 0/, value);
+    assert.throws(() => loadConfig({ HOTLEDGER_JETSTREAM_ENVELOPE: value }), /HOTLEDGER_JETSTREAM_ENVELOPE must be 1 or 0/, value);
+  }
+  assert.equal(loadConfig({ HOTLEDGER_JETSTREAM_ENVELOPE: "1" }).jetstreamEnvelope, true);
+  assert.throws(() => loadConfig({ HOTLEDGER_DATA: "" }), /HOTLEDGER_DATA must be a non-empty string/);
+});
+
+test("the config file: an object of known settings, pinned partners on existing shards, typed values", () => {
+  const directory = mkdtempSync(join(tmpdir(), "hotledger-config-"));
+  try {
+    const path = join(directory, "config.json");
+    const cases: [string, RegExp][] = [
+      ["null", /must hold a JSON object of settings/],
+      ["[1, 2]", /must hold a JSON object of settings/],
+      [JSON.stringify({ shards: 2, pinned: { hot: 5 } }), /pinned\.hot must be a shard index in 0\.\.1, got 5/],
+      [JSON.stringify({ shards: 2, pinned: { hot: -1 } }), /pinned\.hot/],
+      [JSON.stringify({ shards: 2, pinned: { hot: "1" } }), /pinned\.hot/],
+      [JSON.stringify({ pinned: [1, 2] }), /pinned must be an object/],
+      [JSON.stringify({ workers: "no" }), /HOTLEDGER_WORKERS must be true or false/],
+      [JSON.stringify({ host: 5 }), /HOTLEDGER_HOST must be a non-empty string/],
+      [JSON.stringify({ colour: "blue" }), /unknown setting "colour"/],
+    ];
+    for (const [text, message] of cases) {
+      writeFileSync(path, text);
+      assert.throws(() => loadConfig({ HOTLEDGER_CONFIG: path }), (error: Error) => error instanceof ConfigError && message.test(error.message), text);
+    }
+    writeFileSync(path, JSON.stringify({ shards: 2, pinned: { hot: 1, warm: 0 }, workers: false }));
+    const config = loadConfig({ HOTLEDGER_CONFIG: path });
+    assert.deepEqual([config.shards, config.pinned, config.workers], [2, { hot: 1, warm: 0 }, false]);
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
 });
 
 test("bad keys in the config file fail at load, before any shard opens", () => {
@@ -65,6 +99,16 @@ test("the data directory keeps its routing: a different shard count or pinned ma
     checkRouting(config);
     assert.throws(() => checkRouting({ ...config, shards: 8 }), (error: Error) => error instanceof ConfigError && /routing/.test(error.message));
     assert.throws(() => checkRouting({ ...config, pinned: { hot: 1 } }), ConfigError);
+    // The same routing listed in another order is the same routing.
+    const pinned = mkdtempSync(join(tmpdir(), "hotledger-routing-"));
+    try {
+      checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0, b: 1 } });
+      checkRouting({ ...config, dataDirectory: pinned, pinned: { b: 1, a: 0 } });
+      assert.throws(() => checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0, b: 2 } }), ConfigError);
+      assert.throws(() => checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0 } }), ConfigError);
+    } finally {
+      rmSync(pinned, { recursive: true, force: true });
+    }
   } finally {
     rmSync(dataDirectory, { recursive: true, force: true });
   }

@@ -86,11 +86,43 @@ const DEFAULTS: GatewayConfig = {
 
 /** An integer setting in min..max (a number, or a non-empty decimal string), else a ConfigError naming it. */
 export function integer(name: string, value: unknown, min: number, max: number): number {
-  const number = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  const number = typeof value === "string" ? (DECIMAL.test(value) ? Number(value) : Number.NaN) : value;
   if (typeof number !== "number" || !Number.isInteger(number) || number < min || number > max) {
     throw new ConfigError(`${name} must be an integer in ${min}..${max}, got ${JSON.stringify(value)}`);
   }
   return number;
+}
+
+/** A decimal integer as such: `Number` would also take "1e1", "0x4" and " 4". */
+const DECIMAL = /^[0-9]+$/;
+
+/** An on/off setting: "1" or "0" in the environment, true or false in the file; else a ConfigError naming it. */
+function flag(name: string, env: string | undefined, file: unknown): boolean {
+  if (env !== undefined) {
+    if (env !== "0" && env !== "1") throw new ConfigError(`${name} must be 1 or 0, got ${JSON.stringify(env)}`);
+    return env === "1";
+  }
+  if (typeof file !== "boolean") throw new ConfigError(`${name} must be true or false in the configuration file, got ${JSON.stringify(file)}`);
+  return file;
+}
+
+/** A non-empty string setting. */
+function text(name: string, value: unknown): string {
+  if (typeof value !== "string" || value === "") throw new ConfigError(`${name} must be a non-empty string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** `pinned`: partner id -> shard index in 0..shards-1. */
+function pinnedMap(value: unknown, shards: number): Record<string, number> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ConfigError(`pinned must be an object of partner id -> shard index, got ${JSON.stringify(value)}`);
+  }
+  for (const [partnerId, shard] of Object.entries(value)) {
+    if (!Number.isInteger(shard) || (shard as number) < 0 || (shard as number) >= shards) {
+      throw new ConfigError(`pinned.${partnerId} must be a shard index in 0..${shards - 1}, got ${JSON.stringify(shard)}`);
+    }
+  }
+  return value as Record<string, number>;
 }
 
 /** Read the configuration from `env` (and the file it names). */
@@ -101,6 +133,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       file = JSON.parse(readFileSync(env.HOTLEDGER_CONFIG, "utf8")) as Partial<GatewayConfig>;
     } catch (cause) {
       throw new ConfigError(`HOTLEDGER_CONFIG ${env.HOTLEDGER_CONFIG}: ${(cause as Error).message}`);
+    }
+    if (typeof file !== "object" || file === null || Array.isArray(file)) {
+      throw new ConfigError(`HOTLEDGER_CONFIG ${env.HOTLEDGER_CONFIG} must hold a JSON object of settings`);
     }
     const known = new Set(Object.keys(DEFAULTS));
     for (const key of Object.keys(file)) if (!known.has(key)) throw new ConfigError(`unknown setting "${key}" in ${env.HOTLEDGER_CONFIG}`);
@@ -116,6 +151,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const outputs = outputList(env.HOTLEDGER_OUTPUTS, file.outputs, natsUrl, kafkaBrokers);
   if (outputs.includes("jetstream") && !natsUrl) throw new ConfigError("the jetstream output needs NATS_URL");
   if (outputs.includes("kafka") && !kafkaBrokers) throw new ConfigError("the kafka output needs KAFKA_BROKERS");
+  const shards = integer("HOTLEDGER_SHARDS", env.HOTLEDGER_SHARDS ?? merged.shards, 1, 64);
   const relay = env.HOTLEDGER_RELAY ?? merged.relay;
   if (relay !== "inline" && relay !== "separate") throw new ConfigError(`HOTLEDGER_RELAY must be inline or separate, got ${JSON.stringify(relay)}`);
   return {
@@ -126,17 +162,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     kafkaBrokers,
     kafkaTopic: env.HOTLEDGER_KAFKA_TOPIC ?? merged.kafkaTopic,
     relay,
-    jetstreamEnvelope: env.HOTLEDGER_JETSTREAM_ENVELOPE === undefined ? merged.jetstreamEnvelope === true : env.HOTLEDGER_JETSTREAM_ENVELOPE === "1",
-    shards: integer("HOTLEDGER_SHARDS", env.HOTLEDGER_SHARDS ?? merged.shards, 1, 64),
+    jetstreamEnvelope: flag("HOTLEDGER_JETSTREAM_ENVELOPE", env.HOTLEDGER_JETSTREAM_ENVELOPE, merged.jetstreamEnvelope),
+    shards,
+    pinned: pinnedMap(merged.pinned, shards),
     port: integer("HOTLEDGER_PORT", env.HOTLEDGER_PORT ?? merged.port, 0, 65535),
-    host: env.HOTLEDGER_HOST ?? merged.host,
-    dataDirectory: env.HOTLEDGER_DATA ?? merged.dataDirectory,
+    host: text("HOTLEDGER_HOST", env.HOTLEDGER_HOST ?? merged.host),
+    dataDirectory: text("HOTLEDGER_DATA", env.HOTLEDGER_DATA ?? merged.dataDirectory),
     accountsMax: integer("accountsMax", merged.accountsMax, 1, 1 << 24),
     idempotencyCommandsMax: integer("idempotencyCommandsMax", merged.idempotencyCommandsMax, 1000, 1 << 24),
     snapshotEveryCommands: integer("HOTLEDGER_SNAPSHOT_EVERY_COMMANDS", env.HOTLEDGER_SNAPSHOT_EVERY_COMMANDS ?? merged.snapshotEveryCommands, 1000, 1e12),
     snapshotEveryMs: integer("HOTLEDGER_SNAPSHOT_EVERY_MS", env.HOTLEDGER_SNAPSHOT_EVERY_MS ?? merged.snapshotEveryMs, 1000, 7 * 24 * 60 * 60 * 1000),
     fsync,
-    workers: env.HOTLEDGER_WORKERS === undefined ? merged.workers !== false : env.HOTLEDGER_WORKERS !== "0",
+    workers: flag("HOTLEDGER_WORKERS", env.HOTLEDGER_WORKERS, merged.workers),
   };
 }
 

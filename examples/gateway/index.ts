@@ -132,11 +132,25 @@ export function checkRouting(config: GatewayConfig): void {
     return;
   }
   const stored = readFileSync(path, "utf8").trim();
-  if (stored !== routing) {
+  if (!sameRouting(stored, config)) {
     throw new ConfigError(
       `${path} says the data was written with routing ${stored}, but the configuration is ${routing}: moving partners between shards is not supported`,
     );
   }
+}
+
+/** Whether routing.json's text names the same shard count and pinned partners (in any order) as `config`. */
+function sameRouting(stored: string, config: GatewayConfig): boolean {
+  let parsed: { shards?: unknown; pinned?: unknown };
+  try {
+    parsed = JSON.parse(stored) as typeof parsed;
+  } catch {
+    return false;
+  }
+  const pinned = (parsed?.pinned ?? {}) as Record<string, unknown>;
+  const wanted = Object.entries(config.pinned);
+  return parsed?.shards === config.shards && typeof pinned === "object" && Object.keys(pinned).length === wanted.length &&
+    wanted.every(([partnerId, shard]) => pinned[partnerId] === shard);
 }
 
 async function main(): Promise<void> {
