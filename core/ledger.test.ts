@@ -975,6 +975,19 @@ describe("idempotency", () => {
     assert.deepEqual(engine.storedResult(P, "c1"), { ...original, duplicate: true });
   });
 
+  test("a group resent in part: id_reused lands on the command in the window, whatever the ring's slots held before", () => {
+    const partial = (primeSlots: number) => {
+      const engine = funded(newEngine({ ringSlots: 8 }), "a", 100);
+      expect(engine, cmd.credit("c1", "a", 10), "ok");
+      // Retries of c1, each answered as a duplicate, pass through every slot of the ring first.
+      for (let i = 0; i < primeSlots; i++) assert.equal(one(engine, cmd.credit("c1", "a", 10)).duplicate, true);
+      return run(engine, [cmd.credit("new1", "a", 5), cmd.credit("c1", "a", 10)], T0, true).map((result) => result.code);
+    };
+    assert.deepEqual(partial(0), ["linked_failed", "id_reused"]);
+    assert.deepEqual(partial(8), ["linked_failed", "id_reused"], "the same commands, the same results, after the ring came round");
+    assert.deepEqual(partial(13), ["linked_failed", "id_reused"]);
+  });
+
   test("ids are per partner: the same id under two partners are two commands", () => {
     const engine = funded(funded(newEngine(), "a", 0), "a", 0, { partnerId: "partner-2" });
     const first = expect(engine, cmd.credit("same", "a", 10), "ok");

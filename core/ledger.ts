@@ -393,6 +393,8 @@ export class Ledger {
       this.unitIdHash[k] = hash;
       const entry = this.windowLookup(ring, index, partner, hash);
       ring.resultSeq[index] = first + k;
+      // Set here for every command of the unit (the slot may hold the flag of a command long gone): read below.
+      ring.duplicate[index] = 0;
       if (entry < 0) continue;
       found++;
       const same =
