@@ -207,8 +207,11 @@ export class PostgresSink implements OutputSink {
     // One statement after another, never two queued at once: a connection lost with writes still queued has been
     // seen to leave postgres.js's promises unsettled. The account batches are built while Postgres stores the
     // results (two CPUs at work instead of one after the other).
+    // Built before the COPY starts: a payload that throws (an event the writer refuses) must not leave the
+    // connection inside a COPY, where the rollback cannot reach it and the cursor row would stay locked.
+    const resultsBytes = resultsPayload(shard, fresh);
     const resultsCopy = await transaction.copy(RESULTS_COPY_TARGET);
-    const resultsStored = resultsCopy.end(resultsPayload(shard, fresh));
+    const resultsStored = resultsCopy.end(resultsBytes);
     let accountBatchesPayloadBytes: Uint8Array<ArrayBuffer>;
     try {
       accountBatchesPayloadBytes = accountBatchesPayload(shard, fresh);
