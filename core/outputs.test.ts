@@ -205,6 +205,48 @@ describe("relay", () => {
     await shard.close();
   });
 
+  test("stop() while a rewind opens its new tail: it resolves, and every tail the relay opened is closed", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
+    const sink = new MemorySink();
+    let releaseOpen!: () => void;
+    const openHeld = new Promise<void>((resolve) => (releaseOpen = resolve));
+    let rewinding!: () => void;
+    const inRewind = new Promise<void>((resolve) => (rewinding = resolve));
+    const tails: { tail: MemoryJournalTail; closed: boolean }[] = [];
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, retryMs: 1,
+      openTail: async (after: number) => {
+        if (tails.length === 1) {
+          rewinding();
+          await openHeld;
+        }
+        const tail = new MemoryJournalTail(journal, after);
+        const entry = { tail, closed: false };
+        const close = tail.close.bind(tail);
+        tail.close = async () => {
+          entry.closed = true;
+          await close();
+        };
+        tails.push(entry);
+        return tail;
+      },
+    });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(51, 50)]);
+    await relay.caughtUp(shard.lastSequence);
+    sink.cursors.set(3, shard.lastSequence - 10); // the sink lost its last 10 events: the next delivery rewinds
+    await submitWorkload(shard, randomWorkload(52, 3, "v"));
+    await inRewind;
+    const stopped = relay.stop();
+    releaseOpen();
+    const outcome = await Promise.race([stopped.then(() => "stopped"), sleep(5000).then(() => "hung")]);
+    await shard.close();
+    assert.equal(outcome, "stopped");
+    assert.equal(tails.length, 2);
+    assert.deepEqual(tails.map((entry) => entry.closed), [true, true]);
+  });
+
   test("a sink that loses acknowledged events (its cursor goes back) gets them again: the follower rewinds", async () => {
     const journal = new KeepingJournal();
     const snapshots = new MemorySnapshotStore();

@@ -487,6 +487,11 @@ export class Relay {
         if (error instanceof SinkBehindError && !this.stopping) {
           try {
             await this.rewind(error.message);
+            // stop() closed the old tail while the rewind opened a new one: close that one too, and end.
+            if (this.stopping) {
+              await this.tail.close();
+              return;
+            }
             continue;
           } catch (rewindError) {
             error = rewindError;
