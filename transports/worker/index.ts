@@ -4,7 +4,7 @@
  * same way. Transports stay on the main thread; each shard's processor has a thread (a core) of its own.
  */
 import { Worker } from "node:worker_threads";
-import type { Account, Command, Result, ShardMetrics } from "../../core/index.ts";
+import { ShardUnavailableError, type Account, type Command, type Result, type ShardMetrics } from "../../core/index.ts";
 import type { ShardPort } from "../gateway.ts";
 import { deserializeError, type FromWorker, type ShardOperation, type ShardRequest, type ShardWorkerInit } from "./messages.ts";
 
@@ -15,6 +15,9 @@ export class WorkerShard implements ShardPort {
   private nextId = 1;
   private outbox: ShardRequest[] = [];
   private closed: Promise<void> | undefined;
+  /** Set when the worker thread ended without being closed: every call is refused with it from then on. */
+  private stopped: ShardUnavailableError | undefined;
+  private resolveClosed: (() => void) | undefined;
 
   private constructor(private readonly worker: Worker) {}
 
@@ -44,10 +47,26 @@ export class WorkerShard implements ShardPort {
       worker.on("error", (error) => {
         shard.accepting = false;
         reject(error);
-        for (const call of shard.calls.values()) call.reject(error);
-        shard.calls.clear();
+        shard.refuseAll(error);
+      });
+      // A worker that ends (an uncaught error, the process killing the thread) answers nothing more: refuse what
+      // waits and what comes, instead of leaving callers (and a close) waiting forever.
+      worker.on("exit", (code) => {
+        shard.accepting = false;
+        if (shard.closed === undefined) {
+          shard.stopped = new ShardUnavailableError(`shard worker stopped (exit code ${code}); restart the gateway`, 1000);
+          log(`shard worker ${init.directory} stopped (exit code ${code})`);
+        }
+        shard.refuseAll(shard.stopped ?? new ShardUnavailableError("shard closed", 0));
+        shard.resolveClosed?.();
+        reject(shard.stopped ?? new Error("shard worker stopped before it was ready"));
       });
     });
+  }
+
+  private refuseAll(error: Error): void {
+    for (const call of this.calls.values()) call.reject(error);
+    this.calls.clear();
   }
 
   submit(commands: readonly Command[], options: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]> {
@@ -70,6 +89,8 @@ export class WorkerShard implements ShardPort {
   close(): Promise<void> {
     this.closed ??= new Promise<void>((resolve) => {
       this.accepting = false;
+      if (this.stopped !== undefined) return resolve();
+      this.resolveClosed = resolve;
       this.worker.on("message", (message: FromWorker) => {
         if (message.type === "closed") resolve();
       });
@@ -80,6 +101,7 @@ export class WorkerShard implements ShardPort {
   }
 
   private call(op: ShardOperation, args: unknown[]): Promise<unknown> {
+    if (this.stopped !== undefined) return Promise.reject(this.stopped);
     if (this.closed !== undefined) return Promise.reject(deserializeError({ name: "ShardUnavailableError", message: "shard closed", retryAfterMs: 0 }));
     const id = this.nextId++;
     if (this.outbox.length === 0) queueMicrotask(() => this.flush());

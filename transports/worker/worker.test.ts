@@ -52,3 +52,17 @@ test("a gateway over worker shards: commands, reads, metrics, typed errors, reco
     await Promise.all(shards.map((shard) => shard.close()));
   }
 });
+
+test("a worker that stops on its own: calls waiting and calls after are refused with ShardUnavailableError, close() ends", async () => {
+  const shard = await start(2);
+  await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }], {});
+  // The thread ends without close() (as an uncaught error or an out-of-memory kill would end it).
+  const waiting = shard.account("p", "a");
+  await (shard as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+  const refused = (error: unknown) => error instanceof Error && error.name === "ShardUnavailableError" && /shard worker stopped/.test(error.message);
+  await assert.rejects(waiting, (error: unknown) => error instanceof Error && error.name === "ShardUnavailableError");
+  await assert.rejects(shard.submit([{ type: "credit", id: "c", partnerId: "p", accountId: "a", amount: 1 }], {}), refused);
+  assert.equal(shard.accepting, false);
+  const closing = await Promise.race([shard.close().then(() => "closed"), new Promise((resolve) => setTimeout(() => resolve("hung"), 5000))]);
+  assert.equal(closing, "closed");
+});
