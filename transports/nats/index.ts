@@ -243,6 +243,10 @@ function decodeJson(data: Uint8Array): { commands: Command[]; atomic: boolean } 
   } catch (error) {
     throw new NatsRequestError("invalid_request", `the payload is not valid JSON: ${(error as Error).message}`);
   }
+  // The HTTP body's `mode` has no NATS meaning (a reply always carries the results): refused, not ignored.
+  if (typeof body === "object" && body !== null && "mode" in body) {
+    throw new NatsRequestError("invalid_request", "mode: unknown field (NATS replies always carry the results)");
+  }
   return checkCommandsBody(body);
 }
 

@@ -330,6 +330,7 @@ describe("NATS transport", { skip }, () => {
         ["JSON amount 0", new TextEncoder().encode(JSON.stringify({ commands: [{ type: "credit", id: "x", partnerId: A, accountId: "a1", amount: 0 }] })), "application/json"],
         ["JSON unknown field", new TextEncoder().encode(JSON.stringify({ commands: [{ type: "credit", id: "x", partnerId: A, accountId: "a1", amount: 1, extra: 1 }] })), "application/json"],
         ["JSON sent as protobuf", new TextEncoder().encode(JSON.stringify({ commands: [] }))],
+        ["JSON with the HTTP-only mode", new TextEncoder().encode(JSON.stringify({ mode: "async", commands: [{ type: "credit", id: "m", partnerId: A, accountId: "a1", amount: 1 }] })), "application/json"],
       ];
       for (const [name, data, contentType] of bad) {
         const error = errorOf(await request(h, data, KEYS.a, contentType));
