@@ -114,3 +114,20 @@ test("a restart keeps balances and the idempotency window; graceful shutdown los
   assert.equal(retry.body.duplicate, true);
   assert.equal(await stop(second.child), 0);
 });
+
+test("bad configuration stops the start with the setting's name and exit code 2, after closing what it opened", { timeout: TEST_TIMEOUT_MS }, () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ HOTLEDGER_SHARDS: "1e1" }, /bad configuration: HOTLEDGER_SHARDS/],
+    [{ HOTLEDGER_OUTPUTS: "none", NATS_URL: "127.0.0.1:1" }, /bad configuration: NATS_URL 127\.0\.0\.1:1: cannot start the NATS transport/],
+  ];
+  for (const [env, message] of cases) {
+    const run = spawnSync(process.execPath, ["examples/gateway/index.ts"], {
+      cwd: root,
+      env: { ...process.env, HOTLEDGER_DATA: join(directory, "bad-config"), HOTLEDGER_PORT: "0", HOTLEDGER_SHARDS: "2", ...env },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(run.status, 2, `${JSON.stringify(env)}: ${run.stderr}`);
+    assert.match(run.stderr, message);
+  }
+});

@@ -88,11 +88,7 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
   const app = createHttpApp({ gateway, keys: keyRing, outputs }).listen({ hostname: config.host, port: config.port });
   const url = `http://${config.host}:${app.server?.port}`;
   let nats: NatsTransport | undefined;
-  if (config.natsUrl) {
-    nats = await startNatsTransport({ servers: config.natsUrl, gateway, keys: keyRing });
-    log(`hotledger gateway: NATS request/reply on ${config.natsUrl}, subject hotledger.v1.commands, queue hotledger`);
-  }
-  return {
+  const running: RunningGateway = {
     url,
     demo,
     async stop() {
@@ -107,6 +103,17 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
       }
     },
   };
+  if (config.natsUrl) {
+    try {
+      nats = await startNatsTransport({ servers: config.natsUrl, gateway, keys: keyRing });
+    } catch (error) {
+      // Everything opened so far closes as at shutdown; then the start fails with the setting's name.
+      await running.stop();
+      throw new ConfigError(`NATS_URL ${config.natsUrl}: cannot start the NATS transport: ${(error as Error).message}`);
+    }
+    log(`hotledger gateway: NATS request/reply on ${config.natsUrl}, subject hotledger.v1.commands, queue hotledger`);
+  }
+  return running;
 }
 
 /** Give the relays a bounded moment to deliver up to `lastSequences` (one per shard); log what is left. */
