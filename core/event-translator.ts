@@ -298,13 +298,14 @@ function firstBad(value: string, allowed: Uint8Array): number {
 
 function writeNumber(ring: RingBuffer, index: number, value: unknown, position: number, name: string): void {
   if (typeof value !== "number") throw new InvalidCommandError(`${pathOf(position)}.${name}`, "must be a number");
-  ring.amount[index] = value;
+  // + 0 turns -0 (JSON "-0") into 0: the same limit is the same command (its fingerprint) and the same state (hash).
+  ring.amount[index] = value + 0;
   ring.flags[index] |= Flag.amount;
 }
 
 function writeExpiry(ring: RingBuffer, index: number, value: unknown, position: number): void {
   if (typeof value !== "number") throw new InvalidCommandError(`${pathOf(position)}.expiresInMs`, "must be a number");
-  ring.expiresInMs[index] = value;
+  ring.expiresInMs[index] = value + 0;
   ring.flags[index] |= Flag.expiry;
 }
 

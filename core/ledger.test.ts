@@ -172,6 +172,20 @@ describe("openAccount", () => {
     assert.equal(account(engine, "c").available, AMOUNT_MAX);
   });
 
+  test("a limit of -0 (JSON \"-0\") is the limit 0: the same command on retry, the same state as 0", () => {
+    const negativeZero = newEngine();
+    const zero = newEngine();
+    expect(negativeZero, cmd.open("o1", "a", { overdraftLimit: -0 }), "ok");
+    expect(zero, cmd.open("o1", "a", { overdraftLimit: 0 }), "ok");
+    assert.ok(Object.is(account(negativeZero, "a").overdraftLimit, 0));
+    assert.equal(negativeZero.stateHash(), zero.stateHash());
+    assert.equal(one(negativeZero, cmd.open("o1", "a", { overdraftLimit: 0 })).duplicate, true, "a retry with 0 is the same command");
+    assert.equal(one(zero, cmd.open("o1", "a", { overdraftLimit: -0 })).duplicate, true, "and the other way round");
+    expect(negativeZero, cmd.limit("l1", "a", -0), "ok");
+    expect(zero, cmd.limit("l1", "a", 0), "ok");
+    assert.equal(negativeZero.stateHash(), zero.stateHash());
+  });
+
   test("a bad overdraftLimit is amount_invalid and opens nothing", () => {
     const engine = newEngine();
     for (const [index, limit] of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53].entries()) {
