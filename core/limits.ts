@@ -59,8 +59,8 @@ export const IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1000;
  * idempotency window included (~133 MB at 1M accounts with a full 2^20 window); every 1M commands it cost the NATS
  * gateway ~15% of its CPU in bench:nats. Every 10M commands it costs a tenth of that, and a recovery replays at most 10M
  * commands (bench:durable's `recover1MAccounts10MCommandsMs` measures exactly that) or a minute of traffic.
- * The journal keeps the commands since the oldest retained snapshot on disk: ~130 B each, so with 3 snapshots kept
- * up to ~30M commands (~4 GB) per shard under sustained load.
+ * The journal keeps the commands since the oldest retained snapshot on disk: ~65-70 B each with short ids (measured),
+ * so with 3 snapshots kept up to ~30M commands (~2 GB) per shard under sustained load.
  */
 export const SNAPSHOT_EVERY_COMMANDS_DEFAULT = 10_000_000;
 /** Default snapshot interval in stamped time: one minute. */

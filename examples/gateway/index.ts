@@ -192,7 +192,8 @@ async function main(): Promise<void> {
       `  curl -s -X POST ${running.url}/v1/credit -H 'Authorization: Bearer ${partnerKey}' -H 'Content-Type: application/json' ` +
         `-d '{"id":"topup-1","partnerId":"${partnerId}","accountId":"wallet:alice","amount":10000}'`,
     );
-    if (config.outputs.includes("postgres")) {
+    // History is served by the gateway only when its relays run inside it (a separate relay's projection is its own).
+    if (config.outputs.includes("postgres") && config.relay === "inline") {
       console.log(`  curl -s ${running.url}/v1/accounts/${partnerId}/wallet:alice/entries -H 'Authorization: Bearer ${partnerKey}'`);
     }
   }
