@@ -567,6 +567,20 @@ describe("holds", () => {
     expect(engine, cmd.hold("h7", "a", 1), "ok");
     assert.deepEqual(money(engine, "a"), { balance: 999, held: 4, available: 995 });
   });
+  test("holds falling due right after an atomic group expire, however many (they record no undo)", () => {
+    const holds = 4_100; // more than one group's undo budget (UNDO_ENTRIES_MAX = 4,000)
+    const engine = funded(newEngine({ holdsMax: 8192, ringSlots: 8192 }), "a", 1_000_000);
+    for (let start = 0; start < holds; start += 1000) {
+      const batch = Array.from({ length: Math.min(1000, holds - start) }, (_, k) => cmd.hold(`h${start + k}`, "a", 1, { expiresInMs: 10 }));
+      assert.ok(run(engine, batch).every((result) => result.code === "ok"));
+    }
+    assert.equal(money(engine, "a").held, holds);
+    assert.deepEqual(run(engine, [cmd.credit("g1", "a", 1), cmd.credit("g2", "a", 1)], T0, true).map((result) => result.code), ["ok", "ok"]);
+    const late = expect(engine, cmd.credit("late", "a", 1), "ok", T0 + 100);
+    assert.equal(late.held, 0, "every hold expired before the late credit");
+    const restored = Engine.restore(engine.snapshot(), { ...OPTIONS, holdsMax: 8192, ringSlots: 8192 });
+    assert.equal(restored.stateHash(), engine.stateHash());
+  });
 });
 
 describe("check", () => {

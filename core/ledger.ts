@@ -317,6 +317,9 @@ export class Ledger {
   private applyUnit(ring: RingBuffer, first: number, count: number): void {
     const firstIndex = first & ring.mask;
     this.applying = -first;
+    // Nothing before the unit's own commands is undone with them: expiries must not record undo (after a group,
+    // thousands of due holds would overflow the group's undo budget).
+    this.inGroup = false;
     this.expireDue();
     if (count === 1 && ring.type[firstIndex] === Type.check) {
       this.applyCheck(ring, firstIndex, first);
