@@ -567,6 +567,7 @@ describe("holds", () => {
     expect(engine, cmd.hold("h7", "a", 1), "ok");
     assert.deepEqual(money(engine, "a"), { balance: 999, held: 4, available: 995 });
   });
+
   test("holds falling due right after an atomic group expire, however many (they record no undo)", () => {
     const holds = 4_100; // more than one group's undo budget (UNDO_ENTRIES_MAX = 4,000)
     const engine = funded(newEngine({ holdsMax: 8192, ringSlots: 8192 }), "a", 1_000_000);
