@@ -71,6 +71,13 @@ export class Engine {
     if (!Array.isArray(commands)) throw new InvalidCommandError("commands", "must be an array");
     const atomic = options.atomic === true;
     if (atomic) this.checkGroup(commands);
+    // More than the ring holds goes in pieces: check the commands of the later pieces first, so a bad one throws
+    // before the first piece is applied.
+    const firstPiece = atomic ? commands.length : this.sequencer.remainingCapacity();
+    if (commands.length > firstPiece) {
+      this.validationSlot ??= new RingBuffer(2);
+      for (let k = firstPiece; k < commands.length; k++) translateCommand(this.validationSlot, 0, commands[k], k);
+    }
     const timeMs = this.stamp(options.timeMs);
     const results = new Array<Result>(commands.length);
     for (let start = 0; start < commands.length; ) {
@@ -84,6 +91,9 @@ export class Engine {
     }
     return results;
   }
+
+  /** A scratch slot where `execute` checks the commands of its later pieces (made on first use). */
+  private validationSlot: RingBuffer | undefined;
 
   /**
    * Translate `count` commands from `start` into the ring and publish them as one batch stamped `timeMs`, as an

@@ -726,6 +726,18 @@ describe("freeze, unfreeze, close", () => {
   });
 });
 
+describe("bad input", () => {
+  test("a batch larger than the ring with a bad command in a later ring-full: nothing is applied", () => {
+    const engine = funded(newEngine({ ringSlots: 64 }), "a", 0);
+    const commands = Array.from({ length: 150 }, (_, i) => cmd.credit(`c${i}`, "a", 1));
+    (commands[130] as { amount: unknown }).amount = "1";
+    expectInvalid(engine, commands, "commands[130].amount");
+    assert.equal(account(engine, "a").balance, 0);
+    assert.equal(run(engine, commands.slice(0, 130).concat(commands.slice(131))).length, 149, "valid, the same batch goes through in pieces");
+    assert.equal(account(engine, "a").balance, 149);
+  });
+});
+
 describe("identifiers", () => {
   const BAD = ["", "x".repeat(65), "a b", " a", "a\tb", "é", "ü".repeat(4), "a/b", "a@b", "a\u0000b", "日本"];
   const FIELDS: Array<[string, (value: string) => Command]> = [
