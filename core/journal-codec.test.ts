@@ -49,7 +49,9 @@ function toProto(command: Command): ProtoCommand {
 }
 
 function encode(commands: Command[], groups: number[] = commands.map(() => 1)) {
-  const ring = new RingBuffer(64);
+  let size = 64;
+  while (size < commands.length + 1) size *= 2;
+  const ring = new RingBuffer(size);
   let k = 0;
   for (const size of groups) {
     for (let i = 0; i < size; i++, k++) {
@@ -100,7 +102,7 @@ describe("journal record codec", () => {
   });
 
   test("in pieces: the same slots as whole, groups never split, skip honoured", () => {
-    const groups = [1, 3, 1, 1, 4, 2, 1, 1, 1, 2];
+    const groups = [1, 3, 1, 1, 4, 2, 1, 1, 2, 1];
     const record = encode(COMMANDS, groups);
     const header = readRecordHeader(record);
     const starts = new Set(groups.map((_, g) => groups.slice(0, g).reduce((a, b) => a + b, 0)));
@@ -147,5 +149,14 @@ describe("journal record codec", () => {
     assert.throws(() => decodeRecordInto(damaged(28, 200), header, ring, 1), JournalRecordError, "an id longer than 64");
     assert.throws(() => decodeRecordInto(new Uint8Array([...record, 0]), header, ring, 1), JournalRecordError, "trailing byte");
     assert.throws(() => decodeRecordInto(record.subarray(0, record.length - 1), header, ring, 1), JournalRecordError, "truncated");
+    // Whole and checksummed, but not what an engine writes: refused before the ledger sees it.
+    const refused = (commands: Command[], groups: number[], message: RegExp) => {
+      const bad = encode(commands, groups);
+      assert.throws(() => decodeRecordInto(bad, readRecordHeader(bad), new RingBuffer(2048), 1), message);
+    };
+    const credit = (id: string, partnerId: string): Command => ({ type: "credit", id, partnerId, accountId: "a", amount: 1 });
+    refused([credit("c1", "p"), credit("c2", "q")], [2], /command 1 is of another partner than its atomic group/);
+    refused(Array.from({ length: 1001 }, (_, k) => credit(`c${k}`, "p")), [1001], /a group of 1001 commands, over 1000/);
+    assert.throws(() => decodeRecordInto(damaged(28, 0), header, ring, 1), /command 0 has no id/);
   });
 });

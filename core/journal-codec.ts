@@ -13,12 +13,12 @@
  * group's others. The file journal frames each record with its length and CRC32C; that framing is the adapter's.
  */
 import { assert } from "./assert.ts";
-import { COMMAND_TYPES, type CommandType } from "./codes.ts";
+import { COMMAND_TYPES, Type, type CommandType } from "./codes.ts";
 import type { AsciiDecoder } from "./command-batch-reader.ts";
 import { asciiString } from "./key-table.ts";
 import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_BYTES } from "./ring-buffer.ts";
 import type { CaptureCommand, CheckCommand, Command, CreditCommand, DebitCommand, HoldCommand, OpenAccountCommand } from "./types.ts";
-import { CURRENCY_BYTES_MAX, KEY_BYTES_MAX } from "./limits.ts";
+import { CURRENCY_BYTES_MAX, GROUP_COMMANDS_MAX, KEY_BYTES_MAX } from "./limits.ts";
 
 /** Version byte of a journal record. Readers refuse versions they do not know. */
 export const JOURNAL_RECORD_VERSION = 1;
@@ -108,6 +108,13 @@ export function decodeRecordInto(record: Uint8Array, header: RecordHeader, ring:
   decoder.decode(ring, first, header.commandCount);
 }
 
+/** Whether `record`'s bytes at [a, a + aLength) and [b, b + bLength) are the same. */
+function sameBytes(record: Uint8Array, a: number, aLength: number, b: number, bLength: number): boolean {
+  if (aLength !== bLength) return false;
+  for (let i = 0; i < aLength; i++) if (record[a + i] !== record[b + i]) return false;
+  return true;
+}
+
 /**
  * Decodes one journal record into ring slots a piece at a time, so a replay can drain each piece while its slots are
  * still in cache (a record holds thousands of commands; all of them decoded at once fill megabytes of ring before
@@ -123,12 +130,19 @@ export class RecordDecoder {
   private offset = 0;
   private skip = 0;
 
-  /** Check `record` (every command's type, group and field lengths, and its length) and decode from its start. */
+  /**
+   * Check `record` (every command's type, group, id, partner and field lengths, and its length; as the engine writes
+   * them: groups of at most GROUP_COMMANDS_MAX commands of one partner, an id on every command but a check (where it
+   * is optional), a partner on every command) and decode from its start.
+   */
   start(record: Uint8Array, header: RecordHeader, skip = 0): void {
     assert(skip >= 0 && skip < header.commandCount, "skip out of range");
     const view = new DataView(record.buffer, record.byteOffset, record.byteLength);
     let offset = RECORD_HEADER_BYTES;
     let groupRemaining = 0;
+    /** Where the partner of the group being read starts, and its length. */
+    let groupPartnerAt = 0;
+    let groupPartnerLength = 0;
     for (let k = 0; k < header.commandCount; k++) {
       if (offset + COMMAND_FIXED_BYTES > record.length) throw new JournalRecordError(`record ends inside command ${k}`);
       const type = record[offset];
@@ -137,13 +151,24 @@ export class RecordDecoder {
       if ((groupRemaining === 0) === (groupSize === 0) || groupSize > header.commandCount - k) {
         throw new JournalRecordError(`command ${k} breaks its atomic group (group size ${groupSize})`);
       }
+      if (groupSize > GROUP_COMMANDS_MAX) throw new JournalRecordError(`command ${k} starts a group of ${groupSize} commands, over ${GROUP_COMMANDS_MAX}`);
       groupRemaining = groupSize === 0 ? groupRemaining - 1 : groupSize - 1;
       const lengthsAt = offset + 4;
+      if (record[lengthsAt + Field.id] === 0 && type !== Type.check) throw new JournalRecordError(`command ${k} has no id`);
+      if (record[lengthsAt + Field.partner] === 0) throw new JournalRecordError(`command ${k} has no partner`);
       offset += COMMAND_FIXED_BYTES;
       for (let f = 0; f < FIELD_COUNT; f++) {
         const length = record[lengthsAt + f];
         const max = f === FIELD_COUNT - 1 ? CURRENCY_BYTES_MAX : KEY_BYTES_MAX;
         if (length > max || offset + length > record.length) throw new JournalRecordError(`command ${k} field ${f} has a bad length`);
+        if (f === Field.partner) {
+          if (groupSize !== 0) {
+            groupPartnerAt = offset;
+            groupPartnerLength = length;
+          } else if (!sameBytes(record, offset, length, groupPartnerAt, groupPartnerLength)) {
+            throw new JournalRecordError(`command ${k} is of another partner than its atomic group`);
+          }
+        }
         offset += length;
       }
     }
