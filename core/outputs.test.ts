@@ -356,6 +356,38 @@ describe("relay", () => {
     assert.deepEqual(sink.received.map((event) => event.seq), Array.from({ length: shard.lastSequence }, (_, i) => i + 1));
     await shard.close();
   });
+
+  test("a restart from a shard snapshot keeps a copy of it among the own snapshots, so the floor never outlives it", async () => {
+    const journal = new KeepingJournal();
+    const shardSnapshots = new MemorySnapshotStore();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots: shardSnapshots });
+    const sink = new MemorySink();
+    const ownSnapshots = new MemorySnapshotStore();
+    const floors: number[] = [];
+    const options = {
+      ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots, sleep,
+      saveJournalFloor: async (sequence: number) => void floors.push(sequence),
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    };
+    let relay = await Relay.start(options);
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(61, 60)]);
+    await relay.caughtUp(shard.lastSequence);
+    await relay.stop();
+    await shard.takeSnapshot();
+    const [shardSnapshot] = await shardSnapshots.list();
+    assert.deepEqual(await ownSnapshots.list(), [], "no own snapshot yet (they come every 10M events)");
+    relay = await Relay.start(options);
+    await relay.stop();
+    assert.equal(floors.at(-1), shardSnapshot, "the floor moved to the shard's snapshot");
+    // The shard may now prune that snapshot: the relay's own copy is what a later start restores from.
+    shardSnapshots.snapshots.clear();
+    assert.deepEqual(await ownSnapshots.list(), [shardSnapshot]);
+    relay = await Relay.start(options);
+    await relay.stop();
+    assert.equal(floors.at(-1), shardSnapshot);
+    assert.equal(Engine.restore(await ownSnapshots.load(shardSnapshot), SIZES).stateHash(), followerHashAt(journal, shardSnapshot));
+    await shard.close();
+  });
 });
 
 /** The state hash of an engine that applied the journal up to `sequence`. */

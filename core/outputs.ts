@@ -654,11 +654,25 @@ async function restoreAtOrBefore(options: RelayOptions, sequence: number): Promi
   }
   candidates.sort((a, b) => b.sequence - a.sequence);
   for (const candidate of candidates) {
+    let engine: Engine;
+    let bytes: Uint8Array;
     try {
-      return new Engine(options, decodeSnapshot(await candidate.store.load(candidate.sequence), options));
+      bytes = await candidate.store.load(candidate.sequence);
+      engine = new Engine(options, decodeSnapshot(bytes, options));
     } catch (error) {
       options.log?.(`relay: snapshot ${candidate.sequence} is unusable, trying an older one: ${(error as Error).message}`);
+      continue;
     }
+    // The relay's journal floor moves to this sequence; the shard prunes its own snapshots without asking, so keep
+    // a copy of one taken from the shard, or a later start would find neither a snapshot nor the journal before it.
+    if (candidate.store !== options.ownSnapshots && options.ownSnapshots !== undefined) {
+      try {
+        await options.ownSnapshots.save(candidate.sequence, bytes);
+      } catch (error) {
+        options.log?.(`relay: keeping a copy of shard snapshot ${candidate.sequence} failed: ${(error as Error).message}`);
+      }
+    }
+    return engine;
   }
   return new Engine(options);
 }
