@@ -323,7 +323,8 @@ describe("relay", () => {
     await shard.close();
   });
 
-  test("own snapshots: taken when the sinks have caught up, restarted from, and the journal floor follows them", async () => {
+  /** A shard, a sink, the shard's and the relay's own snapshot stores, and relay options that record the floors. */
+  async function withOwnSnapshots(snapshotEveryEvents?: number) {
     const journal = new KeepingJournal();
     const shardSnapshots = new MemorySnapshotStore();
     const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots: shardSnapshots });
@@ -332,10 +333,15 @@ describe("relay", () => {
     const floors: number[] = [];
     const lines: string[] = [];
     const options = {
-      ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots, snapshotEveryEvents: 200, sleep,
+      ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots, snapshotEveryEvents, sleep,
       saveJournalFloor: async (sequence: number) => void floors.push(sequence), log: (line: string) => lines.push(line),
       openTail: async (after: number) => new MemoryJournalTail(journal, after),
     };
+    return { journal, shardSnapshots, shard, sink, ownSnapshots, floors, lines, options };
+  }
+
+  test("own snapshots: taken when the sinks have caught up, restarted from, and the journal floor follows them", async () => {
+    const { journal, shard, sink, ownSnapshots, floors, lines, options } = await withOwnSnapshots(200);
     let relay = await Relay.start(options);
     await submitWorkload(shard, workloadOpenings());
     for (let round = 0; round < 4; round++) {
@@ -358,17 +364,7 @@ describe("relay", () => {
   });
 
   test("a restart from a shard snapshot keeps a copy of it among the own snapshots, so the floor never outlives it", async () => {
-    const journal = new KeepingJournal();
-    const shardSnapshots = new MemorySnapshotStore();
-    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots: shardSnapshots });
-    const sink = new MemorySink();
-    const ownSnapshots = new MemorySnapshotStore();
-    const floors: number[] = [];
-    const options = {
-      ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots, sleep,
-      saveJournalFloor: async (sequence: number) => void floors.push(sequence),
-      openTail: async (after: number) => new MemoryJournalTail(journal, after),
-    };
+    const { journal, shardSnapshots, shard, ownSnapshots, floors, options } = await withOwnSnapshots();
     let relay = await Relay.start(options);
     await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(61, 60)]);
     await relay.caughtUp(shard.lastSequence);
