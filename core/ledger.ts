@@ -470,8 +470,7 @@ export class Ledger {
 
   /** Apply one command; returns its code and writes its balances. Records undo entries for groups. */
   private applyCommand(ring: RingBuffer, index: number, sequence: number, partner: number, k: number): number {
-    ring.duplicate[index] = 0;
-    ring.resultSeq[index] = sequence;
+    // (answerFromWindow, before it, cleared the slot's duplicate flag and set its result sequence.)
     this.unitAccount[k] = NO_ACCOUNT;
     let code: number;
     switch (ring.type[index]) {

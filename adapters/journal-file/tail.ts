@@ -58,8 +58,9 @@ export class FileJournalTail implements JournalTail {
   private buffer: Uint8Array;
   private view: DataView;
   private readonly header: FrameHeader = { bodyLength: 0, commandCount: 0, firstSequence: 0, bodyCrc: 0 };
-  /** The last frame handed out from the current segment (checked before each read), or null. */
-  private handedOut: { offset: number; header: FrameHeader } | null = null;
+  /** The offset of the last frame handed out from the current segment (checked before each read), or -1; its header. */
+  private handedOutOffset = -1;
+  private readonly handedOut: FrameHeader = { bodyLength: 0, commandCount: 0, firstSequence: 0, bodyCrc: 0 };
   private readonly check = new Uint8Array(FRAME_HEADER_BYTES);
   private readonly checkView = new DataView(this.check.buffer);
   private readonly checked: FrameHeader = { bodyLength: 0, commandCount: 0, firstSequence: 0, bodyCrc: 0 };
@@ -155,7 +156,8 @@ export class FileJournalTail implements JournalTail {
         records.push({ firstSequence, commandCount, bytes: this.buffer.slice(bodyStart, end) });
         this.nextSequence = lastOfRecord + 1;
         this.last = lastOfRecord;
-        this.handedOut = { offset: this.position + offset, header: { ...this.header } };
+        this.handedOutOffset = this.position + offset;
+        Object.assign(this.handedOut, this.header);
       }
       offset = end;
     }
@@ -174,16 +176,16 @@ export class FileJournalTail implements JournalTail {
    * after its append failed, and then writes other commands at its sequences (see the top comment).
    */
   private async checkHandedOut(handle: JournalFileHandle): Promise<void> {
-    const handedOut = this.handedOut;
-    if (handedOut === null) return;
-    const { bytesRead } = await handle.read(this.check, 0, FRAME_HEADER_BYTES, handedOut.offset);
-    const was = handedOut.header;
+    const at = this.handedOutOffset;
+    if (at < 0) return;
+    const { bytesRead } = await handle.read(this.check, 0, FRAME_HEADER_BYTES, at);
+    const was = this.handedOut;
     const now = this.checked;
     const same = bytesRead === FRAME_HEADER_BYTES && headerValid(this.check, this.checkView, 0, now, true) &&
       now.firstSequence === was.firstSequence && now.commandCount === was.commandCount &&
       now.bodyLength === was.bodyLength && now.bodyCrc === was.bodyCrc;
     if (!same) {
-      throw new JournalCorruptError(this.segment!.path, handedOut.offset,
+      throw new JournalCorruptError(this.segment!.path, at,
         `the record of sequences ${was.firstSequence}..${was.firstSequence + was.commandCount - 1} this tail handed out was cut back `
         + `(an append that failed after its bytes were written) and the journal no longer holds it: what was derived from it `
         + `(output events, a standby's state) must be rebuilt from before sequence ${was.firstSequence}`);
@@ -228,7 +230,7 @@ export class FileJournalTail implements JournalTail {
     this.segment = segment;
     this.position = 0;
     // The segments before this one were fsynced before it was created: what was handed out of them stays.
-    this.handedOut = null;
+    this.handedOutOffset = -1;
   }
 
   private async maybeNextSegment(bytesLeft: number): Promise<void> {
