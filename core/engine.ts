@@ -157,10 +157,17 @@ export class Engine {
     };
   }
 
-  /** The stored result of command `id` of `partnerId` while it is in the idempotency window, else undefined. */
-  storedResult(partnerId: string, id: string): Result | undefined {
+  /**
+   * The stored result of command `id` of `partnerId` while it is in the idempotency window, else undefined: what a
+   * retry stamped `timeMs` would be answered, so an entry past `idempotencyRetentionMs` then is undefined even before
+   * a command arrives to forget it. Without `timeMs`, as of the last stamped time: the answer then depends on the
+   * state alone (a standby fed a journal, a replay); a server answering clients passes the time its clock says.
+   * Throws InvalidCommandError for a `timeMs` that `execute` would refuse.
+   */
+  storedResult(partnerId: string, id: string, options: { timeMs?: number } = {}): Result | undefined {
     const ledger = this.ledger;
-    const entry = ledger.windowEntry(partnerId, id);
+    const timeMs = options.timeMs === undefined ? ledger.timeMs : this.stamp(options.timeMs);
+    const entry = ledger.windowEntry(partnerId, id, timeMs);
     if (entry < 0) return undefined;
     return buildResult(
       id,

@@ -1091,6 +1091,23 @@ describe("idempotency", () => {
     assert.equal(again.duplicate, undefined, "an entry exactly idempotencyRetentionMs old is forgotten");
     assert.equal(account(engine, "a").balance, 20);
   });
+
+  test("storedResult answers as a retry stamped timeMs would: an entry past retention is unknown before a command forgets it", () => {
+    const retentionMs = 10_000;
+    const engine = funded(newEngine({ idempotencyRetentionMs: retentionMs }), "a", 0);
+    const original = expect(engine, cmd.credit("c1", "a", 10), "ok", T0);
+    const hash = engine.stateHash();
+    const stored = { ...original, duplicate: true };
+    assert.deepEqual(engine.storedResult(P, "c1", { timeMs: T0 + retentionMs - 1 }), stored, "younger than retention");
+    assert.equal(engine.storedResult(P, "c1", { timeMs: T0 + retentionMs }), undefined, "exactly retention old: unknown");
+    assert.deepEqual(engine.storedResult(P, "c1"), stored, "as of the last stamped time it is still in the window");
+    assert.deepEqual(engine.storedResult(P, "c1", { timeMs: 0 }), stored, "a time before the last stamped one is that one");
+    assert.throws(() => engine.storedResult(P, "c1", { timeMs: -1 }), InvalidCommandError);
+    assert.equal(engine.stateHash(), hash, "a read forgets nothing");
+    const again = one(engine, cmd.credit("c1", "a", 10), T0 + retentionMs);
+    assert.equal(again.duplicate, undefined, "the retry the read foretold is applied anew");
+    assert.equal(account(engine, "a").balance, 20);
+  });
 });
 
 describe("stateHash", () => {

@@ -784,10 +784,18 @@ export class Ledger {
     return hold < 0 ? -1 : this.holdAccount[hold];
   }
 
-  /** The window entry of (partnerId, id), or -1. */
-  windowEntry(partnerId: string, id: string): number {
+  /**
+   * The window entry of (partnerId, id) as a unit stamped `timeMs` (at least the last stamped time) would find it,
+   * or -1. Entries too old are forgotten only before the next unit (`expireDue`), so one past retention at `timeMs`
+   * may still be in the window: it is -1 here, by expireDue's rule, as it will be for that unit. For reads only; the
+   * apply path never calls this.
+   */
+  windowEntry(partnerId: string, id: string, timeMs: number = this.timeMs): number {
     const partner = this.findText(this.partners, 0, partnerId);
-    return partner < 0 ? -1 : this.findText(this.window, partner, id);
+    const entry = partner < 0 ? -1 : this.findText(this.window, partner, id);
+    if (entry < 0) return -1;
+    const now = Math.max(timeMs, this.timeMs);
+    return now - this.windowTime[entry] >= this.sizes.idempotencyRetentionMs ? -1 : entry;
   }
 
   // Lookups in the hot path.

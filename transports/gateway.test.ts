@@ -1,10 +1,12 @@
 // Proves how RoutingGateway fails a request that spans shards: when several shards refuse it, the caller gets the
 // first shard's error and no other rejection is left unhandled (an unhandled rejection ends a Bun or Node process:
 // one request that overflowed two worker shards used to take the whole gateway down); a shard that throws at once
-// stops the request before the shards after it are asked.
+// stops the request before the shards after it are asked; and a malformed command anywhere in the request is refused
+// before any shard applies anything (over real in-memory shards, whose state is then read back unchanged).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { OverloadedError, ShardMap, ShardUnavailableError, type Command, type Result } from "../core/index.ts";
+import { InvalidCommandError, OverloadedError, Shard, ShardMap, ShardUnavailableError, type Command, type Result } from "../core/index.ts";
+import { MemoryJournal, MemorySnapshotStore } from "../core/testing/memory-ports.ts";
 import { RoutingGateway, type ShardPort } from "./gateway.ts";
 
 const map = new ShardMap({ shardCount: 3 });
@@ -83,5 +85,36 @@ test("a shard that throws at once fails the request before the shards after it a
     assert.deepEqual((await working.submit(order)).map((result) => result.id), ["x", "y", "z", "w"]);
   } finally {
     process.off("unhandledRejection", onUnhandled);
+  }
+});
+
+test("a malformed command for a later shard fails the request before the earlier shard applies its part", async () => {
+  const sizes = { accountsMax: 16, partnersMax: 4, holdsMax: 16, idempotencyCommandsMax: 1024, ringSlots: 64 };
+  const shards = await Promise.all(
+    partners.map(() => Shard.open({ ...sizes, journal: new MemoryJournal(), snapshots: new MemorySnapshotStore(), clock: () => 1_000 })),
+  );
+  try {
+    const gateway = new RoutingGateway(shards, map);
+    const open = (partnerId: string): Command => ({ type: "openAccount", id: `open:${partnerId}`, partnerId, accountId: "a", currency: "EUR" });
+    await gateway.submit(partners.map(open));
+    const before = await Promise.all(shards.map((shard) => shard.stateHash()));
+    const sequencesBefore = shards.map((shard) => shard.lastSequence);
+
+    // Shard 0's valid credit comes first, so shard 0 would be asked first; shard 1's amount is not a number.
+    const bad = { ...credit(partners[1], "c1"), amount: "5" } as unknown as Command;
+    await assert.rejects(gateway.submit([credit(partners[0], "c0"), bad]), (error: unknown) => {
+      assert.ok(error instanceof InvalidCommandError);
+      assert.match(error.message, /commands\[1\]\.amount/, "the path is the command's position in the request");
+      return true;
+    });
+    const missingId = { type: "credit", partnerId: partners[2], accountId: "a", amount: 1 } as Command;
+    await assert.rejects(gateway.submit([credit(partners[0], "c0"), credit(partners[1], "c1"), missingId]), InvalidCommandError);
+
+    assert.deepEqual(shards.map((shard) => shard.lastSequence), sequencesBefore, "no shard sequenced anything");
+    assert.deepEqual(await Promise.all(shards.map((shard) => shard.stateHash())), before, "no shard's state changed");
+    assert.equal((await gateway.account(partners[0], "a"))?.balance, 0);
+    assert.equal(await gateway.storedResult(partners[0], "c0"), undefined, "the valid command is not remembered either");
+  } finally {
+    await Promise.all(shards.map((shard) => shard.close()));
   }
 });

@@ -4,7 +4,7 @@
  * core `Shard` in this process satisfies it as it is; `WorkerShard` (transports/worker) is one on a worker thread;
  * a shard on another machine over NATS would be a third.
  */
-import { InvalidCommandError, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
+import { InvalidCommandError, RingBuffer, translateCommand, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
 import type { ScannedBatch } from "../core/command-batch-reader.ts";
 
@@ -14,8 +14,9 @@ export interface Gateway {
    * Submit commands, possibly of several partners (then of several shards), in request order. With `atomic`, all
    * commands must be of one partner. Commands of different shards are applied independently: if one shard is
    * overloaded or unavailable the request fails, and a retry with the same ids is answered from the idempotency
-   * windows for the commands that were applied. With `mode: "async"` it resolves with no results once every
-   * command is durable, before the shards apply them.
+   * windows for the commands that were applied. A malformed command (InvalidCommandError) fails the whole request
+   * before any shard is asked, so bad input changes nothing. With `mode: "async"` it resolves with no results once
+   * every command is durable, before the shards apply them.
    */
   submit(commands: readonly Command[], options?: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   /**
@@ -47,6 +48,9 @@ export interface ShardPort {
 
 /** A gateway over shards reached through ports. */
 export class RoutingGateway implements Gateway {
+  /** A scratch slot where a request that spans shards is checked before any shard is asked (see `checkCommands`). */
+  private readonly validationSlot = new RingBuffer(2);
+
   constructor(
     private readonly shards: readonly ShardPort[],
     private readonly map: ShardMap,
@@ -71,6 +75,7 @@ export class RoutingGateway implements Gateway {
       return options.mode === "async" ? [] : results;
     }
     if (options.atomic === true) throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
+    this.checkCommands(commands);
     const byShard = new Map<number, { positions: number[]; commands: Command[] }>();
     for (position = 0; position < commands.length; position++) {
       const shard = this.shardOf(commands[position], position);
@@ -79,10 +84,10 @@ export class RoutingGateway implements Gateway {
       group.commands.push(commands[position]);
       byShard.set(shard, group);
     }
-    // Submit to every shard before awaiting any, so the shards work in parallel. An in-process shard throws bad
-    // input or a full ring synchronously (the shards after it are not asked), a worker shard rejects: either way
-    // the request fails as a whole, with the first shard's error. Every shard's outcome is awaited, so a second
-    // rejection is never left unhandled (which would end the process).
+    // Submit to every shard before awaiting any, so the shards work in parallel. Bad input was refused above, before
+    // any shard was asked. An in-process shard throws a full ring synchronously (the shards after it are not asked),
+    // a worker shard rejects: either way the request fails as a whole, with the first shard's error. Every shard's
+    // outcome is awaited, so a second rejection is never left unhandled (which would end the process).
     const pending: { group: { positions: number[]; commands: Command[] }; results: Promise<Result[]> }[] = [];
     try {
       for (const [shard, group] of byShard) pending.push({ group, results: this.shards[shard].submit(group.commands, options) });
@@ -105,6 +110,16 @@ export class RoutingGateway implements Gateway {
 
   submitScanned(partnerId: string, scan: ScannedBatch): Promise<Uint8Array> | undefined {
     return this.shards[this.map.shardOf(partnerId)].submitScanned?.(scan);
+  }
+
+  /**
+   * Throw the InvalidCommandError a shard would throw for any command of the request, naming its position in the
+   * request, before any shard is asked: each shard applies its part independently, so a bad command found by the
+   * second shard would come after the first had sequenced its part. The check is the shard's own, the
+   * EventTranslator writing each command into a scratch slot (as `Engine.execute` checks its later pieces).
+   */
+  private checkCommands(commands: readonly Command[]): void {
+    for (let position = 0; position < commands.length; position++) translateCommand(this.validationSlot, 0, commands[position], position);
   }
 
   /** The shard of command `position`'s partner. */
