@@ -65,6 +65,8 @@ export const IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1000;
 export const SNAPSHOT_EVERY_COMMANDS_DEFAULT = 10_000_000;
 /** Default snapshot interval in stamped time: one minute. */
 export const SNAPSHOT_EVERY_MS_DEFAULT = 60_000;
+/** The longest wait before an automatic snapshot is tried again after failed ones (the wait doubles up to it). */
+export const SNAPSHOT_RETRY_MS_MAX = 60_000;
 
 /**
  * Default most events per sink call of an output relay. A relay that is caught up sends what there is (a record or

@@ -76,6 +76,22 @@ describe("durable shard", () => {
     await shard.close();
   });
 
+  test("storedResult of an entry past retention on the clock is undefined before another command arrives", async () => {
+    let now = 1_000;
+    const retentionMs = 60_000;
+    const shard = await Shard.open({ ...SIZES, journal: new MemoryJournal(), snapshots: new MemorySnapshotStore(), clock: () => now, snapshotEveryCommands: 1e9, idempotencyRetentionMs: retentionMs });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    const [original] = await shard.submit([credit("c1", 5)]);
+    now += retentionMs - 1;
+    assert.deepEqual(await shard.storedResult("p", "c1"), { ...original, duplicate: true });
+    now += 1;
+    assert.equal(await shard.storedResult("p", "c1"), undefined, "past retention: a retry now would be applied anew");
+    const [again] = await shard.submit([credit("c1", 5)]);
+    assert.equal(again.duplicate, undefined);
+    assert.equal((await shard.account("p", "a"))?.balance, 10);
+    await shard.close();
+  });
+
   test("metrics count each commit's time in its histogram bucket, and in the sum", async () => {
     const journal = new MemoryJournal();
     let now = 5_000;
@@ -359,6 +375,54 @@ describe("durable shard", () => {
     assert.deepEqual(await snapshots.list(), [1]);
     assert.equal(journal.records.length, 1, "nothing compacted");
     assert.ok(logged.some((line) => /snapshot at 1 stored; compacting the journal after it failed: floor file unreadable/.test(line)), logged.join("\n"));
+    await shard.close();
+  });
+
+  test("a failed snapshot save leaves the interval where it was: retried after retryAfterMs (doubling), not a whole interval later", async () => {
+    class FailingSnapshots extends MemorySnapshotStore {
+      failSaves = 0;
+      saves = 0;
+      override async save(sequence: number, bytes: Uint8Array): Promise<void> {
+        this.saves++;
+        if (this.failSaves > 0) {
+          this.failSaves--;
+          throw new Error("simulated ENOSPC");
+        }
+        return super.save(sequence, bytes);
+      }
+    }
+    const journal = new MemoryJournal();
+    const snapshots = new FailingSnapshots();
+    const logged: string[] = [];
+    let now = 0;
+    const shard = await Shard.open({ ...SIZES, journal, snapshots, clock: () => now, snapshotEveryCommands: 10, snapshotEveryMs: 1e12, retryAfterMs: 100, log: (line) => logged.push(line) });
+    /** Submit the commands up to `sequence`, one record each, and let a snapshot they start finish. */
+    const submitUpTo = async (sequence: number) => {
+      while (shard.lastSequence < sequence) await shard.submit([credit(`c${shard.lastSequence + 1}`, 1)]);
+      for (let i = 0; i < 5; i++) await nextTurn();
+    };
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    snapshots.failSaves = 2;
+    await submitUpTo(10);
+    assert.equal(snapshots.saves, 1, "due after 10 commands: tried");
+    assert.ok(logged.some((line) => /^snapshot at 10 failed.*simulated ENOSPC/.test(line)), logged.join("\n"));
+    await submitUpTo(11);
+    assert.equal(snapshots.saves, 1, "not again before retryAfterMs: a failing disk is not asked at every record");
+    now = 100;
+    await submitUpTo(12);
+    assert.equal(snapshots.saves, 2, "tried again 2 commands later, not 10");
+    assert.ok(logged.some((line) => /^snapshot at 12 failed, the next in 200 ms at the earliest: simulated ENOSPC/.test(line)), logged.join("\n"));
+    now = 299;
+    await submitUpTo(13);
+    assert.equal(snapshots.saves, 2, "a second failure doubles the wait");
+    now = 300;
+    await submitUpTo(14);
+    assert.deepEqual(await snapshots.list(), [14], "stored at the third attempt");
+    assert.equal(journal.records[0].firstSequence, 14, "and the journal compacted up to it");
+    await submitUpTo(23);
+    assert.equal(snapshots.saves, 3, "a stored snapshot restarts the interval");
+    await submitUpTo(24);
+    assert.deepEqual(await snapshots.list(), [24, 14]);
     await shard.close();
   });
 });

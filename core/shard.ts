@@ -21,7 +21,7 @@ import type { ScannedBatch } from "./command-batch-reader.ts";
 import { writeScannedResults } from "./output-event-writer.ts";
 import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
 import { RESULT_CODES } from "./codes.ts";
-import { COMMIT_MS_BUCKETS, GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS, SNAPSHOT_EVERY_COMMANDS_DEFAULT, SNAPSHOT_EVERY_MS_DEFAULT } from "./limits.ts";
+import { COMMIT_MS_BUCKETS, GROUP_COMMANDS_MAX, REPLAY_PIECE_COMMANDS, SNAPSHOT_EVERY_COMMANDS_DEFAULT, SNAPSHOT_EVERY_MS_DEFAULT, SNAPSHOT_RETRY_MS_MAX } from "./limits.ts";
 import { JournalCorruptError, type Journal, type SnapshotStore } from "./ports.ts";
 import { Sequence } from "./ring-buffer.ts";
 import { decodeSnapshot } from "./snapshot.ts";
@@ -34,9 +34,16 @@ export interface ShardOptions extends EngineOptions {
   snapshots: SnapshotStore;
   /** Take a snapshot after this many commands since the last one. Default SNAPSHOT_EVERY_COMMANDS_DEFAULT (10M). */
   snapshotEveryCommands?: number;
-  /** ...or after this much stamped time since the last one. Default SNAPSHOT_EVERY_MS_DEFAULT (60,000 ms). */
+  /**
+   * ...or after this much stamped time since the last one. Default SNAPSHOT_EVERY_MS_DEFAULT (60,000 ms). Both count
+   * from the last snapshot stored: after a failed one the next is tried retryAfterMs later, then twice as long
+   * after each further failure, up to this interval (and SNAPSHOT_RETRY_MS_MAX).
+   */
   snapshotEveryMs?: number;
-  /** How long `unavailable` lasts after a journal failure before the next submit tries the disk again. */
+  /**
+   * How long `unavailable` lasts after a journal failure before the next submit tries the disk again; also the
+   * first wait before an automatic snapshot is tried again after a failed one. Default 1000.
+   */
   retryAfterMs?: number;
   /**
    * The oldest sequence someone else still needs from the journal (an output relay that has not delivered past
@@ -132,9 +139,14 @@ export class Shard {
   private unavailableUntilMs = 0;
   private failure: unknown = undefined;
   private lastTimeMs: number;
+  /** The sequence and stamped time of the last stored snapshot: the interval counts from them. */
   private snapshotSequence: number;
   private snapshotTimeMs: number;
   private snapshotting: Promise<void> | undefined;
+  /** After a failed snapshot, the wait before the next automatic one (0: the last one was stored). */
+  private snapshotRetryAfterMs = 0;
+  /** No automatic snapshot before this clock time (set by a failed one). */
+  private snapshotRetryAtMs = 0;
   /** Memory reused by every snapshot of this shard (one at a time: `snapshotting`). */
   private readonly snapshotScratch = new SnapshotScratch();
   private idle: Promise<void> = Promise.resolve();
@@ -262,9 +274,12 @@ export class Shard {
     return this.whenDurable(() => this.engine.account(partnerId, accountId));
   }
 
-  /** The stored result of a command within the idempotency window, as of the last durable command. */
+  /**
+   * The stored result of a command within the idempotency window, as of the last durable command and as a retry
+   * would be answered now: an entry past retention on the clock (which stamps the next record) is undefined.
+   */
   storedResult(partnerId: string, id: string): Promise<Result | undefined> {
-    return this.whenDurable(() => this.engine.storedResult(partnerId, id));
+    return this.whenDurable(() => this.engine.storedResult(partnerId, id, { timeMs: this.clock() }));
   }
 
   /**
@@ -577,6 +592,8 @@ export class Shard {
     const everyMs = this.options.snapshotEveryMs ?? SNAPSHOT_EVERY_MS_DEFAULT;
     const sequence = this.engine.lastSequence;
     if (sequence - this.snapshotSequence < everyCommands && this.lastTimeMs - this.snapshotTimeMs < everyMs) return;
+    // A failed snapshot left the interval where it was, so one is due at every record: wait out its backoff.
+    if (this.snapshotRetryAfterMs > 0 && this.clock() < this.snapshotRetryAtMs) return;
     void this.takeSnapshot();
   }
 
@@ -595,17 +612,33 @@ export class Shard {
       // Started (an O(1) step) at a durable point only: a snapshot never holds a command the journal may lose.
       const job = await this.whenDurable(() => new SnapshotJob(this.engine.ledger, this.snapshotScratch));
       sequence = job.lastSequence;
-      this.snapshotSequence = sequence;
-      this.snapshotTimeMs = this.lastTimeMs;
+      const timeMs = this.lastTimeMs;
       const bytes = await job.run(this.options.yieldToEventLoop ?? (() => Promise.resolve()));
       await this.snapshots.save(sequence, bytes);
+      // Only a stored snapshot restarts the interval: after a failed one the journal is still uncompacted.
+      this.snapshotSequence = sequence;
+      this.snapshotTimeMs = timeMs;
+      this.snapshotRetryAfterMs = 0;
       await this.compactAfterSnapshot(sequence);
     } catch (error) {
-      this.options.log?.(`snapshot at ${sequence} failed: ${(error as Error).message}`);
+      this.snapshotFailed(sequence, error);
     } finally {
       this.snapshotting = undefined;
       done();
     }
+  }
+
+  /**
+   * Backs the next automatic snapshot off: retryAfterMs (at least 1 ms) after the first failure, twice as long after
+   * each further one, never longer than snapshotEveryMs or SNAPSHOT_RETRY_MS_MAX, so a disk that keeps failing is not
+   * asked for a whole snapshot at every record, and one that is back gets it within the interval.
+   */
+  private snapshotFailed(sequence: number, error: unknown): void {
+    const everyMs = this.options.snapshotEveryMs ?? SNAPSHOT_EVERY_MS_DEFAULT;
+    const first = Math.max(1, this.options.retryAfterMs ?? 1000);
+    this.snapshotRetryAfterMs = Math.min(everyMs, SNAPSHOT_RETRY_MS_MAX, this.snapshotRetryAfterMs === 0 ? first : this.snapshotRetryAfterMs * 2);
+    this.snapshotRetryAtMs = this.clock() + this.snapshotRetryAfterMs;
+    this.options.log?.(`snapshot at ${sequence} failed, the next in ${this.snapshotRetryAfterMs} ms at the earliest: ${(error as Error).message}`);
   }
 
   /** After a snapshot is stored: compact the journal; a failure is logged (the snapshot itself stands). */

@@ -1,8 +1,11 @@
 // Proves snapshots are exact, deterministic and tamper-evident by restoring them next to the engine they came from,
-// replaying the same later batches on both and comparing results, accounts, hashes and bytes, and by corrupting them.
+// replaying the same later batches on both and comparing results, accounts, hashes and bytes, and by corrupting them:
+// flipped bytes, and bodies re-encoded with a field out of range under a valid checksum.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Engine, SnapshotError, type Account, type Command, type Result } from "./index.ts";
+import type { Snapshot } from "./gen/hotledger/v1/ledger_pb.ts";
+import { reframed } from "./testing/reframed.ts";
+import { Engine, limits, SnapshotError, type Account, type Command, type Result } from "./index.ts";
 
 type EngineOptions = NonNullable<ConstructorParameters<typeof Engine>[0]>;
 
@@ -243,5 +246,34 @@ describe("corrupt snapshots", () => {
     const extended = new Uint8Array(bytes.length + 1);
     extended.set(bytes);
     expectSnapshotError(extended, "one byte appended");
+  });
+
+  test("a checksummed body with a size or count out of range is a SnapshotError naming it, never a RangeError", () => {
+    const bytes = historyEngine().snapshot();
+    assert.deepEqual(reframed(bytes, () => {}), bytes, "re-encoding an unaltered body gives the same frame");
+    const cases: Array<[string, (message: Snapshot) => void, RegExp]> = [
+      ["accounts_max 0", (m) => (m.accountsMax = 0), /table size out of range: accountsMax/],
+      ["accounts_max over ACCOUNTS_MAX", (m) => (m.accountsMax = limits.ACCOUNTS_MAX + 1), /accountsMax/],
+      ["holds_max 2^32-1", (m) => (m.holdsMax = 2 ** 32 - 1), /holdsMax/],
+      ["partners_max 2^31", (m) => (m.partnersMax = 2 ** 31), /partnersMax/],
+      ["idempotency_commands_max under one group", (m) => (m.idempotencyCommandsMax = limits.GROUP_COMMANDS_MAX - 1), /idempotencyCommandsMax/],
+      ["idempotency_retention_ms 0", (m) => (m.idempotencyRetentionMs = 0n), /idempotencyRetentionMs/],
+      ["idempotency_retention_ms negative", (m) => (m.idempotencyRetentionMs = -1n), /idempotency_retention_ms out of range/],
+      ["more accounts than the body has rows", (m) => (m.accounts!.count = 1000), /column accounts\.\w+ has \d+ bytes, want/],
+      ["more accounts than accounts_max", (m) => (m.accounts!.count = 2 ** 32 - 1), /accounts, room for/],
+      ["more closed holds than holds", (m) => (m.holds!.closedCount = m.holds!.count + 1), /closed holds of \d+ holds/],
+      ["more window entries than idempotency_commands_max", (m) => (m.window!.count = 2 ** 32 - 1), /window entries, room for/],
+      ["a key length past the key bytes", (m) => m.accounts!.keyLength.fill(limits.KEY_BYTES_MAX), /account key \d+ has a bad length/],
+    ];
+    for (const [label, alter, message] of cases) {
+      const altered = reframed(bytes, alter);
+      for (const options of [undefined, OPTIONS]) {
+        assert.throws(() => Engine.restore(altered, options), (error: unknown) => {
+          assert.ok(error instanceof SnapshotError, `${label}: expected SnapshotError, got ${String(error)}`);
+          assert.match(error.message, message, label);
+          return true;
+        }, `${label}, options ${JSON.stringify(options)}`);
+      }
+    }
   });
 });

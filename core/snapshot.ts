@@ -19,7 +19,7 @@ import { crc32c } from "./crc32c.ts";
 import { SnapshotError } from "./errors.ts";
 import { hashWords } from "./hash.ts";
 import { KeyStore, KeyTable } from "./key-table.ts";
-import { HoldState, Ledger } from "./ledger.ts";
+import { HoldState, Ledger, ledgerSizes } from "./ledger.ts";
 import { KEY_BYTES_MAX } from "./limits.ts";
 import { type Snapshot, SnapshotSchema } from "./gen/hotledger/v1/ledger_pb.ts";
 import { type Field, writeFramed } from "./snapshot-writer.ts";
@@ -62,6 +62,7 @@ export function* writeSnapshot(parts: SnapshotParts, allocate?: (bytes: number) 
 /** Rebuild a ledger from snapshot bytes. `options` may only enlarge the recorded table sizes. */
 export function decodeSnapshot(bytes: Uint8Array, options: LedgerOptions = {}): Ledger {
   const message = parseFrame(bytes);
+  checkRecordedSizes(message);
   refuseSmaller("accountsMax", options.accountsMax, message.accountsMax);
   refuseSmaller("partnersMax", options.partnersMax, message.partnersMax);
   refuseSmaller("holdsMax", options.holdsMax, message.holdsMax);
@@ -90,6 +91,29 @@ export function stateHash(ledger: Ledger): string {
   const a = crc32c(body);
   const b = hashWords(words, 0, words.length, body.length) >>> 0;
   return a.toString(16).padStart(8, "0") + b.toString(16).padStart(8, "0");
+}
+
+/**
+ * The table sizes the snapshot records, checked against core/limits.ts before any table is allocated, by
+ * `ledgerSizes` (the one definition of those bounds, and it allocates nothing). A valid checksum only proves the
+ * body is what some writer wrote: a damaged or foreign writer can still record a size out of range, which the
+ * Ledger constructor refuses with a RangeError (a configuration error) instead of the SnapshotError that tells
+ * recovery the snapshot is bad. Checked even when `options` enlarges the tables: no engine writes such a size.
+ */
+function checkRecordedSizes(message: Snapshot): void {
+  const recorded = {
+    accountsMax: message.accountsMax,
+    partnersMax: message.partnersMax,
+    holdsMax: message.holdsMax,
+    idempotencyCommandsMax: message.idempotencyCommandsMax,
+    idempotencyRetentionMs: safeNumber(message.idempotencyRetentionMs, "idempotency_retention_ms"),
+  };
+  try {
+    ledgerSizes(recorded);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new SnapshotError(`snapshot records a table size out of range: ${error.message}`, { cause: error });
+  }
 }
 
 /** Tables only grow across a restore: shrinking could drop rows or change what the window and holds remember. */
@@ -432,9 +456,8 @@ function restoreAccounts(ledger: Ledger, message: Snapshot): void {
 function restoreHolds(ledger: Ledger, message: Snapshot): void {
   const c = message.holds;
   const count = c?.count ?? 0;
-  if (c === undefined || count > ledger.sizes.holdsMax || c.closedCount > count) {
-    throw new SnapshotError(`snapshot has ${count} holds, room for ${ledger.sizes.holdsMax}`);
-  }
+  if (c === undefined || count > ledger.sizes.holdsMax) throw new SnapshotError(`snapshot has ${count} holds, room for ${ledger.sizes.holdsMax}`);
+  if (c.closedCount > count) throw new SnapshotError(`snapshot has ${c.closedCount} closed holds of ${count} holds`);
   const partner = read(c.partnerIndex, count, Uint32Array, "holds.partner_index");
   const account = read(c.accountIndex, count, Uint32Array, "holds.account_index");
   const amount = read(c.amount, count, Float64Array, "holds.amount");

@@ -1,11 +1,15 @@
 // Proves the file snapshot store saves, lists (newest first) and loads snapshots byte for byte, keeps only the newest
-// `keep`, never lists a half-written `.tmp` and deletes stale ones on open, on real files in a temporary directory.
+// `keep`, never lists a half-written `.tmp` and deletes stale ones on open, on real files in a temporary directory;
+// and that a shard recovering from it falls back past a newest snapshot that is checksummed but malformed.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AssertionError } from "../../core/assert.ts";
+import { Engine, Shard, SnapshotError, type Command } from "../../core/index.ts";
+import { MemoryJournal } from "../../core/testing/memory-ports.ts";
+import { reframed } from "../../core/testing/reframed.ts";
 import { FileSnapshotStore, snapshotName, SNAPSHOTS_KEEP_MAX } from "./index.ts";
 
 let scratch = "";
@@ -130,5 +134,38 @@ describe("FileSnapshotStore", () => {
     await assert.rejects(store.save(2, snapshotBytes(2)), AssertionError);
     await first;
     assert.deepEqual(await store.list(), [1]);
+  });
+});
+
+describe("a shard recovering from a FileSnapshotStore", () => {
+  const SIZES = { accountsMax: 64, partnersMax: 8, holdsMax: 32, idempotencyCommandsMax: 1024, ringSlots: 64 };
+  const credit = (id: string): Command => ({ type: "credit", id, partnerId: "p", accountId: "a", amount: 1 });
+
+  test("a newest snapshot with a valid checksum but a size out of range is a SnapshotError: the older one + the journal restore", async () => {
+    const directory = freshDirectory();
+    const journal = new MemoryJournal();
+    let now = 1_000;
+    const options = { ...SIZES, journal, clock: () => now++, snapshotEveryCommands: 1e9 };
+    const shard = await Shard.open({ ...options, snapshots: await FileSnapshotStore.open({ directory }) });
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    for (let i = 0; i < 25; i++) {
+      await shard.submit([credit(`c${i}`)]);
+      if (i === 9 || i === 19) await shard.takeSnapshot();
+    }
+    const hash = await shard.stateHash();
+    // Crash: no close. The newest snapshot is rewritten with a retention of 0 ms and a checksum that matches it.
+    const store = await FileSnapshotStore.open({ directory });
+    assert.deepEqual(await store.list(), [21, 11]);
+    await writeFile(join(directory, snapshotName(21)), reframed(await store.load(21), (message) => (message.idempotencyRetentionMs = 0n)));
+    const altered = await store.load(21);
+    assert.throws(() => Engine.restore(altered, SIZES), (error: unknown) => error instanceof SnapshotError && /idempotencyRetentionMs/.test(error.message));
+
+    const lines: string[] = [];
+    const recovered = await Shard.open({ ...options, snapshots: store, log: (line) => lines.push(line) });
+    assert.equal(await recovered.stateHash(), hash);
+    assert.equal(recovered.lastSequence, 26);
+    assert.ok(lines.some((line) => line.startsWith("snapshot 21 is unusable, trying an older one: snapshot records a table size out of range")), lines.join("\n"));
+    assert.ok(lines.some((line) => line.startsWith("shard recovered: snapshot at 11, replayed 15 commands")), lines.join("\n"));
+    await recovered.close();
   });
 });
