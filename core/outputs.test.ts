@@ -4,7 +4,7 @@
 // relay that delivers every event to every sink in order across outages, lost acknowledgements and restarts.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Engine, EventDeriver, Relay } from "./index.ts";
+import { Engine, EventDeriver, JournalCorruptError, Relay } from "./index.ts";
 import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
 import { MemoryJournalTail, MemorySink } from "./testing/memory-outputs.ts";
 import { deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, workloadOpenings } from "./testing/workload.ts";
@@ -268,6 +268,41 @@ describe("relay", () => {
     const after = sink.received.slice(sink.received.findIndex((event, i) => i > 0 && event.seq <= sink.received[i - 1].seq));
     assert.deepEqual(after.map((event) => event.seq), Array.from({ length: shard.lastSequence - lost }, (_, i) => lost + 1 + i));
     assert.deepEqual(after, deriveEvents(journal.records, 3, SIZES).slice(lost), "the same events again, then the new ones");
+    await shard.close();
+  });
+
+  test("ended: the error that stopped the relay for good (a rewind the journal no longer reaches), null after stop()", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
+    const sink = new MemorySink();
+    let opens = 0;
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, retryMs: 1,
+      openTail: async (after: number) => {
+        // The journal was compacted after the first open: a rewind to the start finds nothing to read.
+        if (opens++ > 0) throw new JournalCorruptError("journal", 0, `the journal starts after ${after + 1}`);
+        return new MemoryJournalTail(journal, after);
+      },
+    });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(53, 30)]);
+    await relay.caughtUp(shard.lastSequence);
+    sink.cursors.set(3, 0); // the sink lost everything; no snapshot to rewind to
+    await submitWorkload(shard, randomWorkload(54, 3, "w"));
+    const outcome = await Promise.race([relay.ended, sleep(5000).then(() => "still running")]);
+    assert.ok(outcome instanceof JournalCorruptError, `stopped for good with the tail's error (${String(outcome)})`);
+    assert.match(outcome.message, /the journal starts after 1/);
+    await assert.rejects(relay.caughtUp(shard.lastSequence), /relay stopped/);
+    await relay.stop();
+    assert.equal(await relay.ended, outcome, "stop() after it changes nothing");
+
+    const stopped = await Relay.start({
+      ...SIZES, shard: 3, sinks: [new MemorySink()], snapshots, sleep,
+      openTail: async (after: number) => new MemoryJournalTail(journal, after),
+    });
+    await stopped.caughtUp(shard.lastSequence);
+    await stopped.stop();
+    assert.equal(await stopped.ended, null, "a relay ended by stop() did not fail");
     await shard.close();
   });
 

@@ -412,7 +412,9 @@ export class Relay {
   private readonly cursors: number[];
   private readonly statuses: SinkStatus[];
   private stopping = false;
-  private readonly done: Promise<void>;
+  /** stop() was called: what ends the relay then is not a failure. */
+  private stopRequested = false;
+  private readonly done: Promise<Error | null>;
   private snapshotSequence: number;
   /** Memory reused by the follower's own snapshots (taken one at a time). */
   private readonly snapshotScratch = new SnapshotScratch();
@@ -465,8 +467,20 @@ export class Relay {
     }
   }
 
+  /**
+   * Resolves once the relay no longer delivers: with the error that stopped it for good (a journal that no longer
+   * reaches back to a sink's cursor, a record the journal cut back, a rewind that found no snapshot and no journal
+   * to restart from), or null when stop() ended it. It never rejects. A relay that stopped for good only reports
+   * lag from then on, so a process that runs relays should end on it, for its supervisor to see and restart; the
+   * sinks stay open until stop().
+   */
+  get ended(): Promise<Error | null> {
+    return this.done;
+  }
+
   /** Stop after the delivery in progress; closes the tail and the sinks. */
   async stop(): Promise<void> {
+    this.stopRequested = true;
     this.stopping = true;
     await this.tail.close();
     await this.done;
@@ -478,11 +492,11 @@ export class Relay {
    * batch (the sinks wait on other processes, the follower on this CPU). An own snapshot waits for the sinks to
    * catch up with the follower first.
    */
-  private async run(): Promise<void> {
+  private async run(): Promise<Error | null> {
     for (;;) {
       try {
         await this.pump();
-        return;
+        return null;
       } catch (error) {
         if (error instanceof SinkBehindError && !this.stopping) {
           try {
@@ -490,7 +504,7 @@ export class Relay {
             // stop() closed the old tail while the rewind opened a new one: close that one too, and end.
             if (this.stopping) {
               await this.tail.close();
-              return;
+              return null;
             }
             continue;
           } catch (rewindError) {
@@ -499,7 +513,8 @@ export class Relay {
         }
         this.options.log?.(`relay shard ${this.options.shard} stopped: ${(error as Error).message}`);
         this.stopping = true;
-        return;
+        if (this.stopRequested) return null;
+        return error instanceof Error ? error : new Error(String(error));
       }
     }
   }

@@ -25,6 +25,19 @@
  * At least once. A resend after the duplicate window has passed is stored again, and so is a resent envelope cut
  * differently from the one that timed out (envelope boundaries follow the relay's chunks), so consumers dedupe by
  * event id; consumers that need strict order use envelope mode or sort by sequence.
+ *
+ * Gaps. Before a delivery publishes (while its first message is encoded), it checks that the stream still holds the
+ * event before its first: when the delivery goes on from this sink's last successful one, by reading that delivery's
+ * last message back by its stream sequence (from its ack); else (the first delivery of a shard, or one after a
+ * failure, both right after the relay read the cursor) by the last message on the shard's subject, which must hold
+ * at least that event. (Not the last message alone: after a hole was filled late it reads low, see above.) When the
+ * stream no longer holds it, it lost events the relay had delivered (a purge, the stream deleted and created again,
+ * a server that lost its last writes; a message older than the stream's max age is not counted), and publishing
+ * would leave a hole. The delivery fails with JetStreamGapError instead, as the Postgres sink's does with
+ * ProjectionGapError: the relay reads the cursor again, rewinds its follower and resends from there (or stops when
+ * the journal no longer holds those events). A purge leaves the lost events' ids in the server's duplicate window,
+ * where a resend would be acknowledged and dropped, so the sink holds the lost events back (JetStreamGapError with
+ * `resendAtMs`) until the stream's duplicate window has passed since it saw the gap.
  */
 import {
   DiscardPolicy,
@@ -57,6 +70,11 @@ export const ACK_TIMEOUT_MS_DEFAULT = 5_000;
  * timer, ~0.5 KB with its payload) until acknowledged: 8192 of them are ~4 MiB.
  */
 export const PUBLISHES_IN_FLIGHT_MAX = 8192;
+/**
+ * Added to the duplicate window before lost events are resent (see JetStreamGapError): the server forgets expired
+ * message ids on a timer, which can fire a little late.
+ */
+const LOST_RESEND_MARGIN_MS = 1_000;
 /** Bytes left under the server's max_payload for an envelope's headers (which count towards it; ours are ~150 B). */
 const ENVELOPE_HEADER_BYTES_RESERVED = 1024;
 /** An envelope is sized for this share of the largest message, so events a little larger than the last still fit. */
@@ -90,7 +108,9 @@ export interface JetStreamSinkSettings {
   duplicateWindowMs?: number;
   /**
    * Age limit of a stream this sink creates (default none); an existing stream's is left as it is. Keep it far
-   * above any outage: once a shard's last message has aged out, its cursor reads 0 and the relay stops.
+   * above any outage: once a shard's last message has aged out, its cursor reads 0, and a relay that starts then
+   * resends from the first event (or stops when the journal no longer holds it). A running relay goes on: a message
+   * gone after the stream's max age is not taken for a gap.
    */
   maxAgeMs?: number;
   /** Replicas of a stream this sink creates (default 1). */
@@ -131,6 +151,26 @@ export class JetStreamPublishError extends Error {
 /** The last message on a shard's subject does not say which sequence it holds: someone else published there. */
 export class JetStreamCursorError extends Error {
   override name = "JetStreamCursorError";
+}
+
+/**
+ * The stream no longer holds events delivered before: the last message on the shard's subject holds `cursor`, but the
+ * delivery starts at `firstSeq`, after `cursor + 1`. Nothing was published (it would leave a hole); the relay resends
+ * from the cursor. With `resendAtMs`, the gap was seen less than the stream's duplicate window ago and the delivery
+ * includes lost events: their resends would be dropped as duplicates of the lost messages until then.
+ */
+export class JetStreamGapError extends Error {
+  override name = "JetStreamGapError";
+
+  constructor(
+    readonly shard: number,
+    readonly cursor: number,
+    readonly firstSeq: number,
+    message: string,
+    readonly resendAtMs?: number,
+  ) {
+    super(message);
+  }
 }
 
 /** One event, or an envelope, is larger than the server (or stream) accepts in one message. */
@@ -253,6 +293,20 @@ export class JetStreamSink implements OutputSink {
    * `cursor` reports no more than it, because a later message may be stored above a hole (see the module comment).
    */
   private readonly acknowledgedThrough = new Map<number, number>();
+  /**
+   * Per shard, after a JetStreamGapError: the last sequence the stream lost, and when their resends stop being
+   * dropped as duplicates (the gap seen plus the stream's duplicate window). Removed once it has passed.
+   */
+  private readonly lost = new Map<number, { through: number; resendAtMs: number }>();
+  /**
+   * Per shard, the last event of the last delivery that succeeded whole, and the stream sequence its ack gave (the
+   * original's, for a duplicate): the next delivery checks that message is still there.
+   */
+  private readonly lastAcknowledged = new Map<number, { sequence: number; streamSequence: number; acknowledgedAtMs: number }>();
+  /** The stream's duplicate window, from its configuration at open. */
+  private readonly duplicateWindowMs: number;
+  /** The stream's age limit, from its configuration at open (0: none). */
+  private readonly maxAgeMs: number;
   /** Bytes per event of the last envelope (0 before the first): how many events the next one can take. */
   private envelopeBytesPerEvent = 0;
 
@@ -269,6 +323,8 @@ export class JetStreamSink implements OutputSink {
     this.encodeEvent = settings.format === "json" ? (event) => encoder.encode(JSON.stringify(event)) : encodeOutputEvent;
     this.encodeEnvelope = settings.format === "json" ? (events) => encoder.encode(JSON.stringify(events)) : encodeOutputEventBatch;
     this.contentType = CONTENT_TYPES[settings.format];
+    this.duplicateWindowMs = Math.max(settings.duplicateWindowMs, Math.ceil((streamConfig.duplicate_window ?? 0) / 1e6));
+    this.maxAgeMs = Math.floor((streamConfig.max_age ?? 0) / 1e6);
   }
 
   /** The stream's name. */
@@ -281,18 +337,70 @@ export class JetStreamSink implements OutputSink {
     return `${this.settings.subjectPrefix}.${shard}`;
   }
 
-  /** The last message on the shard's subject, read from the stream leader: its `Hotledger-Last-Seq`; 0 for none. */
+  /**
+   * The last message on the shard's subject, read from the stream leader: its `Hotledger-Last-Seq`; 0 for none. After
+   * a failed per-event delivery, no more than the sequence up to which every publish was acknowledged.
+   */
   async cursor(shard: number): Promise<number> {
-    const message = await this.manager.streams.getMessage(this.settings.stream, { last_by_subj: this.subject(shard) });
-    const stored = message === null ? 0 : lastSequenceOf(message.header.get(HEADER_LAST_SEQ), this.subject(shard), message.seq);
+    const stored = await this.storedSequence(shard);
     const acknowledged = this.acknowledgedThrough.get(shard);
     return acknowledged === undefined ? stored : Math.min(stored, acknowledged);
   }
 
   async deliver(shard: number, events: readonly OutputEvent[]): Promise<void> {
     assertConsecutive(shard, events);
-    if (this.settings.envelope) await this.deliverEnvelopes(shard, events);
-    else await this.deliverEach(shard, events);
+    // Read while the first message is encoded; awaited before the first publish.
+    const continues = this.checkContinues(shard, events[0].seq);
+    continues.catch(() => undefined);
+    const last = this.settings.envelope ? await this.deliverEnvelopes(shard, events, continues) : await this.deliverEach(shard, events, continues);
+    this.lastAcknowledged.set(shard, { sequence: events[events.length - 1].seq, streamSequence: last.seq, acknowledgedAtMs: Date.now() });
+  }
+
+  /** `Hotledger-Last-Seq` of the last message on the shard's subject, read from the stream leader; 0 for none. */
+  private async storedSequence(shard: number): Promise<number> {
+    const message = await this.manager.streams.getMessage(this.settings.stream, { last_by_subj: this.subject(shard) });
+    return message === null ? 0 : lastSequenceOf(message.header.get(HEADER_LAST_SEQ), this.subject(shard), message.seq);
+  }
+
+  /**
+   * Resolves when a delivery starting at `firstSeq` continues what the stream holds, and is not a resend the server
+   * would still drop as a duplicate of a lost message; else rejects with JetStreamGapError (see the module comment).
+   */
+  private async checkContinues(shard: number, firstSeq: number): Promise<void> {
+    const previous = this.lastAcknowledged.get(shard);
+    let holds = false;
+    if (previous !== undefined && previous.sequence === firstSeq - 1) {
+      // A message older than the stream's max age may be gone by the stream's limits, not lost.
+      const agedOut = this.maxAgeMs > 0 && Date.now() - previous.acknowledgedAtMs >= this.maxAgeMs;
+      holds = agedOut || (await this.holdsMessage(shard, previous.streamSequence, previous.sequence));
+    }
+    const stored = holds ? firstSeq - 1 : await this.storedSequence(shard);
+    const stream = this.settings.stream;
+    if (stored < firstSeq - 1) {
+      this.lastAcknowledged.delete(shard);
+      const through = Math.max(firstSeq - 1, this.lost.get(shard)?.through ?? 0);
+      this.lost.set(shard, { through, resendAtMs: Date.now() + this.duplicateWindowMs + LOST_RESEND_MARGIN_MS });
+      throw new JetStreamGapError(shard, stored, firstSeq,
+        `shard ${shard}: the last message on ${this.subject(shard)} holds sequence ${stored} but the events start at ${firstSeq}: `
+        + `stream ${stream} no longer holds ${stored + 1}..${firstSeq - 1} (purged, recreated, aged out, or lost by the server); nothing was published`);
+    }
+    const lost = this.lost.get(shard);
+    if (lost === undefined) return;
+    if (Date.now() >= lost.resendAtMs) {
+      this.lost.delete(shard);
+      return;
+    }
+    if (firstSeq <= lost.through) {
+      throw new JetStreamGapError(shard, firstSeq - 1, firstSeq,
+        `shard ${shard}: stream ${stream} lost events up to ${lost.through} within its duplicate window: their resends would be dropped `
+        + `as duplicates until ${new Date(lost.resendAtMs).toISOString()}; nothing was published`, lost.resendAtMs);
+    }
+  }
+
+  /** Whether the stream still holds, at `streamSequence`, the message of the shard whose last event is `sequence`. */
+  private async holdsMessage(shard: number, streamSequence: number, sequence: number): Promise<boolean> {
+    const message = await this.manager.streams.getMessage(this.settings.stream, { seq: streamSequence });
+    return message !== null && message.subject === this.subject(shard) && message.header.get(HEADER_LAST_SEQ) === String(sequence);
   }
 
   /** Closes the connection when the sink opened it. Nothing is left to flush: `deliver` awaits every ack. */
@@ -304,9 +412,10 @@ export class JetStreamSink implements OutputSink {
    * One message per event, up to PUBLISHES_IN_FLIGHT_MAX in flight; stops after the first window with a failure.
    * A window is encoded (and its sizes checked) before its first publish, so an error never leaves acks unawaited.
    */
-  private async deliverEach(shard: number, events: readonly OutputEvent[]): Promise<void> {
+  private async deliverEach(shard: number, events: readonly OutputEvent[], continues: Promise<void>): Promise<PubAck> {
     const subject = this.subject(shard);
     const bytesMax = this.messageBytesMax();
+    let last: PubAck | undefined;
     for (let start = 0; start < events.length; start += PUBLISHES_IN_FLIGHT_MAX) {
       const end = Math.min(events.length, start + PUBLISHES_IN_FLIGHT_MAX);
       const payloads: Uint8Array[] = new Array(end - start);
@@ -314,6 +423,7 @@ export class JetStreamSink implements OutputSink {
         const data = (payloads[i - start] = this.encodeEvent(events[i]));
         if (data.length > bytesMax) throw new JetStreamMessageTooLargeError(`event ${events[i].eventId} is ${data.length} bytes, over ${bytesMax}`);
       }
+      await continues;
       const acks: Promise<PubAck>[] = new Array(end - start);
       for (let i = start; i < end; i++) {
         const event = events[i];
@@ -325,8 +435,11 @@ export class JetStreamSink implements OutputSink {
         this.acknowledgedThrough.set(shard, events[start + failed].seq - 1);
         throw this.publishError(outcomes, start, events);
       }
+      last = (outcomes[outcomes.length - 1] as PromiseFulfilledResult<PubAck>).value;
     }
     this.acknowledgedThrough.delete(shard);
+    assert(last !== undefined, "a delivery publishes at least one event");
+    return last;
   }
 
   /**
@@ -335,12 +448,14 @@ export class JetStreamSink implements OutputSink {
    * envelope is encoded while the previous one waits for its ack (published only after it), so the relay's CPU and
    * the server's store overlap.
    */
-  private async deliverEnvelopes(shard: number, events: readonly OutputEvent[]): Promise<void> {
+  private async deliverEnvelopes(shard: number, events: readonly OutputEvent[], continues: Promise<void>): Promise<PubAck> {
     const subject = this.subject(shard);
     const bytesMax = this.messageBytesMax() - ENVELOPE_HEADER_BYTES_RESERVED;
     // Bounded: every envelope holds at least one event.
     let start = 0;
     let envelope = this.nextEnvelope(events, start, bytesMax);
+    await continues;
+    let lastAck: PubAck | undefined;
     while (envelope !== undefined) {
       const first = events[start].seq;
       const last = events[start + envelope.count - 1].seq;
@@ -364,8 +479,11 @@ export class JetStreamSink implements OutputSink {
         throw new JetStreamPublishError(`envelope ${shard}:${first}-${last} was stored in stream ${ack.stream}, not ${this.settings.stream}`);
       }
       if (nextError !== undefined) throw nextError;
+      lastAck = ack;
       envelope = next;
     }
+    assert(lastAck !== undefined, "a delivery publishes at least one envelope");
+    return lastAck;
   }
 
   /** The envelope starting at `events[start]`, as many events as are guessed to fit; undefined past the end. */

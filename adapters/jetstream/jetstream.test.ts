@@ -2,7 +2,8 @@
 // derived by a real Shard and EventDeriver: every event id lands exactly once and in order on its shard's subject,
 // decodes back to the event (protobuf OutputEvent, OutputEventBatch envelopes, JSON), the cursor read from the
 // stream is the last sequence, a resent chunk adds nothing (Nats-Msg-Id), a hole left by a refused message is
-// filled, an incompatible existing stream is refused, and a Relay delivers end to end, also while a private
+// filled, an incompatible existing stream is refused, a stream that lost its last messages (a purge) is a
+// JetStreamGapError rather than a hole, and a Relay delivers end to end, also after such a purge and while a private
 // nats-server (its own port and store directory, spawned here) is killed and restarted under load.
 // Every stream and subject is unique to this run and deleted afterwards. When the shared server is unreachable the
 // suite is skipped with a message, except in CI (CI=true), where it fails; likewise for the nats-server binary.
@@ -25,6 +26,7 @@ import {
   HEADER_FIRST_SEQ,
   HEADER_LAST_SEQ,
   JetStreamCursorError,
+  JetStreamGapError,
   JetStreamMessageTooLargeError,
   JetStreamPublishError,
   JetStreamStreamConfigError,
@@ -40,6 +42,8 @@ const SHARD = 3;
 /** Bounds of the waits in this file. */
 const READ_TIMEOUT_MS = 20_000;
 const CATCH_UP_TIMEOUT_MS = 40_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 const server = await natsReachable(SERVER);
 const skip = skipUnlessAvailable(server.up, "nats-server is reachable",
@@ -333,6 +337,61 @@ describe("JetStream sink", { skip }, () => {
     });
   });
 
+  /** A duplicate window short enough for a test to wait out (the sink holds lost events back for it, plus ~1 s). */
+  const SHORT_WINDOW_MS = 1_000;
+
+  for (const envelope of [false, true]) {
+    test(`${envelope ? "envelopes" : "per event"}: a stream that lost its last messages (a purge) is a JetStreamGapError, not a hole; the lost events are resent after the duplicate window`, async () => {
+      await withSink({ envelope, duplicateWindowMs: SHORT_WINDOW_MS }, async (sink, { nc, manager }) => {
+        await sink.deliver(SHARD, events.slice(0, 50));
+        await sink.deliver(SHARD, events.slice(50, 60));
+        await manager.streams.purge(sink.stream, { filter: sink.subject(SHARD) });
+        await assert.rejects(sink.deliver(SHARD, events.slice(60, 70)), (error: unknown) => {
+          assert.ok(error instanceof JetStreamGapError, String(error));
+          assert.deepEqual([error.shard, error.cursor, error.firstSeq, error.resendAtMs], [SHARD, 0, 61, undefined]);
+          assert.match(error.message, /no longer holds 1\.\.60/);
+          return true;
+        });
+        assert.equal((await manager.streams.info(sink.stream)).state.messages, 0, "nothing was published above the hole");
+        assert.equal(await sink.cursor(SHARD), 0, "the relay reads the cursor again and resends from it");
+        // The purged ids are still in the server's duplicate window: a resend now would be acknowledged and dropped.
+        let gap: unknown;
+        await sink.deliver(SHARD, events.slice(0, 70)).catch((error: unknown) => (gap = error));
+        assert.ok(gap instanceof JetStreamGapError && gap.resendAtMs !== undefined, `held back within the window: ${String(gap)}`);
+        assert.match(gap.message, /lost events up to 60 within its duplicate window/);
+        assert.equal((await manager.streams.info(sink.stream)).state.messages, 0, "nothing was published");
+        await sleep(gap.resendAtMs - Date.now() + 10);
+        await sink.deliver(SHARD, events.slice(0, 70));
+        await sink.deliver(SHARD, events.slice(70, 80));
+        assert.equal(await sink.cursor(SHARD), 80);
+        const ids = storedEventIds(await readStream(nc, sink.stream), envelope);
+        assert.deepEqual(ids, events.slice(0, 80).map((event) => event.eventId), "every event once, in order: the lost ones were stored again");
+      });
+    });
+  }
+
+  test("a stream deleted and created again under the sink: the next delivery is a JetStreamGapError", async () => {
+    await withSink({}, async (sink, { manager }) => {
+      await sink.deliver(SHARD, events.slice(0, 20));
+      const config = (await manager.streams.info(sink.stream)).config;
+      await manager.streams.delete(sink.stream);
+      await manager.streams.add(config);
+      await assert.rejects(sink.deliver(SHARD, events.slice(20, 30)), (error: unknown) => error instanceof JetStreamGapError && error.cursor === 0);
+      assert.equal((await manager.streams.info(sink.stream)).state.messages, 0);
+    });
+  });
+
+  test("a last message gone after the stream's max age is not a gap: a running relay goes on", async () => {
+    await withSink({ maxAgeMs: SHORT_WINDOW_MS, duplicateWindowMs: SHORT_WINDOW_MS }, async (sink, { manager }) => {
+      await sink.deliver(SHARD, events.slice(0, 10));
+      const deadline = Date.now() + 10_000;
+      while ((await manager.streams.info(sink.stream)).state.messages > 0 && Date.now() < deadline) await sleep(100);
+      assert.equal(await sink.cursor(SHARD), 0, "aged out");
+      await sink.deliver(SHARD, events.slice(10, 20));
+      assert.equal(await sink.cursor(SHARD), 20);
+    });
+  });
+
   test("deliver asserts the relay's promise: consecutive events of its shard", async () => {
     await withSink({}, async (sink, { manager }) => {
       await assert.rejects(sink.deliver(SHARD, []), AssertionError);
@@ -382,6 +441,38 @@ describe("JetStream sink", { skip }, () => {
       const ids = storedEventIds(await readStream(checker.nc, names.stream), true);
       assert.deepEqual(ids, deriveEvents(journal.records, SHARD).map((event) => event.eventId));
     } finally {
+      await shard.close();
+      await checker.manager.streams.delete(names.stream);
+      await checker.nc.close();
+    }
+  });
+});
+
+describe("JetStream sink through a Relay, a stream purged under it", { skip }, () => {
+  test("the relay resends what the purge took once the duplicate window has passed: every event in the stream, in order", { timeout: 30_000 }, async () => {
+    const names = uniqueNames();
+    const checker = await openChecker();
+    const journal = new KeepingJournal();
+    const shard = await openWorkloadShard(journal);
+    const lines: string[] = [];
+    const relay = await Relay.start({
+      ...WORKLOAD_SIZES, shard: SHARD, snapshots: new MemorySnapshotStore(), sleep, retryMs: 100, deliverEventsMax: 200,
+      sinks: [await openJetStreamSink({ servers: SERVER, ...names, duplicateWindowMs: 1_000 })],
+      openTail: async (after: number) => new MemoryJournalTail(journal, after), log: (line) => lines.push(line),
+    });
+    try {
+      await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(43, 100)]);
+      await relay.caughtUp(shard.lastSequence);
+      await checker.manager.streams.purge(names.stream);
+      await submitWorkload(shard, randomWorkload(44, 50, "p"));
+      const deadline = Date.now() + 20_000;
+      while (relay.status()[0].cursor < shard.lastSequence && Date.now() < deadline) await sleep(50);
+      assert.equal(relay.status()[0].cursor, shard.lastSequence, `caught up (${relay.status()[0].lastError})`);
+      const ids = storedEventIds(await readStream(checker.nc, names.stream), false);
+      assert.deepEqual(ids, deriveEvents(journal.records, SHARD).map((event) => event.eventId), "no hole: every event once, in order");
+      assert.ok(lines.some((line) => line.includes("no longer holds")) && lines.some((line) => line.includes("within its duplicate window")), lines.join("\n"));
+    } finally {
+      await relay.stop();
       await shard.close();
       await checker.manager.streams.delete(names.stream);
       await checker.nc.close();

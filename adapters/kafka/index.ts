@@ -12,14 +12,20 @@
  * after a failed send, a lost acknowledgement, or a crash between a send and its cursor write, the relay resends
  * from the cursor, and Kafka holds those events twice (the idempotent producer only removes duplicates of its own
  * retries within one session). Consumers dedupe by the `hotledger-event-id` header. One sink per cursor file.
+ *
+ * The cursor file records the destination its cursors are positions in: the topic, and the cluster's id when the
+ * sink is told it (`openKafkaSink` asks the brokers). A sink opened on a file of another topic or cluster refuses to
+ * start (KafkaCursorDestinationError) rather than deliver from a position in a different log, which would skip
+ * events (a cursor ahead of the new topic) or go on from a position the new topic never had. A sink with no cursor
+ * file starts at sequence 0: it is sent every event the journal still holds, from the first.
  */
 import { Buffer } from "node:buffer";
 import { assert } from "../../core/assert.ts";
 import { assertConsecutive, type OutputEvent, type OutputSink } from "../../core/outputs.ts";
 import { encodeOutputEvent } from "../../core/wire.ts";
-import { KafkaCursorFileError, readCursorFile, writeCursorFile } from "./cursor-file.ts";
+import { KafkaCursorFileError, readCursorFile, writeCursorFile, type KafkaDestination } from "./cursor-file.ts";
 
-export { KafkaCursorFileError };
+export { KafkaCursorFileError, type KafkaDestination };
 
 /** The header holding the event id, by which consumers dedupe. */
 export const HEADER_EVENT_ID = "hotledger-event-id";
@@ -63,8 +69,18 @@ export interface KafkaSinkOptions {
   /** Connected by the sink on open, disconnected on close. Make it idempotent with one request in flight, as `openKafkaSink` does. */
   producer: KafkaProducer;
   topic: string;
-  /** The cursor file (created on the first delivery). One sink per file. */
+  /**
+   * The cursor file (created on the first delivery). One sink per file, and one destination: a file that records
+   * another topic or cluster is refused (KafkaCursorDestinationError); one that records none (written before the
+   * file recorded its destination) is taken as this destination's and rewritten with it on open.
+   */
   cursorFile: string;
+  /**
+   * The Kafka cluster's id (kafkajs: `admin.describeCluster()`), recorded in the cursor file with the topic, so a
+   * file written against another cluster is refused. `openKafkaSink` asks the brokers for it. Without it, the topic
+   * alone is checked, and an id the file already records is kept.
+   */
+  clusterId?: string;
   format?: OutputFormat;
   /** Wait for a send's acknowledgement (default ACK_TIMEOUT_MS_DEFAULT). */
   ackTimeoutMs?: number;
@@ -74,6 +90,41 @@ export interface KafkaSinkOptions {
 export interface OpenKafkaSinkOptions extends Omit<KafkaSinkOptions, "producer"> {
   brokers: string[];
   clientId: string;
+}
+
+/**
+ * The cursor file holds positions in another destination (topic or cluster) than the sink's. Delivering from them
+ * would skip or repeat events, so the sink does not open. Point the sink at the destination the file records, or
+ * give the new destination a cursor file of its own (it then starts at sequence 0: every event the journal holds).
+ */
+export class KafkaCursorDestinationError extends Error {
+  override name = "KafkaCursorDestinationError";
+
+  constructor(
+    readonly cursorFile: string,
+    readonly recorded: KafkaDestination,
+    readonly configured: KafkaDestination,
+  ) {
+    super(`${cursorFile} holds the cursors of ${describeDestination(recorded)}, but the sink sends to ${describeDestination(configured)}: `
+      + "delivering from them would skip or repeat events; use the destination the file records, or another cursor file for the new one");
+  }
+}
+
+function describeDestination(destination: KafkaDestination): string {
+  return `topic "${destination.topic}"${destination.clusterId === undefined ? "" : ` on cluster ${destination.clusterId}`}`;
+}
+
+/**
+ * The destination to record in `cursorFile`, given what it records now (undefined: nothing, or no file): the
+ * configured one, keeping a cluster id the file records when the sink does not know its own. Throws
+ * KafkaCursorDestinationError when the file records another topic or cluster.
+ */
+function checkDestination(cursorFile: string, recorded: KafkaDestination | undefined, configured: KafkaDestination): KafkaDestination {
+  if (recorded === undefined) return configured;
+  const clusterDiffers = recorded.clusterId !== undefined && configured.clusterId !== undefined && recorded.clusterId !== configured.clusterId;
+  if (recorded.topic !== configured.topic || clusterDiffers) throw new KafkaCursorDestinationError(cursorFile, recorded, configured);
+  const clusterId = configured.clusterId ?? recorded.clusterId;
+  return clusterId === undefined ? { topic: configured.topic } : { topic: configured.topic, clusterId };
 }
 
 /** A send the producer did not confirm; `cause` is the producer's error. The cursor did not move. */
@@ -96,16 +147,32 @@ export function messageKey(event: OutputEvent): string {
   return event.accountId === "" ? partnerId : `${partnerId}:${event.accountId}`;
 }
 
-/** Connects the producer, reads the cursor file, and returns the sink. */
+/**
+ * Reads the cursor file and checks that it records this destination (KafkaCursorDestinationError), records the
+ * destination in a file that has none, connects the producer, and returns the sink.
+ */
 export async function kafkaSink(options: KafkaSinkOptions): Promise<KafkaSink> {
   const format = options.format ?? "protobuf";
   const ackTimeoutMs = options.ackTimeoutMs ?? ACK_TIMEOUT_MS_DEFAULT;
   assert(options.topic.length > 0, "a topic is needed");
+  assert(options.clusterId === undefined || options.clusterId.length > 0, "a cluster id is not empty");
   assert(format in CONTENT_TYPES, `unknown format ${format}`);
   assert(Number.isSafeInteger(ackTimeoutMs) && ackTimeoutMs > 0, "ackTimeoutMs must be > 0");
-  const cursors = await readCursorFile(options.cursorFile);
+  const configured: KafkaDestination = options.clusterId === undefined ? { topic: options.topic } : { topic: options.topic, clusterId: options.clusterId };
+  const document = await readCursorFile(options.cursorFile);
+  const destination = checkDestination(options.cursorFile, document?.destination, configured);
+  const cursors = document?.cursors ?? new Map<number, number>();
+  const recordsIt = document?.destination !== undefined && document.destination.clusterId === destination.clusterId;
+  if (document !== undefined && !recordsIt) {
+    // A file that does not record the destination (or its cluster) yet: from now on it does.
+    try {
+      await writeCursorFile(options.cursorFile, destination, cursors);
+    } catch (error) {
+      throw new KafkaCursorFileError(`cannot write ${options.cursorFile}: ${(error as Error).message}`, { cause: error });
+    }
+  }
   await options.producer.connect();
-  return new KafkaSink(options.producer, options.topic, options.cursorFile, format, ackTimeoutMs, cursors);
+  return new KafkaSink(options.producer, destination, options.cursorFile, format, ackTimeoutMs, cursors);
 }
 
 /**
@@ -116,8 +183,20 @@ export async function kafkaSink(options: KafkaSinkOptions): Promise<KafkaSink> {
 export async function openKafkaSink(options: OpenKafkaSinkOptions): Promise<KafkaSink> {
   const { Kafka, Partitioners } = await import("kafkajs");
   const kafka = new Kafka({ clientId: options.clientId, brokers: options.brokers });
+  let clusterId = options.clusterId;
+  if (clusterId === undefined) {
+    // The cluster's own id, for the cursor file: a broker list can change while the cluster stays the same.
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      // Brokers older than Kafka 0.10.1 have none: the topic alone is checked then.
+      clusterId = (await admin.describeCluster()).clusterId || undefined;
+    } finally {
+      await admin.disconnect();
+    }
+  }
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
-  return kafkaSink({ ...options, producer });
+  return kafkaSink({ ...options, clusterId, producer });
 }
 
 /** Events on a Kafka topic, with a cursor file. Create with `kafkaSink` or `openKafkaSink`. */
@@ -133,11 +212,14 @@ export class KafkaSink implements OutputSink {
   /** Cursor writes, one after another: each writes every shard's cursor, so two must not interleave. */
   private cursorWrites: Promise<void> = Promise.resolve();
   private readonly contentType: string;
+  /** The topic the events go to. */
+  readonly topic: string;
 
   /** @internal Use `kafkaSink` or `openKafkaSink`. */
   constructor(
     private readonly producer: KafkaProducer,
-    readonly topic: string,
+    /** Where the events go, as the cursor file records it. */
+    readonly destination: KafkaDestination,
     private readonly cursorFile: string,
     private readonly format: OutputFormat,
     private readonly ackTimeoutMs: number,
@@ -145,6 +227,7 @@ export class KafkaSink implements OutputSink {
     private readonly cursors: Map<number, number>,
   ) {
     this.contentType = CONTENT_TYPES[format];
+    this.topic = destination.topic;
   }
 
   /** The shard's cursor as the cursor file holds it. */
@@ -211,7 +294,7 @@ export class KafkaSink implements OutputSink {
       const next = new Map(this.cursors);
       next.set(shard, Math.max(sequence, next.get(shard) ?? 0));
       try {
-        await writeCursorFile(this.cursorFile, next);
+        await writeCursorFile(this.cursorFile, this.destination, next);
       } catch (error) {
         throw new KafkaCursorFileError(`cannot write ${this.cursorFile}; the events up to ${shard}:${sequence} were sent and will be sent again: ${(error as Error).message}`, { cause: error });
       }

@@ -2,7 +2,8 @@
 // derived by a real Shard and EventDeriver: messages in sequence order with the right keys, headers, timestamps and
 // values (decoded back), acks -1; the cursor file moves only after a successful send and survives a restart; a
 // failed send, a lost acknowledgement or a failed cursor write make the relay resend (at least once, deduped by the
-// event id header). When KAFKA_BROKERS is set, an integration test also produces to a real broker with kafkajs and
+// event id header). The cursor file records its topic and cluster: a sink on a file of another destination is
+// refused, a file of the first version (cursors only) is read and rewritten with the destination. When KAFKA_BROKERS is set, an integration test also produces to a real broker with kafkajs and
 // reads the topic back; without it that one test is skipped with a message (no broker can run on the CI machine).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,6 +23,7 @@ import {
   HEADER_CONTENT_TYPE,
   HEADER_EVENT_ID,
   KAFKA_SEND_EVENTS_MAX,
+  KafkaCursorDestinationError,
   KafkaCursorFileError,
   KafkaSendError,
   kafkaSink,
@@ -98,8 +100,9 @@ async function withDirectory(body: (directory: string) => Promise<void>): Promis
   }
 }
 
+/** The cursors the file at `path` holds, by shard (its `cursors` field). */
 async function readCursors(path: string): Promise<unknown> {
-  return JSON.parse(await readFile(path, "utf8"));
+  return (JSON.parse(await readFile(path, "utf8")) as { cursors: unknown }).cursors;
 }
 
 /** The event ids of `messages` with repeats removed, as a consumer deduping by the header sees them. */
@@ -125,7 +128,7 @@ describe("Kafka sink", () => {
       assert.equal(await sink.cursor(SHARD), 0);
       for (const part of chunks(events, 300)) await sink.deliver(SHARD, part);
       assert.equal(await sink.cursor(SHARD), events.length);
-      assert.deepEqual(await readCursors(cursorFile), { [SHARD]: events.length });
+      assert.deepEqual(JSON.parse(await readFile(cursorFile, "utf8")), { topic: "ledger-events", cursors: { [SHARD]: events.length } });
       assert.equal(producer.sends.length, Math.ceil(events.length / 300), "one send per delivery");
       for (const send of producer.sends) {
         assert.equal(send.topic, "ledger-events");
@@ -377,10 +380,93 @@ describe("Kafka sink", () => {
       assert.equal(await sink.cursor(SHARD), 0);
       await sink.deliver(SHARD, events.slice(0, 5));
       assert.deepEqual(await readCursors(cursorFile), { [SHARD]: 5 }, "the .tmp was replaced, not read");
-      for (const damaged of ["{\"3\": 12", "[1, 2]", "{\"3\": -1}", "{\"x\": 1}", "{\"3\": 1.5}"]) {
+      const damagedDocuments = [
+        "{\"3\": 12", "[1, 2]", "{\"3\": -1}", "{\"x\": 1}", "{\"3\": 1.5}",
+        "{\"topic\": \"t\", \"cursors\": [3]}", "{\"topic\": \"\", \"cursors\": {}}", "{\"cursors\": {\"3\": 1}}",
+        "{\"topic\": \"t\", \"clusterId\": 7, \"cursors\": {}}", "{\"topic\": \"t\", \"cursors\": {\"3\": -1}}",
+        "{\"topic\": \"t\", \"partition\": 0, \"cursors\": {}}",
+      ];
+      for (const damaged of damagedDocuments) {
         await writeFile(cursorFile, damaged);
         await assert.rejects(kafkaSink({ producer: new RecordingProducer(), topic: "t", cursorFile }), KafkaCursorFileError, damaged);
       }
+    });
+  });
+});
+
+describe("Kafka cursor file: the destination it records", () => {
+  test("a sink on a file of another topic or cluster is refused (KafkaCursorDestinationError), the file left as it was", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      const sink = await kafkaSink({ producer: new RecordingProducer(), topic: "events-a", clusterId: "cluster-1", cursorFile });
+      await sink.deliver(SHARD, events.slice(0, 10));
+      await sink.close();
+      const written = await readFile(cursorFile, "utf8");
+      assert.deepEqual(JSON.parse(written), { topic: "events-a", clusterId: "cluster-1", cursors: { [SHARD]: 10 } });
+      const others = [
+        { topic: "events-b", clusterId: "cluster-1" },
+        { topic: "events-a", clusterId: "cluster-2" },
+        { topic: "events-b", clusterId: undefined },
+      ];
+      for (const other of others) {
+        const producer = new RecordingProducer();
+        await assert.rejects(kafkaSink({ producer, ...other, cursorFile }), (error: unknown) => {
+          assert.ok(error instanceof KafkaCursorDestinationError, String(error));
+          assert.deepEqual(error.recorded, { topic: "events-a", clusterId: "cluster-1" });
+          assert.equal(error.configured.topic, other.topic);
+          assert.match(error.message, /holds the cursors of topic "events-a" on cluster cluster-1, but the sink sends to topic "events-/);
+          return true;
+        }, JSON.stringify(other));
+        assert.equal(producer.connected, false, "refused before connecting");
+      }
+      assert.equal(await readFile(cursorFile, "utf8"), written, "the file is left as it was");
+      // The same topic by a sink that does not know its cluster: the topic is checked, the recorded cluster kept.
+      const unknownCluster = await kafkaSink({ producer: new RecordingProducer(), topic: "events-a", cursorFile });
+      assert.equal(await unknownCluster.cursor(SHARD), 10);
+      await unknownCluster.deliver(SHARD, events.slice(10, 12));
+      await unknownCluster.close();
+      assert.deepEqual(JSON.parse(await readFile(cursorFile, "utf8")), { topic: "events-a", clusterId: "cluster-1", cursors: { [SHARD]: 12 } });
+    });
+  });
+
+  test("a file of the first version (cursors only) is read as this destination's and rewritten with it on open", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      await writeFile(cursorFile, JSON.stringify({ [SHARD]: 42, 4: 7 }));
+      const sink = await kafkaSink({ producer: new RecordingProducer(), topic: "t", clusterId: "cluster-1", cursorFile });
+      assert.equal(await sink.cursor(SHARD), 42);
+      assert.equal(await sink.cursor(4), 7);
+      assert.deepEqual(JSON.parse(await readFile(cursorFile, "utf8")), { topic: "t", clusterId: "cluster-1", cursors: { [SHARD]: 42, 4: 7 } },
+        "rewritten with the destination before any delivery");
+      await sink.close();
+      await assert.rejects(kafkaSink({ producer: new RecordingProducer(), topic: "u", cursorFile }), KafkaCursorDestinationError);
+      // Without a cluster id, the first version's file gets the topic alone.
+      await writeFile(cursorFile, JSON.stringify({ [SHARD]: 5 }));
+      await (await kafkaSink({ producer: new RecordingProducer(), topic: "t", cursorFile })).close();
+      assert.deepEqual(JSON.parse(await readFile(cursorFile, "utf8")), { topic: "t", cursors: { [SHARD]: 5 } });
+      // A sink that learns its cluster records it in a file that has the topic only.
+      await (await kafkaSink({ producer: new RecordingProducer(), topic: "t", clusterId: "cluster-9", cursorFile })).close();
+      assert.deepEqual(JSON.parse(await readFile(cursorFile, "utf8")), { topic: "t", clusterId: "cluster-9", cursors: { [SHARD]: 5 } });
+    });
+  });
+
+  test("a relay whose Kafka sink was moved to another topic does not start; on its own cursor file it starts at 0", async () => {
+    await withDirectory(async (directory) => {
+      const cursorFile = join(directory, "cursor.json");
+      const journal = new KeepingJournal();
+      const shard = await openWorkloadShard(journal);
+      await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(61, 20)]);
+      let relay = await startRelay(journal, await kafkaSink({ producer: new RecordingProducer(), topic: "old", cursorFile }));
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      await assert.rejects(kafkaSink({ producer: new RecordingProducer(), topic: "new", cursorFile }), KafkaCursorDestinationError);
+      const fresh = new RecordingProducer();
+      relay = await startRelay(journal, await kafkaSink({ producer: fresh, topic: "new", cursorFile: join(directory, "new-cursor.json") }));
+      await relay.caughtUp(shard.lastSequence);
+      await relay.stop();
+      assert.deepEqual(fresh.messages.map((message) => message.headers[HEADER_EVENT_ID]), deriveEvents(journal.records, SHARD).map((event) => event.eventId),
+        "the new topic gets every event from the first");
+      await shard.close();
     });
   });
 });

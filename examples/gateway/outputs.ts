@@ -19,12 +19,23 @@ import type { HistoryReader, OutputsView } from "../../transports/gateway.ts";
 import { runtimeAscii } from "../../transports/ascii.ts";
 import type { GatewayConfig } from "./config.ts";
 
+/** A relay that stopped for good (Relay.ended): its shard, and why. */
+export interface RelayFailure {
+  shard: number;
+  error: Error;
+}
+
 /** Running relays, as the HTTP transport sees them, plus stop. */
 export interface RunningOutputs extends OutputsView {
   /** Resolves once every relay runs (never rejects: a failed start is logged and retried). */
   ready: Promise<void>;
   /** Every shard's relay, by shard index; empty until ready. */
   relays: readonly Relay[];
+  /**
+   * Resolves with the first relay that stops for good (its sinks stay open until stop()); never when stop() ends
+   * them, and never rejects. The separate relay process exits on it; the gateway's inline relays only log it.
+   */
+  failed: Promise<RelayFailure>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +70,10 @@ export function startOutputs(config: GatewayConfig, log: (line: string) => void,
   const relays: Relay[] = [];
   let projection: PostgresSink | null = null;
   let stopped = false;
+  const stopSignal = new AbortController();
   let stopOpened = async () => {};
+  let reportFailure: (failure: RelayFailure) => void = () => {};
+  const failed = new Promise<RelayFailure>((resolve) => (reportFailure = resolve));
   const history: HistoryReader = {
     entries(partnerId, accountId, page) {
       if (projection === null || relays.length < config.shards) {
@@ -79,20 +93,28 @@ export function startOutputs(config: GatewayConfig, log: (line: string) => void,
         projection = opened.projection;
         relays.push(...opened.relays);
         stopOpened = opened.stop;
+        opened.relays.forEach((relay, shard) => {
+          void relay.ended.then((error) => {
+            if (error !== null && !stopped) reportFailure({ shard, error });
+          });
+        });
         return;
       } catch (error) {
         log(`outputs: start failed (attempt ${attempt}), retrying in ${OPEN_RETRY_MS} ms: ${(error as Error).message}`);
-        await sleep(OPEN_RETRY_MS);
+        // Cut short by stop(): a process told to stop while its sinks' servers are down stops at once.
+        await sleep(OPEN_RETRY_MS, undefined, { signal: stopSignal.signal }).catch(() => undefined);
       }
     }
   })();
   return {
     ready,
     relays,
+    failed,
     history: config.outputs.includes("postgres") ? history : null,
     status: (): SinkStatus[] => relays.flatMap((relay) => relay.status()),
     async stop() {
       stopped = true;
+      stopSignal.abort();
       await ready;
       await stopOpened();
     },

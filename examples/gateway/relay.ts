@@ -3,7 +3,10 @@
  * env vars and config file) and the gateway started with HOTLEDGER_RELAY=separate. It only reads the shards' data
  * directories (journals and snapshots) and writes its own state beside them (relay snapshots, the journal floor),
  * so it can be killed and restarted at any moment: every sink resumes from its own cursor.
- * SIGTERM or SIGINT: finish the delivery in progress, close the sinks, exit 0.
+ * SIGTERM or SIGINT, also while it is still starting: finish the delivery in progress (or the start in progress),
+ * close what is open, exit 0. A relay that stops for good (Relay.ended: e.g. the journal no longer reaches back to a
+ * sink's cursor) ends the process with exit code 1 and the reason on stderr, after closing the other relays, so a
+ * supervisor restarts it and an operator sees why; a bad configuration exits 2.
  *
  * The ledger comes first on a machine shared with the shards. The relay lowers its own CPU priority (nice
  * HOTLEDGER_RELAY_NICE, default 19, the lowest), and while the shards' journals grow fast it holds itself to a share
@@ -18,7 +21,7 @@ import { setPriority } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { prometheusText } from "../../transports/http/index.ts";
 import { ConfigError, integer, loadConfig } from "./config.ts";
-import { shardDirectories, startOutputs } from "./outputs.ts";
+import { shardDirectories, startOutputs, type RunningOutputs } from "./outputs.ts";
 import { JournalWriteMeter } from "../../adapters/journal-file/index.ts";
 import { CpuBudget } from "./cpu-budget.ts";
 
@@ -52,9 +55,34 @@ function niceEveryThread(nice: number): void {
   }
 }
 
+/** The exit code when a relay stopped for good (Relay.ended): its supervisor restarts the process, or an operator looks. */
+const EXIT_RELAY_STOPPED = 1;
+/** The exit code of a configuration that cannot work. */
+const EXIT_CONFIG = 2;
+
 async function main(): Promise<void> {
-  let outputs;
+  let outputs: RunningOutputs | undefined;
   let metricsPort: number | undefined;
+  let stopping = false;
+  /** Stop what has started (at any point of the start too: outputs.stop waits for a start in progress) and exit. */
+  const shutdown = async (code: number): Promise<never> => {
+    stopping = true;
+    try {
+      await outputs?.stop();
+    } catch (error) {
+      console.error(`hotledger relay: stopping the outputs failed: ${(error as Error).message}`);
+      code = code === 0 ? EXIT_RELAY_STOPPED : code;
+    }
+    process.exit(code);
+  };
+  // Before anything starts: a signal during the start (the sinks' servers unreachable, PGlite opening) stops it too.
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    console.log(`hotledger relay: ${signal}, stopping`);
+    void shutdown(0);
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
   try {
     const config = loadConfig();
     const nice = integer("HOTLEDGER_RELAY_NICE", process.env.HOTLEDGER_RELAY_NICE ?? 19, -20, 19);
@@ -71,35 +99,33 @@ async function main(): Promise<void> {
       sleep: (ms) => sleep(ms),
     });
     outputs = startOutputs(config, console.log, { pace: budget.pace });
+    // A relay that stopped for good would only show as lag: end the process, with the reason, instead.
+    void outputs.failed.then(({ shard, error }) => {
+      if (stopping) return;
+      console.error(`hotledger relay: the relay of shard ${shard} stopped for good, exiting: ${error.name}: ${error.message}`);
+      void shutdown(EXIT_RELAY_STOPPED);
+    });
     await outputs.ready;
+    if (stopping) return;
     niceEveryThread(nice); // the threads the runtime started meanwhile (its pool, JIT and GC helpers)
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`hotledger relay: bad configuration: ${error.message}`);
-    process.exit(2);
+    process.exit(EXIT_CONFIG);
   }
+  const running = outputs;
   if (metricsPort !== undefined) {
     const server = Bun.serve({
       hostname: "127.0.0.1",
       port: metricsPort,
       fetch: (request) =>
         new URL(request.url).pathname === "/metrics"
-          ? new Response(prometheusText([], outputs.status()), { headers: { "content-type": "text/plain; version=0.0.4" } })
+          ? new Response(prometheusText([], running.status()), { headers: { "content-type": "text/plain; version=0.0.4" } })
           : new Response("not found", { status: 404 }),
     });
     console.log(`hotledger relay: metrics on http://127.0.0.1:${server.port}/metrics`);
   }
   console.log("hotledger relay: running");
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`hotledger relay: ${signal}, stopping`);
-    await outputs.stop();
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
 if (import.meta.main) await main();
