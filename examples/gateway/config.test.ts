@@ -41,6 +41,26 @@ test("bad configuration fails fast with the setting's name", () => {
   }
   assert.equal(loadConfig({ HOTLEDGER_JETSTREAM_ENVELOPE: "1" }).jetstreamEnvelope, true);
   assert.throws(() => loadConfig({ HOTLEDGER_DATA: "" }), /HOTLEDGER_DATA must be a non-empty string/);
+  // "./data " would be another directory than ./data, " 127.0.0.1" no address: refused, not guessed.
+  for (const [name, value] of [["HOTLEDGER_DATA", "./data "], ["HOTLEDGER_DATA", "\t./data"], ["HOTLEDGER_HOST", " 127.0.0.1"]]) {
+    assert.throws(() => loadConfig({ [name]: value }), new RegExp(`${name} must not start or end with whitespace`), JSON.stringify(value));
+  }
+});
+
+test("an unknown HOTLEDGER_ variable (a typo) is refused; every variable the gateway and its relay read is known", () => {
+  assert.throws(
+    () => loadConfig({ HOTLEDGER_SHRADS: "8" }),
+    (error: Error) => error instanceof ConfigError && /unknown setting HOTLEDGER_SHRADS \(known: .*HOTLEDGER_SHARDS/.test(error.message),
+  );
+  const known = {
+    HOTLEDGER_SHARDS: "2", HOTLEDGER_WORKERS: "0", HOTLEDGER_DATA: "/tmp/x", HOTLEDGER_HOST: "127.0.0.1", HOTLEDGER_PORT: "0",
+    HOTLEDGER_FSYNC: "batch", HOTLEDGER_OUTPUTS: "postgres", HOTLEDGER_RELAY: "separate", HOTLEDGER_JETSTREAM_ENVELOPE: "0",
+    HOTLEDGER_KAFKA_TOPIC: "t", HOTLEDGER_SNAPSHOT_EVERY_COMMANDS: "1000", HOTLEDGER_SNAPSHOT_EVERY_MS: "1000",
+    HOTLEDGER_RELAY_NICE: "19", HOTLEDGER_RELAY_CPU_PERCENT: "10", HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC: "0", HOTLEDGER_RELAY_METRICS_PORT: "0",
+    // Other programs' variables are not the gateway's business.
+    PATH: "/bin", NATS_URL: "nats://127.0.0.1:4222",
+  };
+  assert.equal(loadConfig(known).shards, 2);
 });
 
 test("the config file: an object of known settings, pinned partners on existing shards, typed values", () => {

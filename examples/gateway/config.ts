@@ -106,11 +106,23 @@ function flag(name: string, env: string | undefined, file: unknown): boolean {
   return file;
 }
 
-/** A non-empty string setting. */
+/** A non-empty string setting, without surrounding whitespace ("./data " would name another directory than ./data). */
 function text(name: string, value: unknown): string {
   if (typeof value !== "string" || value === "") throw new ConfigError(`${name} must be a non-empty string, got ${JSON.stringify(value)}`);
+  if (value.trim() !== value) throw new ConfigError(`${name} must not start or end with whitespace, got ${JSON.stringify(value)}`);
   return value;
 }
+
+/**
+ * Every HOTLEDGER_ variable the gateway and its relay process (relay.ts) read. Any other is refused: a typo such as
+ * HOTLEDGER_SHRADS would start with the default, and the data directory would keep that routing for good.
+ */
+export const ENV_NAMES: readonly string[] = [
+  "HOTLEDGER_CONFIG", "HOTLEDGER_SHARDS", "HOTLEDGER_WORKERS", "HOTLEDGER_DATA", "HOTLEDGER_HOST", "HOTLEDGER_PORT",
+  "HOTLEDGER_FSYNC", "HOTLEDGER_OUTPUTS", "HOTLEDGER_RELAY", "HOTLEDGER_JETSTREAM_ENVELOPE", "HOTLEDGER_KAFKA_TOPIC",
+  "HOTLEDGER_SNAPSHOT_EVERY_COMMANDS", "HOTLEDGER_SNAPSHOT_EVERY_MS", "HOTLEDGER_RELAY_NICE", "HOTLEDGER_RELAY_CPU_PERCENT",
+  "HOTLEDGER_RELAY_BUSY_BYTES_PER_SEC", "HOTLEDGER_RELAY_METRICS_PORT",
+];
 
 /** `pinned`: partner id -> shard index in 0..shards-1. */
 function pinnedMap(value: unknown, shards: number): Record<string, number> {
@@ -127,6 +139,11 @@ function pinnedMap(value: unknown, shards: number): Record<string, number> {
 
 /** Read the configuration from `env` (and the file it names). */
 export function loadConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("HOTLEDGER_") && !ENV_NAMES.includes(name)) {
+      throw new ConfigError(`unknown setting ${name} (known: ${ENV_NAMES.join(", ")})`);
+    }
+  }
   let file: Partial<GatewayConfig> = {};
   if (env.HOTLEDGER_CONFIG) {
     try {

@@ -3,16 +3,18 @@
  * (HOTLEDGER_WORKERS=0: in this thread), behind the HTTP transport (and NATS when NATS_URL is set). Defaults: 4 shards, journals and snapshots under ./data, HTTP on 127.0.0.1:3000; configure with
  * HOTLEDGER_* variables or a JSON file (examples/gateway/config.ts). With no keys configured it makes a demo
  * partner key and an internal key for this run (only their SHA-256 is kept) and prints a curl line that works.
- * SIGTERM or SIGINT: stop accepting, drain, snapshot, close the journals, exit 0.
+ * SIGTERM or SIGINT: stop accepting, drain, snapshot, close the journals, exit 0 (during recovery: once the shards are
+ * open). HTTP listens before the shards recover (/readyz 503 until they are open); one gateway per data directory.
  */
+import { dlopen, FFIType } from "bun:ffi";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Shard, ShardMap, type Relay } from "../../core/index.ts";
+import { Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Relay, type Result, type ShardMetrics } from "../../core/index.ts";
 import { FileJournal, keepJournalForOutputs, readJournalFloor } from "../../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
 import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
-import { RoutingGateway, type ShardPort } from "../../transports/gateway.ts";
+import { RoutingGateway, type Gateway, type HistoryReader, type OutputsView, type ShardPort } from "../../transports/gateway.ts";
 import { WorkerShard } from "../../transports/worker/index.ts";
 import { createHttpApp } from "../../transports/http/index.ts";
 import { startNatsTransport, type NatsTransport } from "../../transports/nats/index.ts";
@@ -30,12 +32,87 @@ export interface RunningGateway {
 /** How long a graceful stop waits for the outputs to deliver what the shards applied before it stops them. */
 const OUTPUTS_DRAIN_MS_MAX = 5_000;
 
+/** Retry-After of a request that arrives while the shards recover. */
+const RECOVERING_RETRY_MS = 1_000;
+
 /**
- * Open (recover) every shard, start the outputs (unless HOTLEDGER_RELAY=separate: then `examples/gateway/relay.ts`
- * runs them), then listen on HTTP, and on NATS when `config.natsUrl` is set.
+ * Listen on HTTP first (a port in use fails the start before the data directory is touched, and /healthz and
+ * /readyz answer during a long replay: 503 until every shard is open), lock the data directory, check its routing,
+ * open (recover) every shard, start the outputs (unless HOTLEDGER_RELAY=separate: then `examples/gateway/relay.ts`
+ * runs them), and serve on NATS when `config.natsUrl` is set.
  */
 export async function startGateway(config: GatewayConfig, log: (line: string) => void = console.log): Promise<RunningGateway> {
-  checkRouting(config);
+  let keys: KeyConfig[] = config.keys;
+  let demo: RunningGateway["demo"];
+  if (keys.length === 0) {
+    demo = { partnerId: "demo", partnerKey: `demo-${randomBytes(16).toString("hex")}`, internalKey: `internal-${randomBytes(16).toString("hex")}` };
+    keys = [
+      { sha256: hashKey(demo.partnerKey), partnerId: demo.partnerId },
+      { sha256: hashKey(demo.internalKey), internal: "demo-admin" },
+    ];
+  }
+  const keyRing = new KeyRing(keys);
+  const recovering = new RecoveringGateway();
+  let outputs: ReturnType<typeof startOutputs> | undefined;
+  const outputsView = config.relay === "inline" && config.outputs.length > 0 ? startedOutputsView(config, () => outputs) : undefined;
+  const app = createHttpApp({ gateway: recovering, keys: keyRing, outputs: outputsView });
+  try {
+    // createHttpApp listens without SO_REUSEPORT: a second gateway on the port fails here.
+    app.listen({ hostname: config.host, port: config.port });
+  } catch (error) {
+    throw new ConfigError(`HOTLEDGER_HOST/HOTLEDGER_PORT ${config.host}:${config.port}: cannot listen: ${(error as Error).message}`);
+  }
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${app.server?.port}`;
+  log(`hotledger gateway: recovering ${config.shards} shards; ${url}/readyz answers 503 until they are open`);
+  let unlock: () => void;
+  try {
+    unlock = lockDataDirectory(config.dataDirectory, log);
+    try {
+      checkRouting(config);
+    } catch (error) {
+      unlock();
+      throw error;
+    }
+  } catch (error) {
+    await app.stop();
+    throw error;
+  }
+  const shards = await openShards(config, log);
+  const gateway = new RoutingGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
+  recovering.gateway = gateway;
+  outputs = config.relay === "inline" && config.outputs.length > 0 ? startOutputs(config, log) : undefined;
+  let nats: NatsTransport | undefined;
+  const running: RunningGateway = {
+    url,
+    demo,
+    async stop() {
+      await app.stop();
+      await nats?.stop();
+      // Nothing new arrives now; what is sequenced is journaled by close, and then the relays can deliver it.
+      const lastSequences = (await gateway.metrics()).map((metrics) => metrics.lastSequenced);
+      await Promise.all(shards.map((shard) => shard.close()));
+      if (outputs !== undefined) {
+        if (outputs.relays.length > 0) await drainOutputs(outputs.relays, lastSequences, log);
+        await outputs.stop();
+      }
+      unlock();
+    },
+  };
+  if (config.natsUrl) {
+    try {
+      nats = await startNatsTransport({ servers: config.natsUrl, gateway, keys: keyRing });
+    } catch (error) {
+      // Everything opened so far closes as at shutdown; then the start fails with the setting's name.
+      await running.stop();
+      throw new ConfigError(`NATS_URL ${config.natsUrl}: cannot start the NATS transport: ${(error as Error).message}`);
+    }
+    log(`hotledger gateway: NATS request/reply on ${config.natsUrl}, subject hotledger.v1.commands, queue hotledger`);
+  }
+  return running;
+}
+
+/** Open (recover) every shard, on a worker thread each or in this thread. */
+async function openShards(config: GatewayConfig, log: (line: string) => void): Promise<(ShardPort & { close(): Promise<void> })[]> {
   const shards: (ShardPort & { close(): Promise<void> })[] = [];
   for (let index = 0; index < config.shards; index++) {
     const directory = join(config.dataDirectory, `shard-${index}`);
@@ -73,47 +150,90 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
       }),
     );
   }
-  let keys: KeyConfig[] = config.keys;
-  let demo: RunningGateway["demo"];
-  if (keys.length === 0) {
-    demo = { partnerId: "demo", partnerKey: `demo-${randomBytes(16).toString("hex")}`, internalKey: `internal-${randomBytes(16).toString("hex")}` };
-    keys = [
-      { sha256: hashKey(demo.partnerKey), partnerId: demo.partnerId },
-      { sha256: hashKey(demo.internalKey), internal: "demo-admin" },
-    ];
+  return shards;
+}
+
+/**
+ * The gateway HTTP serves from the start: not ready, and every shard unavailable (503 with Retry-After) until
+ * `gateway` is set, when the shards are open; then that gateway.
+ */
+class RecoveringGateway implements Gateway {
+  gateway: Gateway | undefined;
+
+  private open(): Gateway {
+    if (this.gateway === undefined) throw new ShardUnavailableError("the shards are recovering", RECOVERING_RETRY_MS);
+    return this.gateway;
   }
-  const gateway = new RoutingGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
-  const keyRing = new KeyRing(keys);
-  const outputs = config.relay === "inline" && config.outputs.length > 0 ? startOutputs(config, log) : undefined;
-  const app = createHttpApp({ gateway, keys: keyRing, outputs }).listen({ hostname: config.host, port: config.port });
-  const url = `http://${config.host}:${app.server?.port}`;
-  let nats: NatsTransport | undefined;
-  const running: RunningGateway = {
-    url,
-    demo,
-    async stop() {
-      await app.stop();
-      await nats?.stop();
-      // Nothing new arrives now; what is sequenced is journaled by close, and then the relays can deliver it.
-      const lastSequences = (await gateway.metrics()).map((metrics) => metrics.lastSequenced);
-      await Promise.all(shards.map((shard) => shard.close()));
-      if (outputs !== undefined) {
-        if (outputs.relays.length > 0) await drainOutputs(outputs.relays, lastSequences, log);
-        await outputs.stop();
-      }
+
+  // Plain delegation, no async wrapper: the request path pays no extra promise once the shards are open. While they
+  // recover, open() throws synchronously; the transport awaits the call inside its try and answers 503.
+  submit(commands: readonly Command[], options?: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]> {
+    return this.open().submit(commands, options);
+  }
+
+  account(partnerId: string, accountId: string): Promise<Account | undefined> {
+    return this.open().account(partnerId, accountId);
+  }
+
+  storedResult(partnerId: string, id: string): Promise<Result | undefined> {
+    return this.open().storedResult(partnerId, id);
+  }
+
+  ready(): boolean {
+    return this.gateway?.ready() ?? false;
+  }
+
+  metrics(): Promise<ShardMetrics[]> {
+    return this.open().metrics();
+  }
+}
+
+/** The outputs as HTTP sees them: until they start (after the shards) no sinks and history unavailable (503); then `started()`. */
+function startedOutputsView(config: GatewayConfig, started: () => OutputsView | undefined): OutputsView {
+  const history: HistoryReader = {
+    entries(partnerId, accountId, page) {
+      const reader = started()?.history;
+      if (reader === undefined || reader === null) throw new ShardUnavailableError("the shards are recovering", RECOVERING_RETRY_MS);
+      return reader.entries(partnerId, accountId, page);
     },
   };
-  if (config.natsUrl) {
-    try {
-      nats = await startNatsTransport({ servers: config.natsUrl, gateway, keys: keyRing });
-    } catch (error) {
-      // Everything opened so far closes as at shutdown; then the start fails with the setting's name.
-      await running.stop();
-      throw new ConfigError(`NATS_URL ${config.natsUrl}: cannot start the NATS transport: ${(error as Error).message}`);
-    }
-    log(`hotledger gateway: NATS request/reply on ${config.natsUrl}, subject hotledger.v1.commands, queue hotledger`);
+  return {
+    status: () => started()?.status() ?? [],
+    history: config.outputs.includes("postgres") ? history : null,
+  };
+}
+
+/** flock(2)'s operation: an exclusive lock (LOCK_EX), refused at once when held (LOCK_NB) instead of waiting. */
+const LOCK_EXCLUSIVE_NOW = 2 | 4;
+
+/**
+ * Take `<data>/lock` with flock(2) while the gateway runs, or fail with a ConfigError: two processes appending to
+ * one journal would overwrite each other's records. The kernel drops the lock when the process ends, however it
+ * ends, so a crash leaves nothing stale. node:fs has no flock; libc's is called through bun:ffi. Where no libc with
+ * flock loads, the start goes on unlocked, with a warning. Returns the release.
+ */
+function lockDataDirectory(directory: string, log: (line: string) => void): () => void {
+  const path = join(directory, "lock");
+  let descriptor: number;
+  try {
+    mkdirSync(directory, { recursive: true });
+    descriptor = openSync(path, "a");
+  } catch (error) {
+    throw new ConfigError(`HOTLEDGER_DATA ${directory}: cannot create ${path}: ${(error as Error).message}`);
   }
-  return running;
+  const library = process.platform === "darwin" ? "libc.dylib" : "libc.so.6";
+  let flock: (descriptor: number, operation: number) => number;
+  try {
+    flock = dlopen(library, { flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 } }).symbols.flock;
+  } catch (error) {
+    log(`hotledger gateway: ${directory} is not locked against a second gateway: no flock in ${library}: ${(error as Error).message}`);
+    return () => closeSync(descriptor);
+  }
+  if (flock(descriptor, LOCK_EXCLUSIVE_NOW) !== 0) {
+    closeSync(descriptor);
+    throw new ConfigError(`HOTLEDGER_DATA ${directory} is in use by another gateway (${path} is locked): one writer per data directory`);
+  }
+  return () => closeSync(descriptor);
 }
 
 /** Give the relays a bounded moment to deliver up to `lastSequences` (one per shard); log what is left. */
@@ -131,14 +251,19 @@ async function drainOutputs(relays: readonly Relay[], lastSequences: readonly nu
  * start with different routing would send partners to shards that do not hold their accounts, so it is refused.
  */
 export function checkRouting(config: GatewayConfig): void {
-  mkdirSync(config.dataDirectory, { recursive: true });
   const path = join(config.dataDirectory, "routing.json");
   const routing = JSON.stringify({ shards: config.shards, pinned: config.pinned });
-  if (!existsSync(path)) {
-    writeFileSync(path, `${routing}\n`);
-    return;
+  let stored: string;
+  try {
+    mkdirSync(config.dataDirectory, { recursive: true });
+    if (!existsSync(path)) {
+      writeFileSync(path, `${routing}\n`);
+      return;
+    }
+    stored = readFileSync(path, "utf8").trim();
+  } catch (error) {
+    throw new ConfigError(`HOTLEDGER_DATA ${config.dataDirectory}: cannot record its routing in ${path}: ${(error as Error).message}`);
   }
-  const stored = readFileSync(path, "utf8").trim();
   if (!sameRouting(stored, config)) {
     throw new ConfigError(
       `${path} says the data was written with routing ${stored}, but the configuration is ${routing}: moving partners between shards is not supported`,
@@ -169,7 +294,24 @@ async function main(): Promise<void> {
     console.error(`hotledger: bad configuration: ${error.message}`);
     process.exit(2);
   }
-  let running: RunningGateway;
+  let running: RunningGateway | undefined;
+  let stopping: string | undefined;
+  const shutdown = async (gateway: RunningGateway, signal: string) => {
+    console.log(`hotledger gateway: ${signal}, draining`);
+    await gateway.stop();
+    console.log("hotledger gateway: stopped");
+    process.exit(0);
+  };
+  // From before the shards open: a signal during recovery stops the gateway as soon as they are open (with a final
+  // snapshot, so the next start need not replay again), instead of killing it.
+  const onSignal = (signal: string) => {
+    if (stopping !== undefined) return;
+    stopping = signal;
+    if (running !== undefined) void shutdown(running, signal);
+    else console.log(`hotledger gateway: ${signal} while starting: stopping once the shards are open`);
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
   try {
     running = await startGateway(config);
   } catch (error) {
@@ -177,6 +319,7 @@ async function main(): Promise<void> {
     console.error(`hotledger: bad configuration: ${error.message}`);
     process.exit(2);
   }
+  if (stopping !== undefined) return shutdown(running, stopping);
   const where = config.workers ? "on worker threads" : "in process";
   console.log(`hotledger gateway: ${config.shards} shards ${where}, data in ${config.dataDirectory}, listening on ${running.url}`);
   if (running.demo) {
@@ -197,17 +340,6 @@ async function main(): Promise<void> {
       console.log(`  curl -s ${running.url}/v1/accounts/${partnerId}/wallet:alice/entries -H 'Authorization: Bearer ${partnerKey}'`);
     }
   }
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`hotledger gateway: ${signal}, draining`);
-    await running.stop();
-    console.log("hotledger gateway: stopped");
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
 if (import.meta.main) await main();

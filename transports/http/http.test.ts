@@ -2,10 +2,12 @@
 // journal and snapshot store), partners routed to different shards, requests made with fetch. Every route and
 // every status is exercised (200/201/400/401/403/404/409/413/422/500/503), partners cannot read or write each
 // other, two keys of one partner both work, and bad or rejected input changes no balance; a fast-check property
-// posts random bodies and checks that no reply is a 5xx and that balances move only under a 200 with ok results.
+// posts random bodies and checks that no reply is a 5xx and that balances move only under a 200 with ok results. A body
+// the client cuts off is refused without an error logged, and a second app cannot listen on a port already taken.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import fc from "fast-check";
 import { limits, OverloadedError, RESULT_CODES, Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Result } from "../../core/index.ts";
 import { MemoryJournal, MemorySnapshotStore } from "../../core/testing/memory-ports.ts";
@@ -439,6 +441,9 @@ describe("http transport", () => {
       ["/v1/credit", { ...credit, accountId: "bad id" }, "accountId"],
       ["/v1/transfer", { id: "t", partnerId: A, fromAccountId: "a1", amount: 5 }, "toAccountId"],
       ["/v1/holds", { ...credit, expiresInMs: 0.5 }, "expiresInMs"],
+      // Out of the core's range (1 ms..366 days): a 400 that uses up no id, not a 422 amount_invalid that does.
+      ["/v1/holds", { ...credit, expiresInMs: 0 }, "expiresInMs"],
+      ["/v1/holds", { ...credit, expiresInMs: 366 * 24 * 60 * 60 * 1000 + 1 }, "expiresInMs"],
       ["/v1/commands", { commands: Array.from({ length: 1001 }, (_, i) => ({ ...credit, type: "credit", id: `n${i}` })) }, "commands"],
       ["/v1/commands", { commands: [] }, "commands"],
       ["/v1/commands", { commands: [{ ...credit, type: "credit" }], extra: true }, "extra"],
@@ -703,5 +708,56 @@ test("history and outputs: GET entries pages from the projection (400/404/501), 
   } finally {
     await server.stop();
     await bare.stop();
+  }
+});
+
+test("a body cut off by the client is a refused request, not an internal error: nothing logged, nothing submitted", async () => {
+  const logged: unknown[] = [];
+  const submitted: unknown[] = [];
+  const gateway = stubGateway({
+    submit: async (commands) => {
+      submitted.push(commands);
+      return [];
+    },
+  });
+  const app = createHttpApp({ gateway, keys: keyRing, log: (_line, error) => logged.push(error) }).listen({ hostname: "127.0.0.1", port: 0 });
+  const server = app.server;
+  const port = server?.port;
+  assert.ok(server !== null && server !== undefined && typeof port === "number");
+  /** Wait (bounded) until the server has `count` requests in flight. */
+  const inFlight = async (count: number) => {
+    for (let attempt = 0; attempt < 400 && server.pendingRequests !== count; attempt++) await sleep(5);
+    assert.equal(server.pendingRequests, count);
+  };
+  try {
+    // The same cut, framed both ways: chunked (read here, chunk by chunk) and with Content-Length (the runtime's reader).
+    for (const framing of ["Transfer-Encoding: chunked\r\n\r\n40\r\n", "Content-Length: 64\r\n\r\n"]) {
+      const socket = connect(port, "127.0.0.1");
+      socket.on("error", () => {});
+      socket.write(`POST /v1/credit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEYS.a}\r\n${framing}{"id":"cut","partnerId":"${A}"`);
+      await inFlight(1);
+      socket.destroy();
+      await inFlight(0);
+    }
+    assert.deepEqual(logged, [], "a client that goes away mid-body is not logged as an unexpected error");
+    assert.deepEqual(submitted, []);
+  } finally {
+    await app.stop();
+  }
+});
+
+test("the app listens exclusively: a second app on a port already taken fails instead of sharing its traffic", async () => {
+  const first = createHttpApp({ gateway: stubGateway({}), keys: keyRing }).listen({ hostname: "127.0.0.1", port: 0 });
+  let second: ReturnType<typeof createHttpApp> | undefined;
+  try {
+    const port = first.server?.port;
+    assert.ok(typeof port === "number" && port > 0);
+    // With SO_REUSEPORT (Elysia's default) both would listen and the kernel would split requests between two ledgers.
+    assert.throws(() => {
+      second = createHttpApp({ gateway: stubGateway({}), keys: keyRing }).listen({ hostname: "127.0.0.1", port });
+    }, /in use/);
+  } finally {
+    await second?.stop();
+    await first.stop();
   }
 });

@@ -158,7 +158,14 @@ async function readJson(request: Request, bodyBytesMax: number, emptyBody?: unkn
   if (request.body !== null) {
     const reader = request.body.getReader();
     for (;;) {
-      const { done, value } = await reader.read();
+      let chunk: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        // The client went away or broke the framing mid-body: its request fails, as a cut body with Content-Length does.
+        throw new HttpError(400, "invalid_request", `the body could not be read: ${(error as Error).message}`);
+      }
+      const { done, value } = chunk;
       if (done) break;
       size += value.byteLength;
       if (size > bodyBytesMax) {
@@ -232,7 +239,9 @@ export function createHttpApp(options: HttpAppOptions) {
     };
   const raw = { parse: "none" } as const;
 
-  const app = new Elysia()
+  // Elysia listens with SO_REUSEPORT by default: a second gateway on the same port would not fail, the kernel would
+  // split the requests between two ledgers. Listening exclusively makes it fail at start instead.
+  const app = new Elysia({ serve: { reusePort: false } })
     .onError(({ code, error }) => {
       if (code === "NOT_FOUND") return json(404, { error: { code: "not_found", message: "no such route" } });
       return errorResponse(error, log);

@@ -2,7 +2,8 @@
 // from a real server (over a stub gateway that answers every command ok: only the transport is under test), every documented path and method is requested and
 // must not be the router's 404, every command type appears with exactly COMMAND_SHAPES' fields, and each documented
 // request body is checked against the live validator: dropping a required field or adding an unknown one is a 400
-// naming that field, and a body holding every documented field is never refused as unknown or incomplete.
+// naming that field, a body holding every documented field is never refused as unknown or incomplete, and a body is
+// documented as required exactly where leaving it out is refused.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { COMMAND_TYPES, type Command, type Result } from "../../core/index.ts";
@@ -19,7 +20,7 @@ const keyRing = new KeyRing([{ sha256: hashKey(KEY), internal: "ops" }]);
 type Schema = { type?: string; properties?: Record<string, Schema>; required?: string[]; additionalProperties?: boolean; $ref?: string } & Record<string, unknown>;
 type Document = {
   openapi: string;
-  paths: Record<string, Record<string, { requestBody?: { content: { "application/json": { schema: Schema } } }; responses: Record<string, unknown>; security: unknown[] }>>;
+  paths: Record<string, Record<string, { requestBody?: { required?: boolean; content: { "application/json": { schema: Schema } } }; responses: Record<string, unknown>; security: unknown[] }>>;
   components: { schemas: Record<string, Schema>; securitySchemes: Record<string, unknown> };
 };
 
@@ -155,6 +156,26 @@ describe("GET /openapi", () => {
         assert.ok(!(reply.status === 400 && /unknown field|is required/.test(reply.body.error?.message ?? "")), `${type}: ${JSON.stringify(reply.body)}`);
       }
       assert.equal((await post(base, "/v1/commands", { ...envelope, undocumented: 1 })).body.error?.path, "undocumented");
+    });
+  });
+
+  test("a request body the document marks required cannot be left out; one it marks optional can", async () => {
+    await withServer(async (base) => {
+      const document = await fetchDocument(base);
+      const optional: string[] = [];
+      for (const [path, methods] of Object.entries(document.paths)) {
+        const requestBody = methods.post?.requestBody;
+        if (requestBody === undefined) continue;
+        const response = await fetch(base + concretePath(path), { method: "POST", headers: { authorization: `Bearer ${KEY}` } });
+        const text = await response.text();
+        if (requestBody.required === true) {
+          assert.equal(response.status, 400, `${path}: the body is documented as required: ${text}`);
+        } else {
+          assert.equal(response.status, 200, `${path}: the body is documented as optional: ${text}`);
+          optional.push(path);
+        }
+      }
+      assert.equal(optional.length, 3, `freeze, unfreeze and close take no body: ${optional}`);
     });
   });
 

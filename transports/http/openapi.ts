@@ -7,7 +7,7 @@
  */
 import { Elysia } from "elysia";
 import { ACCOUNT_STATUSES, RESULT_CODES, type CommandType, type ResultCode } from "../../core/index.ts";
-import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, GROUP_COMMANDS_MAX, KEY_BYTES_MAX } from "../../core/limits.ts";
+import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, GROUP_COMMANDS_MAX, HOLD_EXPIRY_MS_MAX, KEY_BYTES_MAX } from "../../core/limits.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX } from "../gateway.ts";
 import { adminBodyShape, COMMAND_SHAPES, CURRENCY_PATTERN, IDENTIFIER_PATTERN, type FieldKind, type Shape } from "./validate.ts";
 
@@ -38,6 +38,8 @@ interface Operation {
   /** Optional query parameters and their schemas. */
   queryParameters?: Readonly<Record<string, JsonSchema>>;
   body: JsonSchema | undefined;
+  /** False when the body may be left out (an admin route whose body requires no field). Default true. */
+  bodyRequired?: boolean;
   responses: Responses;
 }
 
@@ -56,7 +58,7 @@ export function fieldSchema(kind: FieldKind): JsonSchema {
     case "limit":
       return { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "minor units" };
     case "duration":
-      return { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "milliseconds" };
+      return { type: "integer", minimum: 1, maximum: HOLD_EXPIRY_MS_MAX, description: "milliseconds" };
   }
 }
 
@@ -267,13 +269,16 @@ export function httpOperations(tables: HttpRouteTables): Operation[] {
     });
   }
   for (const [suffix, type] of Object.entries(tables.adminRoutes)) {
+    const bodyShape = adminBodyShape(type);
     operations.push({
       method: "post",
       path: `/v1/accounts/{partnerId}/{accountId}/${suffix}`,
       summary: `${type} (internal key only)`,
       auth: true,
       pathParameters: accountParams,
-      body: shapeSchema(adminBodyShape(type)),
+      body: shapeSchema(bodyShape),
+      // An admin route reads an empty body as {} (freeze, unfreeze and close need none).
+      bodyRequired: Object.keys(bodyShape.required).length > 0,
       responses: mergeResponses(resultResponses(tables.resultStatus), errorResponses({ auth: true, body: true, params: true })),
     });
   }
@@ -393,7 +398,7 @@ export function openApiDocument(tables: HttpRouteTables): Record<string, unknown
       ...Object.entries(operation.queryParameters ?? {}).map(([name, schema]) => ({ name, in: "query", required: false, schema })),
     ];
     if (parameters.length > 0) entry.parameters = parameters;
-    if (operation.body !== undefined) entry.requestBody = { required: true, content: jsonContent(operation.body) };
+    if (operation.body !== undefined) entry.requestBody = { required: operation.bodyRequired ?? true, content: jsonContent(operation.body) };
     paths[operation.path] = { ...paths[operation.path], [operation.method]: entry };
   }
   return {

@@ -5,7 +5,7 @@
  * refused here rather than rounded). A failure throws `HttpError` 400 `invalid_request` naming the field path.
  */
 import type { Command, CommandType } from "../../core/index.ts";
-import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, CURRENCY_CLASS, GROUP_COMMANDS_MAX, IDENTIFIER_CLASS, KEY_BYTES_MAX } from "../../core/limits.ts";
+import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, CURRENCY_CLASS, GROUP_COMMANDS_MAX, HOLD_EXPIRY_MS_MAX, IDENTIFIER_CLASS, KEY_BYTES_MAX } from "../../core/limits.ts";
 
 /** An error the transport answers itself (400, 401, 403, 404, 409, 413): one status, one code, maybe a path. */
 export class HttpError extends Error {
@@ -22,7 +22,7 @@ export class HttpError extends Error {
   }
 }
 
-/** What a field must hold. `amount`: 1..2^53-1; `limit` and `duration`: 0..2^53-1 (the core judges the range). */
+/** What a field must hold. `amount`: 1..2^53-1; `limit`: 0..2^53-1; `duration`: 1..HOLD_EXPIRY_MS_MAX (366 days). */
 export type FieldKind = "identifier" | "currency" | "amount" | "limit" | "duration";
 
 /** Required and optional fields of one body shape. */
@@ -182,15 +182,19 @@ function fieldProblem(value: unknown, kind: FieldKind): string | undefined {
       return undefined;
     case "amount":
       return integerProblem(value, 1);
+    case "duration":
+      return integerProblem(value, 1, HOLD_EXPIRY_MS_MAX, "milliseconds");
     default:
       return integerProblem(value, 0);
   }
 }
 
-function integerProblem(value: unknown, minimum: number): string | undefined {
+function integerProblem(value: unknown, minimum: number, maximum = Number.MAX_SAFE_INTEGER, unit = "minor units"): string | undefined {
   if (typeof value !== "number") return "must be a number";
-  if (!Number.isInteger(value)) return "must be an integer (minor units)";
-  if (value < minimum || !Number.isSafeInteger(value)) return `must be an integer in ${minimum}..2^53-1`;
+  if (!Number.isInteger(value)) return `must be an integer (${unit})`;
+  if (value < minimum || value > maximum || !Number.isSafeInteger(value)) {
+    return `must be an integer in ${minimum}..${maximum === Number.MAX_SAFE_INTEGER ? "2^53-1" : maximum}`;
+  }
   return undefined;
 }
 

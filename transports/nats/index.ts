@@ -70,8 +70,8 @@ export class NatsRequestError extends Error {
   override name = "NatsRequestError";
   readonly code: NatsErrorCode;
 
-  constructor(code: NatsErrorCode, message: string) {
-    super(message);
+  constructor(code: NatsErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.code = code;
   }
 }
@@ -108,6 +108,20 @@ function authenticate(hdrs: MsgHdrs | undefined, keys: KeyRing): Principal {
   return principal;
 }
 
+/**
+ * The request's headers. nats.js parses them when they are first read and throws on a block it cannot parse (a
+ * header name with a space or control character, a bare CR or LF in a value: any raw client can send one); that is
+ * bad input, answered `invalid_request`, not an exception that escapes the handler and ends the process.
+ */
+function headersOf(msg: Msg): MsgHdrs | undefined {
+  try {
+    return msg.headers;
+  } catch (error) {
+    const message = "the message headers are malformed (header names are printable ASCII without ':'; values have no CR or LF)";
+    throw new NatsRequestError("invalid_request", message, { cause: error });
+  }
+}
+
 /** Whether the request says its body is JSON (`application/json`, parameters allowed). */
 function isJson(hdrs: MsgHdrs | undefined): boolean {
   const value = hdrs?.get("Content-Type", Match.IgnoreCase) ?? "";
@@ -119,14 +133,15 @@ function invalid(path: string, message: string): NatsRequestError {
 }
 
 /**
- * The shapes protobuf commands are checked against: the HTTP shapes, except that an amount need only be 0..2^53-1
- * here (proto3 `optional` makes 0 an explicit value; the core answers it `amount_invalid`, as it does for any
- * amount out of its range). Values past 2^53-1 cannot be held exactly and are refused before conversion.
+ * The shapes protobuf commands are checked against: the HTTP shapes, except that an amount or a hold's expiry need
+ * only be 0..2^53-1 here (proto3 `optional` makes 0 an explicit value; the core answers `amount_invalid` for either
+ * out of its range, as the fast path, which hands the numbers straight to the core, does too). Values past 2^53-1
+ * cannot be held exactly and are refused before conversion.
  */
 const PROTO_SHAPES: Readonly<Record<CommandType, Shape>> = Object.fromEntries(
   Object.entries(COMMAND_SHAPES).map(([type, shape]) => {
     const relax = (fields: Shape["required"]) =>
-      Object.fromEntries(Object.entries(fields).map(([name, kind]) => [name, kind === "amount" ? "limit" : kind])) as Shape["required"];
+      Object.fromEntries(Object.entries(fields).map(([name, kind]) => [name, kind === "amount" || kind === "duration" ? "limit" : kind])) as Shape["required"];
     return [type, { required: relax(shape.required), optional: relax(shape.optional) }];
   }),
 ) as Record<CommandType, Shape>;
@@ -273,12 +288,13 @@ async function handle(msg: Msg, options: NatsTransportOptions, log: NonNullable<
     log("nats: request without a reply subject dropped", new NatsRequestError("invalid_request", `no reply subject on ${msg.subject}`));
     return;
   }
-  const json = isJson(msg.headers);
   let payload: Uint8Array;
   // Headers only when there is one to send: a reply without them is a plain PUB (no header block to encode).
   let hdrs: MsgHdrs | undefined;
   try {
-    const principal = authenticate(msg.headers, options.keys);
+    const requestHeaders = headersOf(msg);
+    const json = isJson(requestHeaders);
+    const principal = authenticate(requestHeaders, options.keys);
     // A protobuf batch is scanned once: for the fast path, else decoded from the same scan.
     const scan = json ? undefined : scanProto(msg.data);
     const fast = scan === undefined ? undefined : submitScanned(scan, principal, options.gateway);

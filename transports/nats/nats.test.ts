@@ -2,11 +2,13 @@
 // RoutingGateway over two shards (in-memory journal and snapshot store), partners on different shards, requests made
 // with a separate client connection on a subject unique to this run. Protobuf and JSON request/reply, atomic
 // groups, every error header (unauthorized, forbidden, invalid_request, overloaded, unavailable, internal), bad
-// messages that must not stop the subscription, and two instances in one queue group sharing 50 requests.
+// messages that must not stop the subscription (a header block nats.js cannot parse, sent by a raw TCP client, among
+// them), and two instances in one queue group sharing 50 requests.
 // When the server is unreachable the suite is skipped with a message, except in CI (CI=true), where it fails.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { connect as connectTcp } from "node:net";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { connect, headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { OverloadedError, Shard, ShardMap, ShardUnavailableError, type Result } from "../../core/index.ts";
@@ -168,6 +170,33 @@ function counting(counts: number[]) {
     ready: () => gateway.ready(),
     metrics: () => gateway.metrics(),
   });
+}
+
+/**
+ * Publish to `subject` with reply subject `reply` as a raw client may (nats.js refuses to write such headers): the
+ * header block `headerLines` (CRLF-terminated lines after `NATS/1.0`) and `payload`, over a TCP connection of its
+ * own; resolves once the server has answered the PING after it (the message is routed).
+ */
+async function rawPublish(subject: string, reply: string, headerLines: string, payload: string): Promise<void> {
+  const [host, port] = SERVER.replace(/^nats:\/\//, "").split(":");
+  const socket = connectTcp(Number(port ?? 4222), host);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let received = "";
+      socket.on("error", reject);
+      socket.on("data", (chunk) => {
+        received += chunk.toString("latin1");
+        if (received.includes("PONG\r\n")) resolve();
+        else if (received.includes("-ERR")) reject(new Error(`nats-server refused the raw message: ${received}`));
+      });
+      const headerBlock = `NATS/1.0\r\n${headerLines}\r\n`;
+      const size = Buffer.byteLength(headerBlock) + Buffer.byteLength(payload);
+      socket.write(`CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n`);
+      socket.write(`HPUB ${subject} ${reply} ${Buffer.byteLength(headerBlock)} ${size}\r\n${headerBlock}${payload}\r\nPING\r\n`);
+    });
+  } finally {
+    socket.destroy();
+  }
 }
 
 function stubGateway(submit: Gateway["submit"]): Gateway {
@@ -348,6 +377,28 @@ describe("NATS transport", { skip }, () => {
       const [ok] = await requestProto(h, [credit("after", A, "a1", 1n)], KEYS.a);
       assert.equal(ok.balance, 101n);
       assert.deepEqual(h.logged, [], "client errors are not logged as internal");
+    } finally {
+      await h.stop();
+    }
+  });
+
+  test("a header block nats.js cannot parse (from a raw client) is invalid_request; the process and the subscription survive", async () => {
+    const h = await start();
+    try {
+      await seed(h);
+      const inbox = `${h.subject}.raw-reply`;
+      const replies = h.client.subscribe(inbox, { max: 2, timeout: REQUEST_TIMEOUT_MS });
+      await h.client.flush();
+      // A space in a header name; a bare LF inside the Authorization value.
+      await rawPublish(h.subject, inbox, "Bad Key: x\r\n", "x");
+      await rawPublish(h.subject, inbox, `Authorization: Bearer ${KEYS.a}\nx\r\n`, "x");
+      const received: Msg[] = [];
+      for await (const reply of replies) received.push(reply);
+      assert.deepEqual(received.map((reply) => errorOf(reply).code), ["invalid_request", "invalid_request"]);
+      assert.match(errorOf(received[0]).message, /headers are malformed/);
+      const [ok] = await requestProto(h, [credit("after-raw", A, "a1", 1n)], KEYS.a);
+      assert.equal(ok.balance, 101n);
+      assert.deepEqual(h.logged, [], "bad input is not logged as internal");
     } finally {
       await h.stop();
     }

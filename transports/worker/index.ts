@@ -4,7 +4,7 @@
  * same way. Transports stay on the main thread; each shard's processor has a thread (a core) of its own.
  */
 import { Worker } from "node:worker_threads";
-import { ShardUnavailableError, type Account, type Command, type Result, type ShardMetrics } from "../../core/index.ts";
+import { InvalidCommandError, ShardUnavailableError, type Account, type Command, type Result, type ShardMetrics } from "../../core/index.ts";
 import type { ShardPort } from "../gateway.ts";
 import { deserializeError, type FromWorker, type ShardOperation, type ShardRequest, type ShardWorkerInit } from "./messages.ts";
 
@@ -44,16 +44,20 @@ export class WorkerShard implements ShardPort {
           }
         }
       });
+      // An uncaught error ends the worker: what waits and what comes is refused as the exit below refuses it, a shard
+      // unavailable (typed, with a retry time) rather than the worker's internal error, which is logged here instead.
       worker.on("error", (error) => {
         shard.accepting = false;
         reject(error);
-        shard.refuseAll(error);
+        shard.stopped ??= new ShardUnavailableError("shard worker failed; restart the gateway", 1000, { cause: error });
+        log(`shard worker ${init.directory} failed: ${error.stack ?? error.message}`);
+        shard.refuseAll(shard.stopped);
       });
       // A worker that ends (an uncaught error, the process killing the thread) answers nothing more: refuse what
       // waits and what comes, instead of leaving callers (and a close) waiting forever.
       worker.on("exit", (code) => {
         shard.accepting = false;
-        if (shard.closed === undefined) {
+        if (shard.closed === undefined && shard.stopped === undefined) {
           shard.stopped = new ShardUnavailableError(`shard worker stopped (exit code ${code}); restart the gateway`, 1000);
           log(`shard worker ${init.directory} stopped (exit code ${code})`);
         }
@@ -113,6 +117,32 @@ export class WorkerShard implements ShardPort {
     if (this.outbox.length === 0) return;
     const requests = this.outbox;
     this.outbox = [];
-    this.worker.postMessage({ type: "requests", requests });
+    try {
+      this.worker.postMessage({ type: "requests", requests });
+    } catch (error) {
+      // A call whose arguments cannot be cloned (a function or symbol in a command): thrown here, in a microtask, it
+      // would end the process and leave the turn's other calls waiting forever. Nothing was sent: each goes alone.
+      if (!isDataCloneError(error)) throw error;
+      this.flushEach(requests);
+    }
   }
+
+  /** Send `requests` one message each, refusing those that cannot be cloned (a submit's as invalid input). */
+  private flushEach(requests: readonly ShardRequest[]): void {
+    for (const request of requests) {
+      try {
+        this.worker.postMessage({ type: "requests", requests: [request] });
+      } catch (error) {
+        if (!isDataCloneError(error)) throw error;
+        const call = this.calls.get(request.id);
+        this.calls.delete(request.id);
+        call?.reject(request.op === "submit" ? new InvalidCommandError("commands", "must be plain data (no functions or symbols)") : error);
+      }
+    }
+  }
+}
+
+/** Whether postMessage refused a value that cannot be structured-cloned (nothing was sent). */
+function isDataCloneError(error: unknown): error is DOMException {
+  return error instanceof DOMException && error.name === "DataCloneError";
 }

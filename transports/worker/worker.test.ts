@@ -1,20 +1,22 @@
 // Proves shards on worker threads behave like shards in process: commands, reads and metrics go through the
 // RoutingGateway to two worker shards, typed errors (InvalidCommandError with its path, OverloadedError) come back
-// as the same classes, and after close() a new worker recovers the same state from disk.
+// as the same classes, and after close() a new worker recovers the same state from disk. A worker that ends (killed,
+// or an uncaught error) refuses what waits and what comes as ShardUnavailableError, and a call that cannot cross to
+// the thread (an argument postMessage cannot clone) is refused alone, without ending the process.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { InvalidCommandError, OverloadedError, ShardMap, type Command } from "../../core/index.ts";
+import { InvalidCommandError, OverloadedError, ShardMap, ShardUnavailableError, type Command } from "../../core/index.ts";
 import { RoutingGateway } from "../gateway.ts";
 import { WorkerShard } from "./index.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "hotledger-worker-test-"));
 after(() => rmSync(directory, { recursive: true, force: true }));
 
-const start = (index: number) =>
-  WorkerShard.start({ directory: join(directory, `shard-${index}`), fsync: "batch", accountsMax: 1024, idempotencyCommandsMax: 4096 }, () => {});
+const start = (index: number, log: (line: string) => void = () => {}) =>
+  WorkerShard.start({ directory: join(directory, `shard-${index}`), fsync: "batch", accountsMax: 1024, idempotencyCommandsMax: 4096 }, log);
 
 test("a gateway over worker shards: commands, reads, metrics, typed errors, recovery after close", async () => {
   let shards = [await start(0), await start(1)];
@@ -65,4 +67,35 @@ test("a worker that stops on its own: calls waiting and calls after are refused 
   assert.equal(shard.accepting, false);
   const closing = await Promise.race([shard.close().then(() => "closed"), new Promise((resolve) => setTimeout(() => resolve("hung"), 5000))]);
   assert.equal(closing, "closed");
+});
+
+test("a worker that fails with an uncaught error: the call waiting is refused with ShardUnavailableError, the error is logged", async () => {
+  const logged: string[] = [];
+  const shard = await start(3, (line) => logged.push(line));
+  await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }], {});
+  // A credit waits for its journal write; the same message carries a request the worker cannot read, so handling it
+  // throws outside any try (as a bug in the worker would) and the thread ends with an uncaught error.
+  const waiting = shard.submit([{ type: "credit", id: "c", partnerId: "p", accountId: "a", amount: 1 }], {});
+  (shard as unknown as { outbox: unknown[] }).outbox.push(null);
+  await assert.rejects(waiting, (error: unknown) => error instanceof ShardUnavailableError && error.retryAfterMs > 0);
+  await assert.rejects(shard.account("p", "a"), (error: unknown) => error instanceof ShardUnavailableError);
+  assert.ok(logged.some((line) => /failed: .*TypeError/s.test(line)), `the worker's error is logged: ${logged.join(" | ")}`);
+  assert.equal(shard.accepting, false);
+  await shard.close();
+});
+
+test("a call whose arguments cannot be cloned is refused alone; the other calls of its turn are answered", async () => {
+  const shard = await start(4);
+  try {
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }], {});
+    const before = shard.account("p", "a");
+    const uncloneable = shard.submit([{ type: "credit", id: "c1", partnerId: "p", accountId: "a", amount: 1, note: () => "x" } as Command], {});
+    const after = shard.submit([{ type: "credit", id: "c2", partnerId: "p", accountId: "a", amount: 2 }], {});
+    await assert.rejects(uncloneable, (error: unknown) => error instanceof InvalidCommandError && error.path === "commands");
+    assert.equal((await before)?.balance, 0);
+    assert.equal((await after)[0].code, "ok");
+    assert.equal((await shard.account("p", "a"))?.balance, 2, "only the clonable credit was applied");
+  } finally {
+    await shard.close();
+  }
 });
