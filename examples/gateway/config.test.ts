@@ -111,21 +111,21 @@ test("bad keys in the config file fail at load, before any shard opens", () => {
   }
 });
 
-test("the data directory keeps its routing: a different shard count or pinned map is refused", () => {
+test("the data directory keeps its routing: a different shard count or pinned map is refused", async () => {
   const dataDirectory = mkdtempSync(join(tmpdir(), "hotledger-routing-"));
   try {
     const config = { ...loadConfig({}), dataDirectory };
-    checkRouting(config);
-    checkRouting(config);
-    assert.throws(() => checkRouting({ ...config, shards: 8 }), (error: Error) => error instanceof ConfigError && /routing/.test(error.message));
-    assert.throws(() => checkRouting({ ...config, pinned: { hot: 1 } }), ConfigError);
+    await checkRouting(config);
+    await checkRouting(config);
+    await assert.rejects(() => checkRouting({ ...config, shards: 8 }), (error: Error) => error instanceof ConfigError && /routing/.test(error.message));
+    await assert.rejects(() => checkRouting({ ...config, pinned: { hot: 1 } }), ConfigError);
     // The same routing listed in another order is the same routing.
     const pinned = mkdtempSync(join(tmpdir(), "hotledger-routing-"));
     try {
-      checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0, b: 1 } });
-      checkRouting({ ...config, dataDirectory: pinned, pinned: { b: 1, a: 0 } });
-      assert.throws(() => checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0, b: 2 } }), ConfigError);
-      assert.throws(() => checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0 } }), ConfigError);
+      await checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0, b: 1 } });
+      await checkRouting({ ...config, dataDirectory: pinned, pinned: { b: 1, a: 0 } });
+      await assert.rejects(() => checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0, b: 2 } }), ConfigError);
+      await assert.rejects(() => checkRouting({ ...config, dataDirectory: pinned, pinned: { a: 0 } }), ConfigError);
     } finally {
       rmSync(pinned, { recursive: true, force: true });
     }

@@ -8,11 +8,12 @@
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Relay, type Result, type ShardMetrics } from "../../core/index.ts";
 import { FileJournal, keepJournalForOutputs, readJournalFloor } from "../../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
+import { readFileIfExists, writeFileAtomic } from "../../adapters/atomic-file.ts";
 import { hashKey, KeyRing, type KeyConfig } from "../../transports/auth.ts";
 import { RoutingGateway, type Gateway, type HistoryReader, type OutputsView, type ShardPort } from "../../transports/gateway.ts";
 import { WorkerShard } from "../../transports/worker/index.ts";
@@ -68,7 +69,7 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
   try {
     unlock = lockDataDirectory(config.dataDirectory, log);
     try {
-      checkRouting(config);
+      await checkRouting(config);
     } catch (error) {
       unlock();
       throw error;
@@ -249,18 +250,21 @@ async function drainOutputs(relays: readonly Relay[], lastSequences: readonly nu
 /**
  * The data directory remembers how partners were routed (shard count and pinned partners) the first time. A later
  * start with different routing would send partners to shards that do not hold their accounts, so it is refused.
+ * The record is written atomically and durably before any shard directory exists: a crash during the first start
+ * leaves either no record and no shard data, or both.
  */
-export function checkRouting(config: GatewayConfig): void {
+export async function checkRouting(config: GatewayConfig): Promise<void> {
   const path = join(config.dataDirectory, "routing.json");
   const routing = JSON.stringify({ shards: config.shards, pinned: config.pinned });
   let stored: string;
   try {
     mkdirSync(config.dataDirectory, { recursive: true });
-    if (!existsSync(path)) {
-      writeFileSync(path, `${routing}\n`);
+    const text = await readFileIfExists(path);
+    if (text === undefined) {
+      await writeFileAtomic(path, `${routing}\n`);
       return;
     }
-    stored = readFileSync(path, "utf8").trim();
+    stored = text.trim();
   } catch (error) {
     throw new ConfigError(`HOTLEDGER_DATA ${config.dataDirectory}: cannot record its routing in ${path}: ${(error as Error).message}`);
   }
