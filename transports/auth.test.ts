@@ -38,9 +38,11 @@ test("thousands of partners: each key still finds its own partner", () => {
   assert.equal(ring.authenticate("key-5000"), undefined);
 });
 
-test("bearerKey: the key of 'Bearer <key>', nothing else", () => {
+test("bearerKey: the key of 'Bearer <key>' (the scheme in any case), nothing else", () => {
   assert.equal(bearerKey("Bearer abc-123"), "abc-123");
-  for (const header of ["", "Bearer", "Bearer ", "bearer abc", "Basic abc", "Bearer  abc", "Bearer abc def", "Bearer abc\t", "Token abc"]) {
+  assert.equal(bearerKey("bearer abc-123"), "abc-123");
+  assert.equal(bearerKey("BEARER abc-123"), "abc-123");
+  for (const header of ["", "Bearer", "Bearer ", "bearer ", "Basic abc", "Bearer  abc", "Bearer abc def", "Bearer abc\t", "Token abc", "Bearerabc"]) {
     assert.equal(bearerKey(header), undefined, JSON.stringify(header));
   }
 });

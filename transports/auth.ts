@@ -60,11 +60,12 @@ export class KeyRing {
 const WHITESPACE = /\s/;
 
 /**
- * The key of an `Authorization: Bearer <key>` header value (the key has no whitespace), or undefined. String checks:
- * the equivalent regex showed in the gateway's profiles.
+ * The key of an `Authorization: Bearer <key>` header value (the key has no whitespace), or undefined. The scheme is
+ * case-insensitive (RFC 7235 2.1: `bearer <key>` is the same); one space, then the key. String checks: the
+ * equivalent regex showed in the gateway's profiles.
  */
 export function bearerKey(header: string): string | undefined {
-  if (!header.startsWith("Bearer ")) return undefined;
+  if (!header.startsWith("Bearer ") && header.slice(0, 7).toLowerCase() !== "bearer ") return undefined;
   const key = header.slice(7);
   return key === "" || WHITESPACE.test(key) ? undefined : key;
 }

@@ -163,16 +163,19 @@ describe("http transport", () => {
       for (const key of [undefined, "guess", ""]) {
         const reply = await call(server, method, path, key, body);
         assert.equal(reply.status, 401, `${method} ${path} key=${key}`);
+        assert.equal(reply.headers.get("www-authenticate"), 'Bearer realm="hotledger"');
         assert.equal(reply.body.error.code, "unauthorized");
         assert.equal(typeof reply.body.error.message, "string");
       }
     }
-    for (const header of [`Basic ${KEYS.a}`, `bearer ${KEYS.a}`, `Bearer  ${KEYS.a}`, `Bearer ${KEYS.a} x`, `Bearer\t${KEYS.a}`, "Bearer "]) {
+    for (const header of [`Basic ${KEYS.a}`, `Bearer  ${KEYS.a}`, `Bearer ${KEYS.a} x`, `Bearer\t${KEYS.a}`, "Bearer "]) {
       const malformed = await fetch(`${server.base}/v1/accounts/${A}/a1`, { headers: { authorization: header } });
       assert.equal(malformed.status, 401, header);
     }
-    const good = await fetch(`${server.base}/v1/accounts/${A}/a1`, { headers: { authorization: `Bearer ${KEYS.a}` } });
-    assert.equal(good.status, 200);
+    for (const scheme of ["Bearer", "bearer"]) {
+      const good = await fetch(`${server.base}/v1/accounts/${A}/a1`, { headers: { authorization: `${scheme} ${KEYS.a}` } });
+      assert.equal(good.status, 200, scheme);
+    }
     assert.deepEqual(await balances(server), before);
     await server.stop();
   });

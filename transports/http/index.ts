@@ -83,6 +83,7 @@ const OPEN_ACCOUNT_SHAPE: Shape = {
 };
 
 const JSON_HEADERS: Readonly<Record<string, string>> = { "content-type": "application/json" };
+const BEARER_CHALLENGE: Record<string, string> = { "www-authenticate": 'Bearer realm="hotledger"' };
 
 /** A JSON response. */
 function json(status: number, body: unknown, headers?: Record<string, string>): Response {
@@ -93,7 +94,8 @@ function json(status: number, body: unknown, headers?: Record<string, string>): 
 function errorResponse(error: unknown, log: NonNullable<HttpAppOptions["log"]>): Response {
   if (error instanceof HttpError) {
     const body = error.path === undefined ? { code: error.code, message: error.message } : { code: error.code, message: error.message, path: error.path };
-    return json(error.status, { error: body });
+    // A 401 names the scheme it wants (RFC 9110 11.6.1, RFC 6750 3).
+    return json(error.status, { error: body }, error.status === 401 ? BEARER_CHALLENGE : undefined);
   }
   if (error instanceof InvalidCommandError) {
     return json(400, { error: { code: "invalid_request", message: error.message, path: error.path } });

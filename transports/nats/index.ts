@@ -102,7 +102,9 @@ export function errorReply(error: unknown): ErrorReply {
 
 /** The principal of the request's bearer key, or `unauthorized`. */
 function authenticate(hdrs: MsgHdrs | undefined, keys: KeyRing): Principal {
-  const key = bearerKey(hdrs?.get("Authorization", Match.IgnoreCase) ?? "");
+  // Exactly one Authorization header: with two, which one counts would be a guess (HTTP joins them and refuses too).
+  const values = hdrs?.values("Authorization", Match.IgnoreCase) ?? [];
+  const key = values.length === 1 ? bearerKey(values[0]) : undefined;
   const principal = key === undefined ? undefined : keys.authenticate(key);
   if (principal === undefined) throw new NatsRequestError("unauthorized", "a valid 'Authorization: Bearer <key>' header is required");
   return principal;

@@ -300,6 +300,11 @@ describe("NATS transport", { skip }, () => {
       hdrs.set("Authorization", `Basic ${KEYS.a}`);
       const basic = await h.client.request(h.subject, body, { timeout: REQUEST_TIMEOUT_MS, headers: hdrs });
       assert.equal(errorOf(basic).code, "unauthorized");
+      // Two Authorization headers, even with a valid key first, are refused: not the first one taken.
+      const twice = natsHeaders();
+      twice.append("Authorization", `Bearer ${KEYS.a}`);
+      twice.append("Authorization", "Bearer not-a-key");
+      assert.equal(errorOf(await h.client.request(h.subject, body, { timeout: REQUEST_TIMEOUT_MS, headers: twice })).code, "unauthorized");
       // Unauthenticated JSON too, and nothing moved.
       assert.equal(errorOf(await requestJson(h, { commands: [] })).code, "unauthorized");
       assert.equal((await h.gateway.account(A, "a1"))?.balance, 100);
