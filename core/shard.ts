@@ -110,7 +110,7 @@ interface Pending {
   /** Resolve the request: with its results once applied, or (async mode) with none once durable. */
   deliver: () => void;
   reject: (error: Error) => void;
-  /** Resolved (with no results) as soon as its record is durable, before it is applied: async mode. */
+  /** Resolved (with no results) as soon as its record is durable, without waiting for its results: async mode. */
   durableOnly: boolean;
   settled: boolean;
 }

@@ -16,7 +16,7 @@ export interface Gateway {
    * overloaded or unavailable the request fails, and a retry with the same ids is answered from the idempotency
    * windows for the commands that were applied. A malformed command (InvalidCommandError) fails the whole request
    * before any shard is asked, so bad input changes nothing. With `mode: "async"` it resolves with no results once
-   * every command is durable, before the shards apply them.
+   * every command is durable, without waiting for the results (the shards may have applied them already).
    */
   submit(commands: readonly Command[], options?: { atomic?: boolean; mode?: "sync" | "async" }): Promise<Result[]>;
   /**

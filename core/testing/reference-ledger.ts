@@ -9,7 +9,8 @@
  *   account or hold, then its status, then currency, then funds or overflow. A transfer checks `same_account`
  *   before looking accounts up, and that both exist before either's status.
  * - A result carries the source account's figures when the command got as far as finding that account: never
- *   for `amount_invalid`, `id_reused` or `linked_failed`.
+ *   for `amount_invalid`, `linked_failed` or an `id_reused` answered from the window (a hold refused because a
+ *   remembered hold has its id found its account, and carries its figures).
  * - An atomic group whose ids are all in the window with the same commands answers with the stored results; when
  *   only some are, or one with another command, the first such command is `id_reused`, the others
  *   `linked_failed`, and nothing is stored. A failing group stores every result: the failing command's code, with
