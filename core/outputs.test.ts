@@ -4,10 +4,10 @@
 // relay that delivers every event to every sink in order across outages, lost acknowledgements and restarts.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { Engine, EventDeriver, JournalCorruptError, Relay } from "./index.ts";
+import { Engine, EventDeriver, JournalCorruptError, Relay, Shard } from "./index.ts";
 import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
 import { MemoryJournalTail, MemorySink } from "./testing/memory-outputs.ts";
-import { deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, workloadOpenings } from "./testing/workload.ts";
+import { deriveEvents, openWorkloadShard, randomWorkload, submitWorkload, workloadClock, workloadOpenings } from "./testing/workload.ts";
 
 /** Table sizes of this suite's shards, followers and relays: smaller than WORKLOAD_SIZES, enough for a few hundred batches. */
 const SIZES = { accountsMax: 256, partnersMax: 16, holdsMax: 512, idempotencyCommandsMax: 4096, ringSlots: 64 };
@@ -419,6 +419,106 @@ describe("relay", () => {
     assert.equal(Engine.restore(await ownSnapshots.load(shardSnapshot), SIZES).stateHash(), followerHashAt(journal, shardSnapshot));
     await shard.close();
   });
+
+  test("after a rewind, lag still counts from the journal's last sequence the relay knew, not from where the new tail starts", async () => {
+    const journal = new KeepingJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
+    const sink = new MemorySink();
+    let opens = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let rewound!: () => void;
+    const inRewind = new Promise<void>((resolve) => (rewound = resolve));
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, retryMs: 1,
+      openTail: async (after: number) => {
+        // A tail knows the journal up to what it has handed out (a file tail inside the newest segment), and the
+        // rewind's tail is held before its first read: the catch-up of a long journal.
+        const tail = new HandedOutTail(journal, after);
+        if (opens++ > 0) {
+          const next = tail.next.bind(tail);
+          tail.next = async () => {
+            rewound();
+            await held;
+            return next();
+          };
+        }
+        return tail;
+      },
+    });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(55, 100)]);
+    await relay.caughtUp(shard.lastSequence);
+    const lost = shard.lastSequence - 200;
+    sink.cursors.set(3, lost); // the sink lost its last 200 events: the next delivery rewinds
+    await submitWorkload(shard, randomWorkload(56, 3, "v"));
+    await inRewind;
+    const [status] = relay.status();
+    assert.equal(status.cursor, lost);
+    assert.equal(status.lagEvents, shard.lastSequence - lost, "the sink is this far behind the journal");
+    release();
+    await relay.caughtUp(shard.lastSequence);
+    assert.equal(relay.status()[0].lagEvents, 0);
+    await relay.stop();
+    await shard.close();
+  });
+
+  test("a rewind moves the journal floor back to the snapshot it restarts from, so compaction keeps what it reads", async () => {
+    // The shard compacts its journal to min(its oldest snapshot, the relay's floor), as the gateway's does.
+    const journal = new MemoryJournal();
+    const shardSnapshots = new MemorySnapshotStore();
+    const floors: number[] = [];
+    const shard = await Shard.open({
+      ...SIZES, journal, snapshots: shardSnapshots, clock: workloadClock(), snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12,
+      journalFloor: async () => floors.at(-1) ?? 0,
+    });
+    const sink = new MemorySink();
+    let opens = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let rewound!: () => void;
+    const inRewind = new Promise<void>((resolve) => (rewound = resolve));
+    const relay = await Relay.start({
+      ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots: new NewestSnapshotStore(), snapshotEveryEvents: 200, sleep,
+      retryMs: 1, saveJournalFloor: async (sequence: number) => void floors.push(sequence),
+      openTail: async (after: number) => {
+        const tail = new MemoryJournalTail(journal, after);
+        if (opens++ > 0) {
+          const next = tail.next.bind(tail);
+          tail.next = async () => {
+            rewound();
+            await held;
+            return next();
+          };
+        }
+        return tail;
+      },
+    });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(57, 60)]);
+    await relay.caughtUp(shard.lastSequence);
+    await shard.takeSnapshot();
+    const shardSnapshot = shard.lastSequence;
+    // Own snapshots are taken as records arrive (every 200 events): the floor moves past the shard's snapshot.
+    for (let round = 0; round < 20 && floors.at(-1)! <= shardSnapshot + 10; round++) {
+      await submitWorkload(shard, randomWorkload(58 + 100 * round, 30, `v${round}`));
+      await relay.caughtUp(shard.lastSequence);
+    }
+    assert.ok(floors.at(-1)! > shardSnapshot + 10, `own snapshots moved the floor past the shard's snapshot (${floors})`);
+    sink.cursors.set(3, shardSnapshot + 10); // the sink lost what it had after this: the relay rewinds to the shard's snapshot
+    await submitWorkload(shard, randomWorkload(59, 3, "w"));
+    await inRewind;
+    assert.equal(relay.appliedSequence, shardSnapshot, "the follower went back to the shard's snapshot");
+    // Meanwhile the shard snapshots again, prunes its older snapshot and compacts to the relay's floor.
+    shardSnapshots.snapshots.delete(shardSnapshot);
+    await shard.takeSnapshot();
+    release();
+    const outcome = await Promise.race([relay.caughtUp(shard.lastSequence).then(() => "caught up"), relay.ended]);
+    assert.equal(outcome, "caught up", `the catch-up found the journal after the snapshot (${String(outcome)})`);
+    await relay.stop();
+    const after = sink.received.slice(sink.received.findIndex((event, i) => i > 0 && event.seq <= sink.received[i - 1].seq));
+    assert.deepEqual(after.map((event) => event.seq), Array.from({ length: shard.lastSequence - shardSnapshot - 10 }, (_, i) => shardSnapshot + 11 + i));
+    await shard.close();
+  });
 });
 
 /** The state hash of an engine that applied the journal up to `sequence`. */
@@ -432,4 +532,34 @@ function followerHashAt(journal: MemoryJournal, sequence: number): string {
   assert.equal(engine.lastSequence, sequence, "own snapshots are taken at record boundaries");
   engine.ledger.observer = undefined;
   return engine.stateHash();
+}
+
+/** A MemoryJournalTail that knows the journal only up to what it has handed out, as a file tail inside the newest segment. */
+class HandedOutTail extends MemoryJournalTail {
+  private handedOut: number;
+
+  constructor(journal: MemoryJournal, afterSequence: number) {
+    super(journal, afterSequence);
+    this.handedOut = afterSequence;
+  }
+
+  override async next() {
+    const records = await super.next();
+    const last = records?.at(-1);
+    if (last !== undefined) this.handedOut = last.firstSequence + last.commandCount - 1;
+    return records;
+  }
+
+  override lastSequence(): number {
+    return this.handedOut;
+  }
+}
+
+/** A MemorySnapshotStore that keeps only its newest snapshot, as a file store prunes its older ones. */
+class NewestSnapshotStore extends MemorySnapshotStore {
+  override async save(sequence: number, bytes: Uint8Array): Promise<void> {
+    await super.save(sequence, bytes);
+    const [newest] = await this.list();
+    for (const kept of [...this.snapshots.keys()]) if (kept !== newest) this.snapshots.delete(kept);
+  }
 }

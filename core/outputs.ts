@@ -356,8 +356,8 @@ export interface RelayOptions extends EngineOptions {
   snapshotEveryEvents?: number;
   /**
    * Tells the shard's side the oldest sequence the relay may still need from the journal (the sequence of the
-   * snapshot it would restart from); the shard must not compact the journal past it. Called at start and after
-   * each own snapshot.
+   * snapshot it would restart from); the shard must not compact the journal past it. Called at start, at each
+   * rewind and after each own snapshot.
    */
   saveJournalFloor?: (sequence: number) => Promise<void>;
   /**
@@ -416,6 +416,11 @@ export class Relay {
   private stopRequested = false;
   private readonly done: Promise<Error | null>;
   private snapshotSequence: number;
+  /**
+   * The journal's last sequence as far as the relay has known it, across tails: a rewind's new tail starts knowing
+   * only where it starts, and lag must not drop to 0 while it reads back up to where the journal was.
+   */
+  private journalLastSequence = 0;
   /** Memory reused by the follower's own snapshots (taken one at a time). */
   private readonly snapshotScratch = new SnapshotScratch();
 
@@ -450,8 +455,14 @@ export class Relay {
 
   /** Every sink's progress (copies). */
   status(): SinkStatus[] {
-    const last = Math.max(this.tail.lastSequence(), this.deriver.engine.lastSequence);
+    const last = this.knownJournalLastSequence();
     return this.statuses.map((status, i) => ({ ...status, cursor: this.cursors[i], lagEvents: Math.max(0, last - this.cursors[i]) }));
+  }
+
+  /** The journal's last sequence as far as any tail or the follower has shown it so far (it never shrinks). */
+  private knownJournalLastSequence(): number {
+    this.journalLastSequence = Math.max(this.journalLastSequence, this.tail.lastSequence(), this.deriver.engine.lastSequence);
+    return this.journalLastSequence;
   }
 
   /** The follower's last applied sequence. */
@@ -583,11 +594,15 @@ export class Relay {
    * dropped its last commits): start again from the newest snapshot at or before the slowest cursor, as at start.
    */
   private async rewind(reason: string): Promise<void> {
+    this.knownJournalLastSequence();
     await this.tail.close();
     const from = Math.min(...this.cursors);
     const engine = await restoreAtOrBefore(this.options, from);
     this.deriver = new EventDeriver(engine, this.options.shard, this.options.ascii);
     this.snapshotSequence = engine.lastSequence;
+    // As at start: the journal after this snapshot is what the catch-up reads, so the shard must not compact it
+    // (own snapshots may have moved the floor past it).
+    await this.options.saveJournalFloor?.(engine.lastSequence);
     this.tail = await this.options.openTail(engine.lastSequence);
     this.options.log?.(`relay shard ${this.options.shard}: ${reason}; follower back at ${engine.lastSequence} for sinks at ${this.cursors.join(", ")}`);
   }
