@@ -10,6 +10,7 @@ import { dlopen, FFIType } from "bun:ffi";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Shard, ShardMap, ShardUnavailableError, type Account, type Command, type Relay, type Result, type ShardMetrics } from "../../core/index.ts";
 import { FileJournal, keepJournalForOutputs, readJournalFloor } from "../../adapters/journal-file/index.ts";
 import { FileSnapshotStore } from "../../adapters/snapshot-file/index.ts";
@@ -27,6 +28,8 @@ export interface RunningGateway {
   url: string;
   /** Keys made for this run when none were configured. */
   demo?: { partnerId: string; partnerKey: string; internalKey: string };
+  /** Resolves once the inline outputs run (their projection serves history); undefined without inline outputs. */
+  outputsReady?: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -35,6 +38,9 @@ const OUTPUTS_DRAIN_MS_MAX = 5_000;
 
 /** Retry-After of a request that arrives while the shards recover. */
 const RECOVERING_RETRY_MS = 1_000;
+
+/** How long `npm start` waits for the inline outputs before it prints the demo's curl lines (history needs them). */
+const DEMO_OUTPUTS_WAIT_MS = 10_000;
 
 /**
  * Listen on HTTP first (a port in use fails the start before the data directory is touched, and /healthz and
@@ -86,6 +92,7 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
   const running: RunningGateway = {
     url,
     demo,
+    outputsReady: outputs?.ready,
     async stop() {
       await app.stop();
       await nats?.stop();
@@ -328,6 +335,11 @@ async function main(): Promise<void> {
   console.log(`hotledger gateway: ${config.shards} shards ${where}, data in ${config.dataDirectory}, listening on ${running.url}`);
   if (running.demo) {
     const { partnerId, partnerKey, internalKey } = running.demo;
+    // The history line answers 503 until the projection is open (PGlite takes a moment): print the lines once it is.
+    if (running.outputsReady !== undefined) {
+      const ready = await Promise.race([running.outputsReady.then(() => true), sleep(DEMO_OUTPUTS_WAIT_MS, undefined, { ref: false }).then(() => false)]);
+      if (!ready) console.log(`outputs not running after ${DEMO_OUTPUTS_WAIT_MS} ms: the history line answers 503 until they are`);
+    }
     console.log(`demo partner "${partnerId}" key (this run only): ${partnerKey}`);
     console.log(`internal key (this run only): ${internalKey}`);
     console.log("try:");
