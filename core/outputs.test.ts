@@ -4,6 +4,7 @@
 // relay that delivers every event to every sink in order across outages, lost acknowledgements and restarts.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { AssertionError } from "./assert.ts";
 import { Engine, EventDeriver, JournalCorruptError, Relay, Shard } from "./index.ts";
 import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
 import { MemoryJournalTail, MemorySink } from "./testing/memory-outputs.ts";
@@ -269,6 +270,24 @@ describe("relay", () => {
     assert.deepEqual(after.map((event) => event.seq), Array.from({ length: shard.lastSequence - lost }, (_, i) => lost + 1 + i));
     assert.deepEqual(after, deriveEvents(journal.records, 3, SIZES).slice(lost), "the same events again, then the new ones");
     await shard.close();
+  });
+
+  test("a sink's AssertionError (a broken invariant) stops the relay for good instead of being retried forever", async () => {
+    const journal = new KeepingJournal();
+    const shard = await openWorkloadShard(journal, { sizes: SIZES });
+    const broken = new MemorySink("broken");
+    let deliveries = 0;
+    broken.deliver = async () => {
+      deliveries++;
+      throw new AssertionError("a delivery of more events than the sink can take in one call");
+    };
+    const relay = await Relay.start({ ...SIZES, shard: 3, sinks: [broken], sleep, retryMs: 1, openTail: async (after: number) => new MemoryJournalTail(journal, after) });
+    await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(55, 5)]);
+    const outcome = await Promise.race([relay.ended, sleep(5000).then(() => "still running")]);
+    assert.ok(outcome instanceof AssertionError, `stopped for good with the sink's assertion (${String(outcome)})`);
+    assert.equal(deliveries, 1, "not retried");
+    assert.match(relay.status()[0].lastError ?? "", /more events than the sink can take/);
+    await relay.stop();
   });
 
   test("ended: the error that stopped the relay for good (a rewind the journal no longer reaches), null after stop()", async () => {

@@ -10,7 +10,7 @@
  *
  * Pure ECMAScript over ports (JournalTail, SnapshotStore, OutputSink); waiting is injected (`sleep`).
  */
-import { assert } from "./assert.ts";
+import { AssertionError, assert } from "./assert.ts";
 import { ACCOUNT_STATUSES, Code, Type } from "./codes.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
 import { decodeRecordInto, readCommand, readRecordHeader, type RecordHeader } from "./journal-codec.ts";
@@ -653,6 +653,9 @@ export class Relay {
       } catch (error) {
         status.failures++;
         status.lastError = (error as Error).message;
+        // A broken invariant (a bug, or a setting the sink cannot honour) fails the same way on every retry: the
+        // relay stops for good (Relay.ended) instead of retrying forever with only lag to show for it.
+        if (error instanceof AssertionError) throw error;
         this.options.log?.(`relay shard ${shard}: ${sink.name} delivery failed, retrying: ${status.lastError}`);
         await this.options.sleep(this.options.retryMs ?? 1000);
         try {
