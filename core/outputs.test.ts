@@ -281,7 +281,7 @@ describe("relay", () => {
       deliveries++;
       throw new AssertionError("a delivery of more events than the sink can take in one call");
     };
-    const relay = await Relay.start({ ...SIZES, shard: 3, sinks: [broken], sleep, retryMs: 1, openTail: async (after: number) => new MemoryJournalTail(journal, after) });
+    const relay = await Relay.start({ ...SIZES, shard: 3, sinks: [broken], snapshots: new MemorySnapshotStore(), sleep, retryMs: 1, openTail: async (after: number) => new MemoryJournalTail(journal, after) });
     await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(55, 5)]);
     const outcome = await Promise.race([relay.ended, sleep(5000).then(() => "still running")]);
     assert.ok(outcome instanceof AssertionError, `stopped for good with the sink's assertion (${String(outcome)})`);
