@@ -82,7 +82,8 @@ export class Engine {
     const results = new Array<Result>(commands.length);
     for (let start = 0; start < commands.length; ) {
       const count = atomic ? commands.length : Math.min(commands.length - start, this.sequencer.remainingCapacity());
-      const published = this.tryPublish(commands, start, count, atomic, timeMs);
+      // Not tryPublish: a group was checked above, before anything was stamped.
+      const published = this.publish(commands, undefined, start, count, atomic, timeMs);
       if (!published) throw new Error("ring full while the engine drains synchronously: a bug");
       this.drain();
       const first = this.sequencer.cursor.value - count + 1;
@@ -99,8 +100,12 @@ export class Engine {
    * Translate `count` commands from `start` into the ring and publish them as one batch stamped `timeMs`, as an
    * atomic group when `atomic`. Returns false, having written nothing, when the ring has no room (back-pressure).
    * The allocation-free producer path: no results are built; read them from the ring's result columns.
+   * Throws InvalidCommandError, having claimed nothing, for a command that cannot be represented, a group `execute`
+   * refuses (the ledger applies a group under its first command's partner, and stores no check), or a `timeMs` it
+   * refuses.
    */
   tryPublish(commands: readonly Command[], start: number, count: number, atomic: boolean, timeMs: number): boolean {
+    if (atomic) this.checkGroup(commands, start, count);
     return this.publish(commands, undefined, start, count, atomic, timeMs);
   }
 
@@ -114,6 +119,8 @@ export class Engine {
 
   /** Claim `count` slots, translate commands `start..` of `commands` or of `scan` into them, publish. */
   private publish(commands: readonly Command[] | undefined, scan: ScannedBatch | undefined, start: number, count: number, atomic: boolean, timeMs: number): boolean {
+    // The first unit applied with a later stamp makes it the ledger's time, for good: it must be one a snapshot holds.
+    checkTime(timeMs);
     const high = this.sequencer.tryNext(count);
     if (high < 0) return false;
     const ring = this.ring;
@@ -190,16 +197,17 @@ export class Engine {
     return stateHash(this.ledger);
   }
 
-  /** Throw InvalidCommandError unless `commands` can be one atomic group. */
-  checkGroup(commands: readonly Command[]): void {
-    checkGroup(commands, this.ring.size);
+  /** Throw InvalidCommandError unless `count` commands from `start` (default: all) can be one atomic group. */
+  checkGroup(commands: readonly Command[], start = 0, count = commands.length - start): void {
+    checkGroup(commands, start, count, this.ring.size, this.groupIds);
   }
+
+  /** The ids `checkGroup` has seen in the group it is checking; empty between checks. */
+  private readonly groupIds = new Set<unknown>();
 
   private stamp(timeMs: number | undefined): number {
     const time = timeMs ?? this.clock();
-    if (typeof time !== "number" || !Number.isSafeInteger(time) || time < 0 || time > AMOUNT_MAX) {
-      throw new InvalidCommandError("timeMs", "must be a non-negative safe integer of milliseconds");
-    }
+    checkTime(time);
     return Math.max(time, this.ledger.timeMs);
   }
 
@@ -215,6 +223,13 @@ export class Engine {
       ring.available[index],
       ring.duplicate[index] === 1,
     );
+  }
+}
+
+/** Throw InvalidCommandError unless `time` is a stamp the ledger can take: a safe integer of milliseconds >= 0. */
+function checkTime(time: unknown): asserts time is number {
+  if (typeof time !== "number" || !Number.isSafeInteger(time) || time < 0 || time > AMOUNT_MAX) {
+    throw new InvalidCommandError("timeMs", "must be a non-negative safe integer of milliseconds");
   }
 }
 
@@ -237,26 +252,34 @@ function buildResult(
   return result;
 }
 
-/** An atomic group: 1..GROUP_COMMANDS_MAX commands of one partner, distinct ids, no checks. */
-function checkGroup(commands: readonly Command[], ringSize: number): void {
+/**
+ * An atomic group: commands `start..start + count - 1`, 1..GROUP_COMMANDS_MAX of them, of one partner, with distinct
+ * ids and no checks. `ids` is a set to reuse; it is left empty.
+ */
+function checkGroup(
+  commands: readonly Command[], start: number, count: number, ringSize: number, ids: Set<unknown>,
+): void {
   const max = Math.min(GROUP_COMMANDS_MAX, ringSize);
-  if (commands.length < 1 || commands.length > max) {
-    throw new InvalidCommandError("commands", `an atomic group has 1-${max} commands, got ${commands.length}`);
+  if (count < 1 || count > max) {
+    throw new InvalidCommandError("commands", `an atomic group has 1-${max} commands, got ${count}`);
   }
-  const partnerId = commands[0]?.partnerId;
-  const ids = new Set<unknown>();
-  for (let i = 0; i < commands.length; i++) {
-    const command = commands[i];
-    if (typeof command !== "object" || command === null) throw new InvalidCommandError(`commands[${i}]`, "must be an object");
-    if (command.partnerId !== partnerId) {
-      throw new InvalidCommandError(`commands[${i}].partnerId`, "an atomic group must belong to one partner");
+  const partnerId = commands[start]?.partnerId;
+  try {
+    for (let i = start; i < start + count; i++) {
+      const command = commands[i];
+      if (typeof command !== "object" || command === null) {
+        throw new InvalidCommandError(`commands[${i}]`, "must be an object");
+      }
+      if (command.partnerId !== partnerId) {
+        throw new InvalidCommandError(`commands[${i}].partnerId`, "an atomic group must belong to one partner");
+      }
+      if (command.type === "check") {
+        throw new InvalidCommandError(`commands[${i}].type`, "a check cannot be part of an atomic group");
+      }
+      if (ids.has(command.id)) throw new InvalidCommandError(`commands[${i}].id`, "repeated id in an atomic group");
+      ids.add(command.id);
     }
-    if (command.type === "check") {
-      throw new InvalidCommandError(`commands[${i}].type`, "a check cannot be part of an atomic group");
-    }
-    if (ids.has(command.id)) throw new InvalidCommandError(`commands[${i}].id`, "repeated id in an atomic group");
-    ids.add(command.id);
+  } finally {
+    ids.clear();
   }
 }
-
-

@@ -736,6 +736,25 @@ describe("bad input", () => {
     assert.equal(run(engine, commands.slice(0, 130).concat(commands.slice(131))).length, 149, "valid, the same batch goes through in pieces");
     assert.equal(account(engine, "a").balance, 149);
   });
+
+  test("a timeMs that is not a safe integer >= 0 throws InvalidCommandError at timeMs, from execute and tryPublish alike", () => {
+    const engine = funded(newEngine(), "a", 0);
+    const hash = engine.stateHash();
+    const cursor = engine.sequencer.cursor.value;
+    const credit = [cmd.credit("c1", "a", 1)];
+    // Published, 2^60 or Infinity became the ledger's time: every later snapshot and state hash failed an assertion.
+    for (const timeMs of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60]) {
+      const isTimeError = (error: unknown) => error instanceof InvalidCommandError && error.path === "timeMs";
+      assert.throws(() => engine.execute(credit, { timeMs }), isTimeError, `execute at ${timeMs}`);
+      assert.throws(() => engine.tryPublish(credit, 0, 1, false, timeMs), isTimeError, `tryPublish at ${timeMs}`);
+      assert.equal(engine.sequencer.cursor.value, cursor, `nothing sequenced at ${timeMs}`);
+    }
+    engine.drain();
+    assert.equal(engine.stateHash(), hash);
+    assert.ok(engine.tryPublish(credit, 0, 1, false, T0 + 1));
+    engine.drain();
+    assert.equal(account(engine, "a").balance, 1);
+  });
 });
 
 describe("identifiers", () => {
@@ -904,6 +923,35 @@ describe("atomic groups", () => {
     expectInvalid(engine, [cmd.credit("c1", "a", 1), cmd.debit("d1", "a", 1), cmd.credit("c1", "a", 1)], "commands[2].id", true);
     expectInvalid(engine, [cmd.hold("x1", "a", 1), cmd.capture("x1", "x1")], "commands[1].id", true);
     assert.equal(account(engine, "a").balance, 100);
+  });
+
+  test("tryPublish refuses the groups execute refuses (two partners, a check, a repeated id) before sequencing", () => {
+    const engine = funded(funded(newEngine(), "a", 100), "a", 100, { partnerId: "partner-2" });
+    const hash = engine.stateHash();
+    const cursor = engine.sequencer.cursor.value;
+    const groups: [Command[], string][] = [
+      // Applied, the ledger took the group's partner from its first command: partner-2's debit hit partner-1's "a".
+      [[cmd.credit("g1", "a", 1), cmd.debit("g2", "a", 50, { partnerId: "partner-2" })], "commands[1].partnerId"],
+      // Applied, the check went into the window with no id: an assertion in the processor after the credit.
+      [[cmd.credit("g3", "a", 1), cmd.check("a", 1)], "commands[1].type"],
+      [[cmd.credit("g4", "a", 1), cmd.debit("g4", "a", 1)], "commands[1].id"],
+    ];
+    for (const [group, path] of groups) {
+      assert.throws(() => engine.tryPublish(group, 0, group.length, true, T0 + 1), (error: unknown) => {
+        assert.ok(error instanceof InvalidCommandError, `expected InvalidCommandError, got ${String(error)}`);
+        assert.equal(error.path, path);
+        return true;
+      });
+      assert.equal(engine.sequencer.cursor.value, cursor, `nothing sequenced for ${path}`);
+    }
+    engine.drain();
+    assert.equal(engine.stateHash(), hash);
+    // The group is the range published: the foreign command before `start` is not part of it.
+    const commands = [cmd.credit("x0", "a", 1, { partnerId: "partner-2" }), cmd.credit("x1", "a", 1), cmd.debit("x2", "a", 2)];
+    assert.ok(engine.tryPublish(commands, 1, 2, true, T0 + 1));
+    engine.drain();
+    assert.deepEqual(money(engine, "a"), { balance: 99, held: 0, available: 99 });
+    assert.equal(account(engine, "a", "partner-2").balance, 100);
   });
 
   test("a group of 1000 commands applies; 1001 throws InvalidCommandError", () => {

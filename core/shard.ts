@@ -351,8 +351,8 @@ export class Shard {
     this.checkCount(commands.length);
     const engine = this.engine;
     const atomic = options?.atomic === true;
-    if (atomic) engine.checkGroup(commands);
-    // Time is stamped by the journaler, per record; 0 here is overwritten before anything reads it.
+    // tryPublish checks an atomic group before it claims a slot. Time is stamped by the journaler, per record; 0 here
+    // is overwritten before anything reads it.
     if (!engine.tryPublish(commands, 0, commands.length, atomic, 0)) {
       throw new OverloadedError(`shard ring full (${engine.ring.size} slots): retry later`);
     }
