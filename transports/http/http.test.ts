@@ -4,6 +4,7 @@
 // other, two keys of one partner both work, and bad or rejected input changes no balance; a fast-check property
 // posts random bodies and checks that no reply is a 5xx and that balances move only under a 200 with ok results. A body
 // the client cuts off is refused without an error logged, and a second app cannot listen on a port already taken.
+// /metrics is read by a strict parser of the Prometheus text format written here (none is a dependency).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "node:net";
@@ -639,6 +640,162 @@ test("GET /metrics: Prometheus text with results by code, journal records, commi
     assert.match(text, /^# TYPE hotledger_results_total counter$/m);
   } finally {
     await metricsApp.stop();
+  }
+});
+
+/** One sample of the Prometheus text format, as parsed by `parsePrometheusText`. */
+interface PrometheusSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * A strict parser of the Prometheus text exposition format 0.0.4: a family's HELP and TYPE come before its samples and
+ * at most once; a family's lines are one group; metric and label names use their character sets; label values
+ * escape only `\\`, `\"` and `\n`; no series twice; counters are >= 0; a histogram has, per label set, `_bucket`s
+ * with `le` ascending and cumulative up to `+Inf`, a `_sum`, and a `_count` equal to the `+Inf` bucket. Throws naming
+ * the line; returns the families by name with their type and samples.
+ */
+function parsePrometheusText(text: string): Map<string, { type: string; samples: PrometheusSample[] }> {
+  assert.ok(text.endsWith("\n"), "the exposition ends with a newline");
+  const families = new Map<string, { type: string; typed: boolean; help: boolean; samples: PrometheusSample[] }>();
+  const done = new Set<string>();
+  const series = new Set<string>();
+  let current: string | undefined;
+  const family = (name: string, where: string) => {
+    if (current !== name) {
+      if (current !== undefined) done.add(current);
+      assert.ok(!done.has(name), `${where}: the lines of ${name} are not one group`);
+      current = name;
+    }
+    const found = families.get(name) ?? { type: "untyped", typed: false, help: false, samples: [] };
+    families.set(name, found);
+    return found;
+  };
+  const number = (value: string, where: string) => {
+    if (value === "+Inf") return Infinity;
+    if (value === "-Inf") return -Infinity;
+    if (value === "NaN") return Number.NaN;
+    assert.match(value, /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/, `${where}: a number`);
+    return Number(value);
+  };
+  text.slice(0, -1).split("\n").forEach((line, index) => {
+    const where = `line ${index + 1} ${JSON.stringify(line)}`;
+    const comment = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (comment !== null) {
+      const [, kind, name, rest] = comment;
+      const entry = family(name, where);
+      assert.equal(entry.samples.length, 0, `${where}: ${kind} after the family's samples`);
+      if (kind === "HELP") {
+        assert.ok(!entry.help, `${where}: a second HELP`);
+        assert.doesNotMatch(rest.replace(/\\[\\n]/g, ""), /\\/, `${where}: HELP escapes only \\\\ and \\n`);
+        entry.help = true;
+      } else {
+        assert.ok(!entry.typed && ["counter", "gauge", "histogram", "summary", "untyped"].includes(rest), `${where}: one known TYPE`);
+        entry.type = rest;
+        entry.typed = true;
+      }
+      return;
+    }
+    assert.ok(!line.startsWith("#") || !/^# (HELP|TYPE)/.test(line), `${where}: a malformed HELP or TYPE`);
+    if (line === "" || line.startsWith("#")) return;
+    const head = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{)?/.exec(line);
+    assert.ok(head !== null, `${where}: a metric name`);
+    const name = head[1];
+    const labels: Record<string, string> = {};
+    let at = head[0].length;
+    while (head[2] !== undefined && line[at] !== "}") {
+      const label = /^([a-zA-Z_][a-zA-Z0-9_]*)="/.exec(line.slice(at));
+      assert.ok(label !== null && !label[1].startsWith("__") && !(label[1] in labels), `${where}: a label name at ${at}`);
+      at += label[0].length;
+      let value = "";
+      for (;;) {
+        const character = line[at];
+        assert.ok(character !== undefined, `${where}: an unterminated label value`);
+        at++;
+        if (character === '"') break;
+        if (character !== "\\") {
+          value += character;
+          continue;
+        }
+        const escaped = ({ "\\": "\\", '"': '"', n: "\n" } as Record<string, string>)[line[at]];
+        assert.ok(escaped !== undefined, `${where}: a label value escapes only \\\\, \\" and \\n`);
+        value += escaped;
+        at++;
+      }
+      labels[label[1]] = value;
+      if (line[at] === ",") at++;
+      else assert.equal(line[at], "}", `${where}: , or } after a label at ${at}`);
+    }
+    if (head[2] !== undefined) at++;
+    const tail = /^ (\S+)( -?\d+)?$/.exec(line.slice(at));
+    assert.ok(tail !== null, `${where}: one value (and maybe a timestamp) after the labels`);
+    const value = number(tail[1], where);
+    const base = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
+    const histogram = base !== undefined && families.get(base)?.type === "histogram";
+    const entry = family(histogram ? base : name, where);
+    assert.ok(entry.typed, `${where}: TYPE before the samples`);
+    if (entry.type === "histogram") assert.ok(histogram && (!name.endsWith("_bucket") || "le" in labels), `${where}: a histogram's _bucket{le}, _sum or _count`);
+    if (entry.type === "counter") assert.ok(value >= 0, `${where}: a counter is >= 0`);
+    const key = `${name}${JSON.stringify(Object.entries(labels).sort())}`;
+    assert.ok(!series.has(key), `${where}: a series twice`);
+    series.add(key);
+    entry.samples.push({ name, labels, value });
+  });
+  for (const [name, { type, samples }] of families) {
+    if (type !== "histogram") continue;
+    const groups = new Map<string, { bounds: number[]; counts: number[]; sum?: number; count?: number }>();
+    for (const { name: sampleName, labels, value } of samples) {
+      const { le, ...rest } = labels;
+      const key = JSON.stringify(Object.entries(rest).sort());
+      const group = groups.get(key) ?? { bounds: [], counts: [] };
+      groups.set(key, group);
+      if (sampleName.endsWith("_bucket")) {
+        group.bounds.push(number(le, `${name}${key} le`));
+        group.counts.push(value);
+      } else if (sampleName.endsWith("_sum")) group.sum = value;
+      else group.count = value;
+    }
+    for (const [key, { bounds, counts, sum, count }] of groups) {
+      assert.ok(sum !== undefined && count !== undefined && bounds.length > 0, `${name}${key}: buckets, _sum and _count`);
+      for (let i = 1; i < bounds.length; i++) assert.ok(bounds[i] > bounds[i - 1] && counts[i] >= counts[i - 1], `${name}${key}: le ascending, counts cumulative`);
+      assert.equal(bounds[bounds.length - 1], Infinity, `${name}${key}: the last bucket is +Inf`);
+      assert.equal(counts[counts.length - 1], count, `${name}${key}: _count is the +Inf bucket`);
+    }
+  }
+  return families;
+}
+
+test("GET /metrics is strict Prometheus text: names, escaped label values (sink names are any string), histograms, no series twice, counters that only grow", async () => {
+  const sinks = ["postgres", 'pg "eu"', "back\\slash", "two\nlines", "shop.eu:1"].map((name, index) => ({
+    name, shard: index % 2, cursor: 7, lagEvents: 3, delivered: 7 + index, failures: index, lastError: null,
+  }));
+  const server = await start({ outputs: { status: () => sinks, history: null } });
+  try {
+    const scrape = async () => {
+      const response = await fetch(`${server.base}/metrics`);
+      assert.equal(response.status, 200);
+      return parsePrometheusText(await response.text());
+    };
+    const before = await scrape();
+    await seed(server);
+    const after = await scrape();
+    for (const name of ["hotledger_output_cursor", "hotledger_output_lag_events", "hotledger_output_delivered_total", "hotledger_output_failures_total"]) {
+      assert.deepEqual(after.get(name)?.samples.map(({ labels }) => labels), sinks.map((sink) => ({ shard: String(sink.shard), sink: sink.name })), name);
+    }
+    assert.deepEqual(after.get("hotledger_journal_commit_milliseconds")?.samples.filter((sample) => sample.labels.le === "+Inf").length, 2, "one histogram per shard");
+    // Every counter (and histogram series) of the first scrape is in the second, and none went down.
+    for (const [name, { type, samples }] of before) {
+      if (type !== "counter" && type !== "histogram") continue;
+      for (const sample of samples) {
+        const later = after.get(name)?.samples.find((other) => other.name === sample.name && JSON.stringify(other.labels) === JSON.stringify(sample.labels));
+        assert.ok(later !== undefined && later.value >= sample.value, `${sample.name}${JSON.stringify(sample.labels)} only grows`);
+      }
+    }
+    assert.ok((after.get("hotledger_results_total")?.samples.reduce((total, sample) => total + sample.value, 0) ?? 0) >= 4, "the seed's results are counted");
+  } finally {
+    await server.stop();
   }
 });
 

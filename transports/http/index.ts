@@ -439,11 +439,19 @@ export function prometheusText(shards: readonly ShardMetrics[], sinks: readonly 
   family("hotledger_ring_slots", "gauge", "Size of the shard's ring.", (shard, index) => [`hotledger_ring_slots{shard="${index}"} ${shard.ringSlots}`]);
   const sinkFamily = (name: string, type: "counter" | "gauge", help: string, value: (sink: SinkStatus) => number) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const sink of sinks) lines.push(`${name}{shard="${sink.shard}",sink="${sink.name}"} ${value(sink)}`);
+    for (const sink of sinks) lines.push(`${name}{shard="${sink.shard}",sink="${labelValue(sink.name)}"} ${value(sink)}`);
   };
   sinkFamily("hotledger_output_cursor", "gauge", "The last sequence an output sink has delivered.", (sink) => sink.cursor);
   sinkFamily("hotledger_output_lag_events", "gauge", "Journaled commands an output sink has not delivered yet.", (sink) => sink.lagEvents);
   sinkFamily("hotledger_output_delivered_total", "counter", "Events delivered to an output sink (resends included).", (sink) => sink.delivered);
   sinkFamily("hotledger_output_failures_total", "counter", "Failed deliveries to an output sink (each retried).", (sink) => sink.failures);
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * A label value as the text format wants it: backslash, double quote and newline escaped. A sink's name is any
+ * string its author chose; unescaped, a quote in it ended the value early and a newline cut the sample in two.
+ */
+function labelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (character) => (character === "\n" ? "\\n" : `\\${character}`));
 }
