@@ -94,36 +94,39 @@ test("the printed curl lines work against npm start's gateway", { timeout: TEST_
   assert.equal(await stop(child), 0, "SIGTERM drains and exits 0");
 });
 
-test("a restart keeps balances and the idempotency window; graceful shutdown loses nothing", { timeout: TEST_TIMEOUT_MS }, async () => {
-  const config = join(directory, "config.json");
-  writeFileSync(config, JSON.stringify({ keys: [{ sha256: hashKey("test-key"), partnerId: "shop" }] }));
-  const env = { HOTLEDGER_CONFIG: config, HOTLEDGER_DATA: join(directory, "restart") };
-  const urlOf = (lines: string[]) => lines.find((line) => line.includes("listening on"))?.split("listening on ")[1]?.trim() ?? "";
-  const call = async (url: string, path: string, body: unknown) => {
-    const response = await fetch(`${url}${path}`, {
-      method: "POST",
-      headers: { Authorization: "Bearer test-key", "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-  };
-  const first = await start(env);
-  const url = urlOf(first.lines);
-  assert.equal((await call(url, "/v1/accounts", { partnerId: "shop", accountId: "a", currency: "EUR" })).status, 201);
-  const credits = await Promise.all(
-    Array.from({ length: 50 }, (_, i) => call(url, "/v1/credit", { id: `c${i}`, partnerId: "shop", accountId: "a", amount: i + 1 })),
-  );
-  assert.ok(credits.every((credit) => credit.status === 200));
-  assert.equal(await stop(first.child), 0);
-  const second = await start(env);
-  const again = urlOf(second.lines);
-  const account = await fetch(`${again}/v1/accounts/shop/a`, { headers: { Authorization: "Bearer test-key" } });
-  assert.equal(((await account.json()) as { balance: number }).balance, (50 * 51) / 2);
-  const retry = await call(again, "/v1/credit", { id: "c7", partnerId: "shop", accountId: "a", amount: 8 });
-  assert.equal(retry.status, 200);
-  assert.equal(retry.body.duplicate, true);
-  assert.equal(await stop(second.child), 0);
-});
+// Both ways of running shards: in the gateway's thread (the default below 4 cores, as here) and on worker threads.
+for (const workers of ["0", "1"]) {
+  test(`a restart keeps balances and the idempotency window; graceful shutdown loses nothing (HOTLEDGER_WORKERS=${workers})`, { timeout: TEST_TIMEOUT_MS }, async () => {
+    const config = join(directory, "config.json");
+    writeFileSync(config, JSON.stringify({ keys: [{ sha256: hashKey("test-key"), partnerId: "shop" }] }));
+    const env = { HOTLEDGER_CONFIG: config, HOTLEDGER_DATA: join(directory, `restart-${workers}`), HOTLEDGER_WORKERS: workers };
+    const urlOf = (lines: string[]) => lines.find((line) => line.includes("listening on"))?.split("listening on ")[1]?.trim() ?? "";
+    const call = async (url: string, path: string, body: unknown) => {
+      const response = await fetch(`${url}${path}`, {
+        method: "POST",
+        headers: { Authorization: "Bearer test-key", "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const first = await start(env);
+    const url = urlOf(first.lines);
+    assert.equal((await call(url, "/v1/accounts", { partnerId: "shop", accountId: "a", currency: "EUR" })).status, 201);
+    const credits = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => call(url, "/v1/credit", { id: `c${i}`, partnerId: "shop", accountId: "a", amount: i + 1 })),
+    );
+    assert.ok(credits.every((credit) => credit.status === 200));
+    assert.equal(await stop(first.child), 0);
+    const second = await start(env);
+    const again = urlOf(second.lines);
+    const account = await fetch(`${again}/v1/accounts/shop/a`, { headers: { Authorization: "Bearer test-key" } });
+    assert.equal(((await account.json()) as { balance: number }).balance, (50 * 51) / 2);
+    const retry = await call(again, "/v1/credit", { id: "c7", partnerId: "shop", accountId: "a", amount: 8 });
+    assert.equal(retry.status, 200);
+    assert.equal(retry.body.duplicate, true);
+    assert.equal(await stop(second.child), 0);
+  });
+}
 
 test("bad configuration stops the start with the setting's name and exit code 2, after closing what it opened", { timeout: TEST_TIMEOUT_MS }, () => {
   const aFile = join(directory, "a-file");
