@@ -147,7 +147,10 @@ export function httpOperations(tables: HttpRouteTables): Operation[] {
       auth: false,
       pathParameters: [],
       body: undefined,
-      responses: { "200": { description: "Prometheus text format 0.0.4", content: { "text/plain": { schema: { type: "string" } } } } },
+      responses: {
+        "200": { description: "Prometheus text format 0.0.4", content: { "text/plain": { schema: { type: "string" } } } },
+        "503": { description: "unavailable: the shards are recovering (or a shard's worker stopped)", content: jsonContent(ref("Error")), headers: RETRY_AFTER },
+      },
     },
     {
       method: "post",
