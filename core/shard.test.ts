@@ -4,13 +4,14 @@
 // the newest is damaged gives the same state hash and idempotency window.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { InvalidCommandError, limits, OverloadedError, Shard, ShardUnavailableError, type Command } from "./index.ts";
+import { Engine, InvalidCommandError, JournalCorruptError, limits, OverloadedError, Shard, ShardUnavailableError, SnapshotError, type Command } from "./index.ts";
 import { KeepingJournal, MemoryJournal, MemorySnapshotStore } from "./testing/memory-ports.ts";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { CommandBatchSchema, ResultBatchSchema } from "./gen/hotledger/v1/ledger_pb.ts";
 import { scanCommandBatch } from "./command-batch-reader.ts";
 import { commandToProto, encodeResultBatch } from "./wire.ts";
 import { openWorkloadShard, randomWorkload, workloadOpenings } from "./testing/workload.ts";
+import { seededRandom } from "./testing/random.ts";
 
 const SIZES = { accountsMax: 1024, partnersMax: 16, holdsMax: 256, idempotencyCommandsMax: 4096, ringSlots: 64 };
 
@@ -350,6 +351,21 @@ describe("durable shard", () => {
     assert.equal(retry.seq, 7);
   });
 
+  test("no snapshot decodes and the journal no longer reaches back to the start: open is a SnapshotError naming the snapshot", async () => {
+    const journal = new MemoryJournal();
+    const snapshots = new MemorySnapshotStore();
+    const shard = await open(journal, snapshots);
+    await shard.submit([{ type: "openAccount", id: "o", partnerId: "p", accountId: "a", currency: "EUR" }]);
+    for (let i = 0; i < 5; i++) await shard.submit([credit(`c${i}`, i + 1)]);
+    await shard.takeSnapshot();
+    assert.ok(journal.records[0].firstSequence > 1, "the journal was compacted after the snapshot");
+    const [only] = await snapshots.list();
+    snapshots.snapshots.get(only)![20] ^= 0xff;
+    // The journal is intact; what is missing is a usable snapshot. The error says so (and a journal error is its cause).
+    await assert.rejects(open(journal, snapshots), (error: unknown) =>
+      error instanceof SnapshotError && error.message.includes(`snapshot ${only}`) && error.cause instanceof JournalCorruptError);
+  });
+
   test("compaction keeps the journal from the floor an output relay still needs", async () => {
     const journal = new MemoryJournal();
     let floor = 3;
@@ -425,6 +441,56 @@ describe("durable shard", () => {
     assert.deepEqual(await snapshots.list(), [24, 14]);
     await shard.close();
   });
+
+  for (const seed of [1, 2, 3, 4, 5]) {
+    test(`snapshots taken while records are written, applied and failed between their slices are of their durable point (seed ${seed})`, async () => {
+      const next = seededRandom(seed * 31);
+      const journal = new KeepingJournal();
+      const snapshots = new MemorySnapshotStore();
+      const batches = [...workloadOpenings(), ...randomWorkload(seed, 1500)];
+      const sizes = { accountsMax: 80, partnersMax: 12, holdsMax: 24, idempotencyCommandsMax: 1000, idempotencyRetentionMs: 40, ringSlots: 256 };
+      let taken = 0;
+      let submitting = false;
+      const settled: Promise<unknown>[] = [];
+      /** Submit 0-3 batches now; now and then the next append fails (the shard rebuilds meanwhile). */
+      const submitSome = () => {
+        for (let k = submitting ? Math.floor(next() * 4) : 0; k > 0 && taken < batches.length; k--) {
+          const batch = batches[taken];
+          if (next() < 0.005) journal.failNext = 1;
+          try {
+            settled.push(shard.submit(batch.commands, { atomic: batch.atomic }).catch((error) => assert.ok(error instanceof ShardUnavailableError)));
+            taken++;
+          } catch (error) {
+            assert.ok(error instanceof ShardUnavailableError || error instanceof OverloadedError, String(error));
+            return;
+          }
+        }
+      };
+      let now = 1_000_000;
+      const options = { ...sizes, journal, snapshots, clock: () => (now += Math.floor(next() * 3)), retryAfterMs: 0, snapshotEveryCommands: 1e9, snapshotEveryMs: 1e12 };
+      // Every yield, between records and between the snapshot's slices, submits more (driven here, no timers).
+      const shard: Shard = await Shard.open({ ...options, yieldToEventLoop: async () => submitSome() });
+      submitting = true;
+      for (let round = 0; round < 6; round++) {
+        for (let i = 0; i < 30; i++) submitSome();
+        await shard.takeSnapshot();
+        await Promise.all(settled.splice(0));
+      }
+      submitting = false;
+      const live = await shard.stateHash();
+      assert.ok(shard.lastSequence > 1000, `${shard.lastSequence} commands journaled`);
+      const reopened = await Shard.open(options);
+      assert.equal(await reopened.stateHash(), live, "newest snapshot + the journal after it");
+      // Each snapshot is the state the journal's records up to its sequence give.
+      for (const sequence of await snapshots.list()) {
+        const upTo = new KeepingJournal();
+        upTo.records.push(...journal.records.filter((record) => record.firstSequence + record.commandCount - 1 <= sequence));
+        assert.equal(upTo.lastSequence(), sequence, "snapshots are at record boundaries");
+        const replayed = await Shard.open({ ...options, journal: upTo, snapshots: new MemorySnapshotStore() });
+        assert.equal(Engine.restore(await snapshots.load(sequence), sizes).stateHash(), await replayed.stateHash(), `snapshot ${sequence}`);
+      }
+    });
+  }
 });
 
 describe("scanned submits (the NATS fast path)", () => {

@@ -16,7 +16,7 @@
  */
 import { assert } from "./assert.ts";
 import { Engine, type EngineOptions } from "./engine.ts";
-import { InvalidCommandError } from "./errors.ts";
+import { InvalidCommandError, SnapshotError } from "./errors.ts";
 import type { ScannedBatch } from "./command-batch-reader.ts";
 import { writeScannedResults } from "./output-event-writer.ts";
 import { encodeRecord, readRecordHeader, RecordDecoder, recordBytesMax } from "./journal-codec.ts";
@@ -179,9 +179,19 @@ export class Shard {
    */
   static async open(options: ShardOptions): Promise<Shard> {
     const log = options.log ?? (() => {});
-    const { engine, snapshotSequence, snapshotBytes } = await Shard.restoreNewest(options, log);
+    const { engine, snapshotSequence, snapshotBytes, unusable } = await Shard.restoreNewest(options, log);
     const journaled = new Sequence(engine.lastSequence);
-    const replayed = await Shard.replay(engine, options.journal, journaled);
+    let replayed: number;
+    try {
+      replayed = await Shard.replay(engine, options.journal, journaled);
+    } catch (error) {
+      // Snapshots exist but none decodes, and the journal does not start at the beginning: the snapshot is missing.
+      if (unusable === undefined || engine.lastSequence !== 0 || !(error instanceof JournalCorruptError)) throw error;
+      throw new SnapshotError(
+        `no snapshot decodes (snapshot ${unusable.sequence}: ${unusable.message}) and the journal no longer reaches back to the start: ${error.message}`,
+        { cause: error },
+      );
+    }
     if (options.journal.lastSequence() < engine.lastSequence) {
       // The snapshot is ahead of the journal (segments deleted, or an fsync "interval" journal lost its tail):
       // appending would leave a gap. Refuse to start; an operator decides.
@@ -199,18 +209,21 @@ export class Shard {
     return shard;
   }
 
+  /** The engine of the newest snapshot that decodes, else an empty one and (when some exist) why the newest did not. */
   private static async restoreNewest(options: ShardOptions, log: (line: string) => void) {
     const sequences = await options.snapshots.list();
+    let unusable: { sequence: number; message: string } | undefined;
     for (const sequence of sequences) {
       try {
         const bytes = await options.snapshots.load(sequence);
         const ledger = decodeSnapshot(bytes, options);
-        return { engine: new Engine(options, ledger), snapshotSequence: sequence, snapshotBytes: bytes.length };
+        return { engine: new Engine(options, ledger), snapshotSequence: sequence, snapshotBytes: bytes.length, unusable: undefined };
       } catch (error) {
         log(`snapshot ${sequence} is unusable, trying an older one: ${(error as Error).message}`);
+        unusable ??= { sequence, message: (error as Error).message };
       }
     }
-    return { engine: new Engine(options), snapshotSequence: 0, snapshotBytes: 0 };
+    return { engine: new Engine(options), snapshotSequence: 0, snapshotBytes: 0, unusable };
   }
 
   /** Apply every journal record after the engine's last sequence. Returns the number of commands replayed. */

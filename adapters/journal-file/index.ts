@@ -45,9 +45,10 @@
  * truncated away; in "interval" mode the next append retries the fsync and rejects while it fails. (After a failed
  * fsync Linux may drop the dirty pages, so records acknowledged since the last good fsync may be lost anyway.)
  *
- * Disk errors. When a write or fsync throws (ENOSPC, EIO, EACCES...), append rejects with JournalUnavailableError
- * and the segment is truncated back to the end of the last acknowledged record before the next append writes, so a
- * partial frame never stays between good ones. While truncation fails, every append retries it first and rejects.
+ * Disk errors. When a write or fsync throws (ENOSPC, EIO, EACCES...), the segment is truncated back to the end of
+ * the last acknowledged record (and fsynced) before append rejects with JournalUnavailableError, so the rejected
+ * frame, which may have landed whole, neither comes back after a crash nor stays between good ones. While
+ * truncation fails, every append retries it first and rejects.
  *
  * Concurrency: the caller serialises appends (asserted) and does not compact a segment it is replaying.
  */
@@ -257,6 +258,14 @@ export class FileJournal implements Journal {
       if (this.fsync === "batch" && !this.dsync) await segment.handle.datasync();
     } catch (error) {
       this.truncatePending = true;
+      // The frame may have landed whole (an O_DSYNC write, or a write whose fdatasync failed): cut it now, before the
+      // caller hears the record failed, or a crash before the next append would bring back a record whose commands
+      // it was told were never applied. When the cut fails too, the next append retries it first.
+      try {
+        await this.truncateToGood();
+      } catch (truncateError) {
+        this.log(`${errorMessage(truncateError)}; the next append retries it`);
+      }
       throw new JournalUnavailableError(
         `append of sequence ${firstSequence} to ${segment.path} failed: ${errorMessage(error)}`, { cause: error });
     }
@@ -267,7 +276,10 @@ export class FileJournal implements Journal {
     }
   }
 
-  /** Cuts the current segment back to its acknowledged end after a failed append. */
+  /**
+   * Cuts the current segment back to its acknowledged end after a failed append, durably (the failed frame's bytes
+   * may be on the disk already).
+   */
   private async truncateToGood(): Promise<void> {
     const segment = this.current;
     assert(segment !== null, "truncation pending without a segment");
@@ -275,6 +287,7 @@ export class FileJournal implements Journal {
     try {
       if (this.syncInFlight !== null) await this.syncInFlight;
       await segment.handle.truncate(segment.goodBytes);
+      if (this.fsync !== "never") await segment.handle.datasync();
     } catch (error) {
       throw new JournalUnavailableError(
         `cannot truncate ${segment.path} back to ${segment.goodBytes} bytes after a failed append: ${errorMessage(error)}`,

@@ -536,13 +536,14 @@ describe("disk errors", () => {
     const journal = await open(directory, { fileSystem });
     await appendAll(journal, records.slice(0, 5));
     fileSystem.fail("write", fileSystem.calls.write + 1);
-    fileSystem.fail("truncate", fileSystem.calls.truncate + 1, 3);
+    // The first truncation is the failed append's own, before it rejects; then each append retries it.
+    fileSystem.fail("truncate", fileSystem.calls.truncate + 1, 4);
     await appendError(journal, records[5]);
     for (let attempt = 0; attempt < 3; attempt++) {
       const error = await appendError(journal, records[5]);
       assert.match(error.message, /cannot truncate/);
     }
-    assert.equal(fileSystem.calls.truncate, 3);
+    assert.equal(fileSystem.calls.truncate, 4);
     await appendAll(journal, records.slice(5));
     await journal.close();
     await assertHoldsExactly(directory, records);
@@ -571,6 +572,21 @@ describe("disk errors", () => {
     await appendAll(journal, [small]);
     await journal.close();
     await assertHoldsExactly(directory, [...records.slice(0, index), small]);
+  });
+
+  test("a frame that landed whole before its write failed is cut back before the append rejects: a crash then keeps only what was acknowledged", async () => {
+    const records = makeRecords(6, 300, 67);
+    const directory = await freshDirectory();
+    const fileSystem = new FaultyFileSystem();
+    const journal = await open(directory, { fileSystem });
+    await appendAll(journal, records.slice(0, 5));
+    // The frame's bytes land, then the write reports an error (O_DSYNC: its sync part; elsewhere the fdatasync).
+    fileSystem.fail("datasync", fileSystem.calls.datasync + 1);
+    await appendError(journal, records[5]);
+    // The process dies now: no further append and no close cut the frame. The caller was told it failed (a shard
+    // answers ShardUnavailableError, "nothing was applied"), so a restart must not find it.
+    await assertHoldsExactly(directory, records.slice(0, 5));
+    await journal.close();
   });
 
   test("a failed write on the journal's first segment leaves a journal that starts over cleanly", async () => {
@@ -777,8 +793,10 @@ describe("FileJournalTail", () => {
       await journal.append(new Uint8Array(10).fill(1), 1, 1);
       const tail = await tailOf(directory, 0);
       assert.deepEqual((await tail.next())!.map((record) => record.firstSequence), [1]);
-      // The write of sequences 2-3 lands whole, then reports an error (as an O_DSYNC write can); the tail sees it.
+      // The write of sequences 2-3 lands whole, then reports an error (as an O_DSYNC write can), and the journal's
+      // own cut fails too (or the tail read it before the cut): the tail sees it.
       fileSystem.fail("datasync", fileSystem.calls.datasync + 1);
+      fileSystem.fail("truncate", fileSystem.calls.truncate + 1);
       await assert.rejects(journal.append(new Uint8Array(100).fill(0xee), 2, 2), JournalUnavailableError);
       assert.deepEqual((await tail.next())!.map((record) => [record.firstSequence, record.commandCount]), [[2, 2]]);
       if (rewrite === "cut back only") {
