@@ -444,28 +444,10 @@ describe("relay", () => {
     const snapshots = new MemorySnapshotStore();
     const shard = await openWorkloadShard(journal, { sizes: SIZES, snapshots });
     const sink = new MemorySink();
-    let opens = 0;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let rewound!: () => void;
-    const inRewind = new Promise<void>((resolve) => (rewound = resolve));
-    const relay = await Relay.start({
-      ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, retryMs: 1,
-      openTail: async (after: number) => {
-        // A tail knows the journal up to what it has handed out (a file tail inside the newest segment), and the
-        // rewind's tail is held before its first read: the catch-up of a long journal.
-        const tail = new HandedOutTail(journal, after);
-        if (opens++ > 0) {
-          const next = tail.next.bind(tail);
-          tail.next = async () => {
-            rewound();
-            await held;
-            return next();
-          };
-        }
-        return tail;
-      },
-    });
+    // A tail knows the journal up to what it has handed out (a file tail inside the newest segment), and the
+    // rewind's tail is held before its first read: the catch-up of a long journal.
+    const { openTail, inRewind, release } = heldRewindTails((after) => new HandedOutTail(journal, after));
+    const relay = await Relay.start({ ...SIZES, shard: 3, sinks: [sink], snapshots, sleep, retryMs: 1, openTail });
     await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(55, 100)]);
     await relay.caughtUp(shard.lastSequence);
     const lost = shard.lastSequence - 200;
@@ -492,26 +474,10 @@ describe("relay", () => {
       journalFloor: async () => floors.at(-1) ?? 0,
     });
     const sink = new MemorySink();
-    let opens = 0;
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let rewound!: () => void;
-    const inRewind = new Promise<void>((resolve) => (rewound = resolve));
+    const { openTail, inRewind, release } = heldRewindTails((after) => new MemoryJournalTail(journal, after));
     const relay = await Relay.start({
       ...SIZES, shard: 3, sinks: [sink], snapshots: shardSnapshots, ownSnapshots: new NewestSnapshotStore(), snapshotEveryEvents: 200, sleep,
-      retryMs: 1, saveJournalFloor: async (sequence: number) => void floors.push(sequence),
-      openTail: async (after: number) => {
-        const tail = new MemoryJournalTail(journal, after);
-        if (opens++ > 0) {
-          const next = tail.next.bind(tail);
-          tail.next = async () => {
-            rewound();
-            await held;
-            return next();
-          };
-        }
-        return tail;
-      },
+      retryMs: 1, saveJournalFloor: async (sequence: number) => void floors.push(sequence), openTail,
     });
     await submitWorkload(shard, [...workloadOpenings(), ...randomWorkload(57, 60)]);
     await relay.caughtUp(shard.lastSequence);
@@ -541,6 +507,31 @@ describe("relay", () => {
 });
 
 /** The state hash of an engine that applied the journal up to `sequence`. */
+/**
+ * A relay's openTail over `open` whose every tail after the first (a rewind's) waits before its first read until
+ * `release()`; `inRewind` resolves when such a tail is first read.
+ */
+function heldRewindTails(open: (after: number) => MemoryJournalTail) {
+  let opens = 0;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let rewound!: () => void;
+  const inRewind = new Promise<void>((resolve) => (rewound = resolve));
+  const openTail = async (after: number) => {
+    const tail = open(after);
+    if (opens++ > 0) {
+      const next = tail.next.bind(tail);
+      tail.next = async () => {
+        rewound();
+        await held;
+        return next();
+      };
+    }
+    return tail;
+  };
+  return { openTail, inRewind, release };
+}
+
 function followerHashAt(journal: MemoryJournal, sequence: number): string {
   const engine = new Engine(SIZES);
   const deriver = new EventDeriver(engine, 3);
