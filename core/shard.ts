@@ -649,7 +649,7 @@ export class Shard {
   private snapshotFailed(sequence: number, error: unknown): void {
     const everyMs = this.options.snapshotEveryMs ?? SNAPSHOT_EVERY_MS_DEFAULT;
     const first = Math.max(1, this.options.retryAfterMs ?? 1000);
-    this.snapshotRetryAfterMs = Math.min(everyMs, SNAPSHOT_RETRY_MS_MAX, this.snapshotRetryAfterMs === 0 ? first : this.snapshotRetryAfterMs * 2);
+    this.snapshotRetryAfterMs = Math.max(1, Math.min(everyMs, SNAPSHOT_RETRY_MS_MAX, this.snapshotRetryAfterMs === 0 ? first : this.snapshotRetryAfterMs * 2));
     this.snapshotRetryAtMs = this.clock() + this.snapshotRetryAfterMs;
     this.options.log?.(`snapshot at ${sequence} failed, the next in ${this.snapshotRetryAfterMs} ms at the earliest: ${(error as Error).message}`);
   }

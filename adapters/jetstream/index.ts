@@ -263,6 +263,13 @@ function streamConfigProblems(config: StreamConfig, settings: { subjectPrefix: s
   }
   if (config.retention !== RetentionPolicy.Limits) problems.push(`retention is ${config.retention}, not limits`);
   if (config.no_ack === true) problems.push("it does not acknowledge publishes (no_ack)");
+  // A stream-wide count or size limit that discards old messages can drop a quiet shard's last one (other shards'
+  // traffic pushes it out): its cursor would read low and the gap check would take it for lost events. A limit per
+  // subject keeps each shard's last message, and discarding new messages refuses publishes (retried, visible).
+  const discardsOld = (config.discard ?? DiscardPolicy.Old) === DiscardPolicy.Old;
+  if (discardsOld && ((config.max_msgs ?? -1) > 0 || (config.max_bytes ?? -1) > 0)) {
+    problems.push(`it discards old messages past max_msgs ${config.max_msgs ?? -1} / max_bytes ${config.max_bytes ?? -1}, which can drop a shard's last message (use max_age or max_msgs_per_subject)`);
+  }
   const windowMs = Math.floor((config.duplicate_window ?? 0) / 1e6);
   if (windowMs < settings.duplicateWindowMs) {
     problems.push(`its duplicate window is ${windowMs} ms, at least ${settings.duplicateWindowMs} ms is needed`);

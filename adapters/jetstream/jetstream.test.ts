@@ -292,6 +292,11 @@ describe("JetStream sink", { skip }, () => {
       created.push(queue.stream);
       await checker.manager.streams.add({ name: queue.stream, subjects: [`${queue.subjectPrefix}.>`], retention: RetentionPolicy.Workqueue, duplicate_window: nanos(120_000) });
       await assert.rejects(openJetStreamSink({ servers: SERVER, ...queue }), /retention is workqueue, not limits/);
+      // A stream-wide count limit that discards old messages would push a quiet shard's last message (its cursor) out.
+      const counted = uniqueNames();
+      created.push(counted.stream);
+      await checker.manager.streams.add({ name: counted.stream, subjects: [`${counted.subjectPrefix}.>`], max_msgs: 5, duplicate_window: nanos(120_000) });
+      await assert.rejects(openJetStreamSink({ servers: SERVER, ...counted }), /discards old messages past max_msgs 5/);
     } finally {
       for (const stream of created) await checker.manager.streams.delete(stream);
       await checker.nc.close();

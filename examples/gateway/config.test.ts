@@ -1,11 +1,11 @@
 // Proves the gateway's configuration: defaults, environment overrides, and that bad settings fail at start with
-// a message naming the setting.
+// a message naming the setting; and that a start that fails in recovery leaves nothing open behind it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { availableParallelism } from "node:os";
-import { ConfigError, loadConfig, WORKERS_CORES_MIN } from "./config.ts";
-import { checkRouting } from "./index.ts";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { ConfigError, loadConfig, WORKERS_CORES_MIN, type GatewayConfig } from "./config.ts";
+import { checkRouting, startGateway } from "./index.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hashKey } from "../../transports/auth.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -144,4 +144,31 @@ test("outputs: postgres by default, jetstream and kafka when their servers are c
   assert.throws(() => loadConfig({ HOTLEDGER_OUTPUTS: "postgres,s3" }), (error: Error) => error instanceof ConfigError && /unknown output "s3"/.test(error.message));
   assert.throws(() => loadConfig({ HOTLEDGER_OUTPUTS: "jetstream" }), /needs NATS_URL/);
   assert.throws(() => loadConfig({ HOTLEDGER_OUTPUTS: "kafka" }), /needs KAFKA_BROKERS/);
+});
+
+/** A data directory whose shard 1 is a plain file: recovery throws (not a configuration error) after shard 0 opened. */
+async function failedStart(directory: string): Promise<{ config: GatewayConfig; url: string | undefined }> {
+  const data = join(directory, "data");
+  mkdirSync(data, { recursive: true });
+  writeFileSync(join(data, "shard-1"), "not a directory");
+  const config = loadConfig({ HOTLEDGER_DATA: data, HOTLEDGER_PORT: "0", HOTLEDGER_SHARDS: "2", HOTLEDGER_WORKERS: "0", HOTLEDGER_OUTPUTS: "none" });
+  const lines: string[] = [];
+  await assert.rejects(startGateway(config, (line) => lines.push(line)));
+  return { config, url: /(http:\/\/\S+)\/readyz/.exec(lines.join("\n"))?.[1] };
+}
+
+test("a start whose recovery fails leaves nothing behind: HTTP stops listening, the lock is released, a second stop is harmless", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "hotledger-failed-start-"));
+  try {
+    const { config, url } = await failedStart(directory);
+    assert.ok(url !== undefined, "HTTP listened before recovery");
+    assert.equal(await fetch(`${url}/healthz`).then(() => "answered", () => "refused"), "refused");
+    rmSync(join(config.dataDirectory, "shard-1"));
+    const running = await startGateway(config, () => {});
+    await running.stop();
+    await running.stop(); // the lock's descriptor is closed once (a second close could hit a reused descriptor)
+    await startGateway(config, () => {}).then((again) => again.stop());
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
 });

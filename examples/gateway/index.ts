@@ -84,27 +84,38 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
     await app.stop();
     throw error;
   }
-  const shards = await openShards(config, log);
+  let shards: Awaited<ReturnType<typeof openShards>>;
+  try {
+    shards = await openShards(config, log);
+  } catch (error) {
+    // Recovery failed (a damaged snapshot or journal, a disk error): the start leaves nothing behind, HTTP included.
+    unlock();
+    await app.stop();
+    throw error;
+  }
   const gateway = new RoutingGateway(shards, new ShardMap({ shardCount: config.shards, pinned: config.pinned }));
   recovering.gateway = gateway;
   outputs = config.relay === "inline" && config.outputs.length > 0 ? startOutputs(config, log) : undefined;
   let nats: NatsTransport | undefined;
+  let stopped: Promise<void> | undefined;
+  const stopOnce = async () => {
+    await app.stop();
+    await nats?.stop();
+    // Nothing new arrives now; what is sequenced is journaled by close, and then the relays can deliver it.
+    const lastSequences = (await gateway.metrics()).map((metrics) => metrics.lastSequenced);
+    await Promise.all(shards.map((shard) => shard.close()));
+    if (outputs !== undefined) {
+      if (outputs.relays.length > 0) await drainOutputs(outputs.relays, lastSequences, log);
+      await outputs.stop();
+    }
+    unlock();
+  };
   const running: RunningGateway = {
     url,
     demo,
     outputsReady: outputs?.ready,
-    async stop() {
-      await app.stop();
-      await nats?.stop();
-      // Nothing new arrives now; what is sequenced is journaled by close, and then the relays can deliver it.
-      const lastSequences = (await gateway.metrics()).map((metrics) => metrics.lastSequenced);
-      await Promise.all(shards.map((shard) => shard.close()));
-      if (outputs !== undefined) {
-        if (outputs.relays.length > 0) await drainOutputs(outputs.relays, lastSequences, log);
-        await outputs.stop();
-      }
-      unlock();
-    },
+    // A second call waits for the first: shards, journals and the lock are closed once.
+    stop: () => (stopped ??= stopOnce()),
   };
   if (config.natsUrl) {
     try {
@@ -122,43 +133,53 @@ export async function startGateway(config: GatewayConfig, log: (line: string) =>
 /** Open (recover) every shard, on a worker thread each or in this thread. */
 async function openShards(config: GatewayConfig, log: (line: string) => void): Promise<(ShardPort & { close(): Promise<void> })[]> {
   const shards: (ShardPort & { close(): Promise<void> })[] = [];
-  for (let index = 0; index < config.shards; index++) {
-    const directory = join(config.dataDirectory, `shard-${index}`);
-    const shardLog = (line: string) => log(`shard ${index}: ${line}`);
-    // The relay starts after the shard (or in its own process): the journal must keep what it has not read yet.
-    if (config.outputs.length > 0) await keepJournalForOutputs(shardDirectories(config, index).journal);
-    if (config.workers) {
-      shards.push(
-        await WorkerShard.start(
-          {
-            directory,
-            fsync: config.fsync,
-            accountsMax: config.accountsMax,
-            idempotencyCommandsMax: config.idempotencyCommandsMax,
-            snapshotEveryCommands: config.snapshotEveryCommands,
-            snapshotEveryMs: config.snapshotEveryMs,
-          },
-          shardLog,
-        ),
-      );
-      continue;
-    }
-    const journalDirectory = shardDirectories(config, index).journal;
-    shards.push(
-      await Shard.open({
-        journal: await FileJournal.open({ directory: journalDirectory, fsync: config.fsync, log: shardLog }),
-        journalFloor: () => readJournalFloor(journalDirectory),
-        snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log: shardLog }),
+  try {
+    for (let index = 0; index < config.shards; index++) shards.push(await openShard(config, index, log));
+  } catch (error) {
+    // A failed start leaves nothing open: the shards recovered so far close (their journals flushed) before it throws.
+    await Promise.allSettled(shards.map((shard) => shard.close()));
+    throw error;
+  }
+  return shards;
+}
+
+/** Open (recover) shard `index`, on a worker thread or in this thread; a failed open closes what it opened. */
+async function openShard(config: GatewayConfig, index: number, log: (line: string) => void): Promise<ShardPort & { close(): Promise<void> }> {
+  const directory = join(config.dataDirectory, `shard-${index}`);
+  const shardLog = (line: string) => log(`shard ${index}: ${line}`);
+  // The relay starts after the shard (or in its own process): the journal must keep what it has not read yet.
+  if (config.outputs.length > 0) await keepJournalForOutputs(shardDirectories(config, index).journal);
+  if (config.workers) {
+    return WorkerShard.start(
+      {
+        directory,
+        fsync: config.fsync,
         accountsMax: config.accountsMax,
         idempotencyCommandsMax: config.idempotencyCommandsMax,
         snapshotEveryCommands: config.snapshotEveryCommands,
         snapshotEveryMs: config.snapshotEveryMs,
-        yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
-        log: shardLog,
-      }),
+      },
+      shardLog,
     );
   }
-  return shards;
+  const journalDirectory = shardDirectories(config, index).journal;
+  const journal = await FileJournal.open({ directory: journalDirectory, fsync: config.fsync, log: shardLog });
+  try {
+    return await Shard.open({
+      journal,
+      journalFloor: () => readJournalFloor(journalDirectory),
+      snapshots: await FileSnapshotStore.open({ directory: join(directory, "snapshots"), log: shardLog }),
+      accountsMax: config.accountsMax,
+      idempotencyCommandsMax: config.idempotencyCommandsMax,
+      snapshotEveryCommands: config.snapshotEveryCommands,
+      snapshotEveryMs: config.snapshotEveryMs,
+      yieldToEventLoop: () => new Promise((resolve) => setImmediate(resolve)),
+      log: shardLog,
+    });
+  } catch (error) {
+    await journal.close().catch(() => undefined);
+    throw error;
+  }
 }
 
 /**
