@@ -187,8 +187,8 @@ export async function openKafkaSink(options: OpenKafkaSinkOptions): Promise<Kafk
   if (clusterId === undefined) {
     // The cluster's own id, for the cursor file: a broker list can change while the cluster stays the same.
     const admin = kafka.admin();
-    await admin.connect();
     try {
+      await admin.connect(); // inside: a failed connect still disconnects (kafkajs keeps retrying otherwise)
       // Brokers older than Kafka 0.10.1 have none: the topic alone is checked then.
       clusterId = (await admin.describeCluster()).clusterId || undefined;
     } finally {
