@@ -188,7 +188,7 @@ export async function openKafkaSink(options: OpenKafkaSinkOptions): Promise<Kafk
     // The cluster's own id, for the cursor file: a broker list can change while the cluster stays the same.
     const admin = kafka.admin();
     try {
-      await admin.connect(); // inside: a failed connect still disconnects (kafkajs keeps retrying otherwise)
+      await admin.connect(); // inside the try: a failed connect is disconnected too
       // Brokers older than Kafka 0.10.1 have none: the topic alone is checked then.
       clusterId = (await admin.describeCluster()).clusterId || undefined;
     } finally {
