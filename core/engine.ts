@@ -6,7 +6,7 @@
 import { ACCOUNT_STATUSES, RESULT_CODES } from "./codes.ts";
 import { BatchEventProcessor } from "./batch-event-processor.ts";
 import { InvalidCommandError } from "./errors.ts";
-import { translateCommand, translateScanned } from "./event-translator.ts";
+import { checkCommands, translateCommand, translateScanned } from "./event-translator.ts";
 import type { ScannedBatch } from "./command-batch-reader.ts";
 import { Ledger } from "./ledger.ts";
 import { AMOUNT_MAX, GROUP_COMMANDS_MAX, RING_SLOTS_DEFAULT } from "./limits.ts";
@@ -74,10 +74,7 @@ export class Engine {
     // More than the ring holds goes in pieces: check the commands of the later pieces first, so a bad one throws
     // before the first piece is applied.
     const firstPiece = atomic ? commands.length : this.sequencer.remainingCapacity();
-    if (commands.length > firstPiece) {
-      this.validationSlot ??= new RingBuffer(2);
-      for (let k = firstPiece; k < commands.length; k++) translateCommand(this.validationSlot, 0, commands[k], k);
-    }
+    if (commands.length > firstPiece) checkCommands(commands, firstPiece);
     const timeMs = this.stamp(options.timeMs);
     const results = new Array<Result>(commands.length);
     for (let start = 0; start < commands.length; ) {
@@ -92,9 +89,6 @@ export class Engine {
     }
     return results;
   }
-
-  /** A scratch slot where `execute` checks the commands of its later pieces (made on first use). */
-  private validationSlot: RingBuffer | undefined;
 
   /**
    * Translate `count` commands from `start` into the ring and publish them as one batch stamped `timeMs`, as an

@@ -7,7 +7,7 @@
 import { Type } from "./codes.ts";
 import { InvalidCommandError } from "./errors.ts";
 import { CURRENCY_BYTES_MAX, CURRENCY_BYTES_MIN, CURRENCY_CLASS, IDENTIFIER_CLASS, KEY_BYTES_MAX } from "./limits.ts";
-import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, type RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
+import { Field, FIELD_COUNT, FIELD_OFFSET, Flag, RingBuffer, SLOT_TEXT_WORDS } from "./ring-buffer.ts";
 import type { Command } from "./types.ts";
 import { ABSENT, NUMBER_FIELDS, ScannedNumber, ScannedText, TEXT_FIELDS, type ScannedBatch } from "./command-batch-reader.ts";
 
@@ -56,6 +56,19 @@ function typeOf(name: unknown): number {
 }
 
 type Row = Record<string, unknown>;
+
+/** The slot `checkCommands` writes into and nobody reads (created at first use). */
+let scratchSlot: RingBuffer | undefined;
+
+/**
+ * Throw the InvalidCommandError `translateCommand` would for any of commands `from..to - 1` (named by their position
+ * in `commands`), touching no ring anyone reads: for a caller that must refuse a request before any part of it is
+ * applied (one split into ring-sized pieces, or across shards).
+ */
+export function checkCommands(commands: readonly Command[], from = 0, to = commands.length): void {
+  scratchSlot ??= new RingBuffer(2);
+  for (let position = from; position < to; position++) translateCommand(scratchSlot, 0, commands[position], position);
+}
 
 /**
  * Write `command` into slot `index`. Throws InvalidCommandError naming `commands[position].field`; the slot is then

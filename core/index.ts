@@ -9,7 +9,7 @@ export { BatchEventProcessor, type EventHandler } from "./batch-event-processor.
 export { crc32c } from "./crc32c.ts";
 export { Engine, type EngineOptions, type ExecuteOptions } from "./engine.ts";
 export { InvalidCommandError, SnapshotError } from "./errors.ts";
-export { translateCommand } from "./event-translator.ts";
+export { checkCommands, translateCommand } from "./event-translator.ts";
 export { Ledger, ledgerSizes, type LedgerSizes } from "./ledger.ts";
 export * as limits from "./limits.ts";
 export { RingBuffer, Sequence, Sequencer, SLOT_BYTES } from "./ring-buffer.ts";

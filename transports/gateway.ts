@@ -4,7 +4,7 @@
  * core `Shard` in this process satisfies it as it is; `WorkerShard` (transports/worker) is one on a worker thread;
  * a shard on another machine over NATS would be a third.
  */
-import { InvalidCommandError, RingBuffer, translateCommand, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
+import { checkCommands, InvalidCommandError, type Account, type Command, type Result, type ShardMetrics, type SinkStatus } from "../core/index.ts";
 import type { ShardMap } from "../core/routing.ts";
 import type { ScannedBatch } from "../core/command-batch-reader.ts";
 
@@ -48,9 +48,6 @@ export interface ShardPort {
 
 /** A gateway over shards reached through ports. */
 export class RoutingGateway implements Gateway {
-  /** A scratch slot where a request that spans shards is checked before any shard is asked (see `checkCommands`). */
-  private readonly validationSlot = new RingBuffer(2);
-
   constructor(
     private readonly shards: readonly ShardPort[],
     private readonly map: ShardMap,
@@ -75,7 +72,8 @@ export class RoutingGateway implements Gateway {
       return options.mode === "async" ? [] : results;
     }
     if (options.atomic === true) throw new InvalidCommandError("commands", "an atomic group must belong to one partner");
-    this.checkCommands(commands);
+    // Bad input fails the whole request before any shard is asked: each shard applies its part independently.
+    checkCommands(commands);
     const byShard = new Map<number, { positions: number[]; commands: Command[] }>();
     for (position = 0; position < commands.length; position++) {
       const shard = this.shardOf(commands[position], position);
@@ -110,16 +108,6 @@ export class RoutingGateway implements Gateway {
 
   submitScanned(partnerId: string, scan: ScannedBatch): Promise<Uint8Array> | undefined {
     return this.shards[this.map.shardOf(partnerId)].submitScanned?.(scan);
-  }
-
-  /**
-   * Throw the InvalidCommandError a shard would throw for any command of the request, naming its position in the
-   * request, before any shard is asked: each shard applies its part independently, so a bad command found by the
-   * second shard would come after the first had sequenced its part. The check is the shard's own, the
-   * EventTranslator writing each command into a scratch slot (as `Engine.execute` checks its later pieces).
-   */
-  private checkCommands(commands: readonly Command[]): void {
-    for (let position = 0; position < commands.length; position++) translateCommand(this.validationSlot, 0, commands[position], position);
   }
 
   /** The shard of command `position`'s partner. */
